@@ -1,0 +1,35 @@
+"""``degkit ops``: list the registered operators with their configuration defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+from degkit.ops import registered_ops
+
+__all__ = ["register", "run_ops"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``ops`` sub-command."""
+    p = sub.add_parser("ops", help="list degradation operators, their parameters and defaults")
+    p.add_argument("name", nargs="?", help="show only this op")
+    p.set_defaults(run=run_ops)
+
+
+def run_ops(args: argparse.Namespace) -> int:
+    """Print every op (or one) with its family, summary and config defaults."""
+    ops = registered_ops()
+    if args.name:
+        if args.name not in ops:
+            raise ValueError(f"unknown op {args.name!r}; known ops: {', '.join(ops)}")
+        ops = {args.name: ops[args.name]}
+    for name, cls in ops.items():
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name}  [{cls.family}]  {summary}")
+        for field, default in cls.config_fields():
+            print(f"    {field} = {default!r}")
+        if cls.param_limits or cls.categories:
+            limits = [f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in cls.param_limits.items()]
+            cats = [f"{k} in {v}" for k, v in cls.categories.items()]
+            print(f"    per-sample parameters: {'; '.join(limits + cats)}")
+    return 0

@@ -1,0 +1,303 @@
+"""The operator contract shared by every degradation op.
+
+An op is a small dataclass whose fields are its *configuration* (the ranges
+and probabilities its parameters are drawn from) and three separate methods:
+
+* ``sample(rng, n) -> params``: per-sample parameters, a dict of tensors with a
+  leading batch dimension, drawn from each sample's own stream;
+* ``apply(x, params) -> x``: pure and batched; sample ``i`` uses row ``i`` of
+  every parameter, so kernel sizes and output sizes may differ per sample;
+* ``describe(params) -> records``: one JSON-ready dict per sample, and its
+  inverse ``params_from_records(records) -> params`` for replay.
+
+Images are float32 ``N x C x H x W`` tensors in ``[0, 1]`` on any device. After
+an op that gives samples different sizes (a per-sample resize) a batch is a
+*ragged* list of ``C x H x W`` tensors; :meth:`Op.apply` runs an op's batched
+kernel once per group of equal-shape samples and hands back a tensor again as
+soon as all shapes agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, TypeAlias
+
+import numpy as np
+import torch
+
+from degkit.rng import BatchStreams
+
+__all__ = [
+    "Images",
+    "Params",
+    "Record",
+    "Op",
+    "OpError",
+    "register",
+    "create_op",
+    "op_class",
+    "registered_ops",
+    "batch_size",
+    "group_by_shape",
+    "collate",
+    "take",
+    "check_range",
+    "check_prob",
+    "as_pair",
+    "image_sizes",
+]
+
+Images: TypeAlias = torch.Tensor | list[torch.Tensor]
+Params: TypeAlias = dict[str, torch.Tensor]
+Record: TypeAlias = dict[str, Any]
+
+_REGISTRY: dict[str, type[Op]] = {}
+
+
+class OpError(ValueError):
+    """An invalid op configuration or parameter; the message names it."""
+
+
+# -- ragged batches ------------------------------------------------------
+def batch_size(x: Images) -> int:
+    """Number of samples in a batch (tensor or ragged list)."""
+    return x.shape[0] if isinstance(x, torch.Tensor) else len(x)
+
+
+def group_by_shape(x: Images) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield ``(positions, stacked batch)`` for each group of equal-shape samples."""
+    if isinstance(x, torch.Tensor):
+        yield list(range(x.shape[0])), x
+        return
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for pos, img in enumerate(x):
+        groups.setdefault(tuple(img.shape), []).append(pos)
+    for positions in groups.values():
+        yield positions, torch.stack([x[p] for p in positions])
+
+
+def image_sizes(x: Images) -> torch.Tensor:
+    """``N x 2`` int64 tensor of each sample's (height, width)."""
+    if isinstance(x, torch.Tensor):
+        return torch.tensor([list(x.shape[-2:])] * x.shape[0], dtype=torch.int64)
+    return torch.tensor([list(img.shape[-2:]) for img in x], dtype=torch.int64)
+
+
+def collate(images: Sequence[torch.Tensor]) -> Images:
+    """Stack per-sample ``C x H x W`` tensors when their shapes agree, else keep a list."""
+    if len({tuple(img.shape) for img in images}) <= 1 and len(images) > 0:
+        return torch.stack(list(images))
+    return list(images)
+
+
+def take(params: Params, positions: Sequence[int]) -> Params:
+    """Rows ``positions`` of every parameter."""
+    index = torch.as_tensor(list(positions), dtype=torch.long)
+    return {k: v.index_select(0, index) for k, v in params.items()}
+
+
+# -- configuration checks -------------------------------------------------
+def as_pair(name: str, value: Any) -> tuple[float, float]:
+    """Read a ``(low, high)`` range, or a single number meaning ``(v, v)``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value), float(value)
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        lo, hi = value
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)):
+            return float(lo), float(hi)
+    raise OpError(f"{name} must be a number or a [low, high] pair of numbers, got {value!r}")
+
+
+def check_range(
+    name: str, value: Any, lo: float = -math.inf, hi: float = math.inf
+) -> tuple[float, float]:
+    """Validate a ``(low, high)`` range lying inside ``[lo, hi]``; return it as floats."""
+    a, b = as_pair(name, value)
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise OpError(f"{name} must be finite, got {value!r}")
+    if a > b:
+        raise OpError(f"{name} must have low <= high, got [{a:g}, {b:g}]")
+    if a < lo or b > hi:
+        raise OpError(f"{name} must lie in [{lo:g}, {hi:g}], got [{a:g}, {b:g}]")
+    return a, b
+
+
+def check_prob(name: str, value: Any) -> float:
+    """Validate a probability."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise OpError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _values_to_tensor(op: str, key: str, values: list) -> torch.Tensor:
+    """Recorded values -> bool, int64 or float64 tensor (float64 keeps JSON floats exact)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        return torch.from_numpy(arr.copy())
+    if arr.dtype.kind in "iu":
+        return torch.from_numpy(arr.astype(np.int64))
+    if arr.dtype.kind == "f":
+        return torch.from_numpy(arr.astype(np.float64))
+    raise OpError(f"{op}: recorded {key!r} must be numbers or booleans, got {values[0]!r}")
+
+
+# -- the op contract --------------------------------------------------------
+class Op:
+    """Base class of degradation ops (subclasses are dataclasses).
+
+    Subclasses set ``name``, implement :meth:`sample` and :meth:`_apply`, and
+    declare ``param_limits`` (valid interval of each numeric parameter) and
+    ``categories`` (labels of categorical parameters stored as integer codes).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    param_limits: ClassVar[dict[str, tuple[float, float]]] = {}
+    categories: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    # -- to implement -----------------------------------------------------
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        """Draw per-sample parameters for ``n`` samples from their streams.
+
+        ``context`` carries per-sample facts a pipeline knows and an op may
+        need, e.g. ``target_size`` (``N x 2``: the LR height and width).
+        """
+        raise NotImplementedError
+
+    def _apply(self, x: torch.Tensor, params: Params) -> Images:
+        """Apply to a batch of equal-shape samples (parameters already checked)."""
+        raise NotImplementedError
+
+    # -- shared behaviour ---------------------------------------------------
+    def apply(self, x: Images, params: Params) -> Images:
+        """Apply per-sample ``params`` to a batch; pure and deterministic."""
+        n = batch_size(x)
+        self.check_params(params, n)
+        if isinstance(x, torch.Tensor):
+            if x.ndim != 4:
+                raise OpError(f"{self.name}: images must be N x C x H x W, got {tuple(x.shape)}")
+            return self._apply(x, params)
+        out: list[torch.Tensor | None] = [None] * n
+        for positions, xb in group_by_shape(x):
+            yb = self._apply(xb, take(params, positions))
+            for p, y in zip(positions, yb, strict=True):
+                out[p] = y
+        return collate(out)  # type: ignore[arg-type]
+
+    def __call__(
+        self, x: Images, rng: BatchStreams, context: Params | None = None
+    ) -> tuple[Images, list[Record]]:
+        """Sample, apply and describe in one go."""
+        params = self.sample(rng, batch_size(x), context)
+        return self.apply(x, params), self.describe(params)
+
+    def check_params(self, params: Params, n: int) -> None:
+        """Raise :class:`OpError` naming the first invalid parameter."""
+        for key, (lo, hi) in self.param_limits.items():
+            if key not in params:
+                raise OpError(f"{self.name}: missing parameter {key!r}")
+            value = params[key]
+            if value.shape[:1] != (n,):
+                raise OpError(
+                    f"{self.name}: parameter {key!r} must have one row per sample ({n}), "
+                    f"got shape {tuple(value.shape)}"
+                )
+            v = value.double()
+            bad = ~torch.isfinite(v) | (v < lo) | (v > hi)
+            if bad.any():
+                i = int(bad.nonzero()[0, 0])
+                raise OpError(
+                    f"{self.name}: parameter {key!r} must be in [{lo:g}, {hi:g}], "
+                    f"got {v.view(n, -1)[i].tolist()} at sample {i}"
+                )
+
+    def describe(self, params: Params) -> list[Record]:
+        """One record per sample: ``{"op": name, param: python value, ...}``."""
+        n = next(iter(params.values())).shape[0] if params else 0
+        records: list[Record] = []
+        for i in range(n):
+            rec: Record = {"op": self.name}
+            for key, value in params.items():
+                item = value[i].tolist()
+                if key in self.categories:
+                    item = self.categories[key][int(item)]
+                rec[key] = item
+            records.append(rec)
+        return records
+
+    def params_from_records(self, records: Sequence[Record]) -> Params:
+        """Rebuild the parameters that :meth:`describe` recorded (for replay)."""
+        if not records:
+            return {}
+        for rec in records:
+            if rec.get("op") != self.name:
+                raise OpError(f"{self.name}: cannot replay a record of op {rec.get('op')!r}")
+        params: Params = {}
+        for key in records[0]:
+            if key == "op":
+                continue
+            values = [rec[key] for rec in records]
+            if key in self.categories:
+                labels = self.categories[key]
+                bad = [v for v in values if v not in labels]
+                if bad:
+                    raise OpError(f"{self.name}: {key!r} must be one of {labels}, got {bad[0]!r}")
+                params[key] = torch.tensor([labels.index(v) for v in values])
+            else:
+                params[key] = _values_to_tensor(self.name, key, values)
+        return params
+
+    def replay(self, x: Images, records: Sequence[Record]) -> Images:
+        """Apply exactly what ``records`` describe."""
+        return self.apply(x, self.params_from_records(records))
+
+    @classmethod
+    def config_fields(cls) -> list[tuple[str, Any]]:
+        """``(field name, default)`` of the configuration (for ``degkit ops``)."""
+        out = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = None
+            out.append((f.name, default))
+        return out
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator adding an op to the registry under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__qualname__} has no name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"op name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered_ops() -> dict[str, type[Op]]:
+    """All registered ops by name, sorted."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def op_class(name: str) -> type[Op]:
+    """The op class registered as ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise OpError(f"unknown op {name!r}; known ops: {known}") from None
+
+
+def create_op(name: str, **config: Any) -> Op:
+    """Build a registered op from its name and configuration."""
+    cls = op_class(name)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise OpError(f"{name}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
+    return cls(**config)
+

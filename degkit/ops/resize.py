@@ -1,0 +1,173 @@
+"""Resize ops: random up / down / keep with a per-sample scale and interpolation,
+and the final resize to the LR size (``H / scale``).
+
+Output sizes are ``floor(reference * scale)`` (at least 1 pixel), as
+``torch.nn.functional.interpolate`` computes them from a scale factor. Samples
+of one batch may end with different sizes; the batch then becomes ragged (see
+:mod:`degkit.ops.base`). Results are clamped to ``[0, 1]`` (bicubic overshoots).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from degkit.ops.base import (
+    Images,
+    Op,
+    OpError,
+    Params,
+    check_prob,
+    check_range,
+    collate,
+    register,
+)
+from degkit.rng import BatchStreams
+
+__all__ = ["Resize", "FinalResize", "INTERPOLATIONS", "resize_one"]
+
+INTERPOLATIONS = ("area", "bilinear", "bicubic", "nearest")
+DIRECTIONS = ("up", "down", "keep")
+
+
+def _check_modes(op: str, modes: Sequence[str], weights: Sequence[float] | None) -> None:
+    if not modes:
+        raise OpError(f"{op}.modes must name at least one of {INTERPOLATIONS}")
+    for m in modes:
+        if m not in INTERPOLATIONS:
+            raise OpError(f"{op}.modes: unknown interpolation {m!r}; allowed: {INTERPOLATIONS}")
+    if weights is not None and (
+        len(weights) != len(modes) or any(w < 0 for w in weights) or sum(weights) <= 0
+    ):
+        raise OpError(f"{op}.mode_weights must be {len(modes)} non-negative numbers, got {weights}")
+
+
+def _full_weights(modes: Sequence[str], weights: Sequence[float] | None) -> list[float]:
+    """Weights over all of ``INTERPOLATIONS`` (zero for modes not allowed)."""
+    weights = weights or [1.0] * len(modes)
+    return [weights[modes.index(m)] if m in modes else 0.0 for m in INTERPOLATIONS]
+
+
+def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:
+    """Resize an ``N x C x H x W`` batch to ``size`` with one interpolation, clamped to [0, 1]."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    kwargs: dict = {}
+    if mode in ("bilinear", "bicubic"):
+        kwargs = {"align_corners": False, "antialias": antialias}
+    return F.interpolate(x, size=size, mode=mode, **kwargs).clamp_(0.0, 1.0)
+
+
+def _resize_per_sample(
+    x: torch.Tensor, sizes: torch.Tensor, modes: torch.Tensor, labels: Sequence[str], aa: bool
+) -> Images:
+    """Resize sample ``i`` to ``sizes[i]`` with ``labels[modes[i]]``, batching equal requests."""
+    out: list[torch.Tensor | None] = [None] * x.shape[0]
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, (size, mode) in enumerate(zip(sizes.tolist(), modes.tolist(), strict=True)):
+        groups.setdefault((size[0], size[1], mode), []).append(i)
+    for (h, w, mode), positions in groups.items():
+        index = torch.tensor(positions, device=x.device)
+        y = resize_one(x.index_select(0, index), (h, w), labels[mode], aa)
+        for p, img in zip(positions, y, strict=True):
+            out[p] = img
+    return collate(out)  # type: ignore[arg-type]
+
+
+@register
+@dataclasses.dataclass
+class Resize(Op):
+    """Random resize: up with ``p_up``, down with ``p_down``, else keep the size.
+
+    The scale is drawn from ``U(1, scale[1])`` going up and ``U(scale[0], 1)``
+    going down (Real-ESRGAN's rule). ``relative_to="target"`` measures the
+    scale against the pipeline's LR target size instead of the input size
+    (Real-ESRGAN's second stage).
+    """
+
+    name = "resize"
+    family = "resize"
+    categories = {"mode": INTERPOLATIONS, "direction": DIRECTIONS}
+    param_limits = {"scale": (1e-3, 64.0)}
+
+    scale: tuple[float, float] = (0.15, 1.5)
+    p_up: float = 0.2
+    p_down: float = 0.7
+    modes: tuple[str, ...] = ("area", "bilinear", "bicubic")
+    mode_weights: tuple[float, ...] | None = None
+    antialias: bool = False
+    relative_to: str = "input"
+
+    def __post_init__(self) -> None:
+        lo, hi = check_range("resize.scale", self.scale, 1e-3, 64.0)
+        if lo > 1 or hi < 1:
+            raise OpError(f"resize.scale must contain 1 (low <= 1 <= high), got [{lo:g}, {hi:g}]")
+        self.scale = (lo, hi)
+        check_prob("resize.p_up", self.p_up)
+        check_prob("resize.p_down", self.p_down)
+        if self.p_up + self.p_down > 1 + 1e-9:
+            raise OpError(f"resize.p_up + resize.p_down must be <= 1, got {self.p_up + self.p_down:g}")
+        self.modes = tuple(self.modes)
+        _check_modes("resize", self.modes, self.mode_weights)
+        if self.relative_to not in ("input", "target"):
+            raise OpError(f"resize.relative_to must be 'input' or 'target', got {self.relative_to!r}")
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        direction = rng.choice(3, [self.p_up, self.p_down, max(0.0, 1 - self.p_up - self.p_down)])
+        u = rng.uniform(0.0, 1.0)
+        up = 1.0 + u * (self.scale[1] - 1.0)
+        down = self.scale[0] + u * (1.0 - self.scale[0])
+        scale = torch.where(direction == 0, up, torch.where(direction == 1, down, 1.0))
+        mode = rng.choice(len(INTERPOLATIONS), _full_weights(self.modes, self.mode_weights))
+        params = {"scale": scale.double(), "mode": mode, "direction": direction}
+        if self.relative_to == "target":
+            params["ref_size"] = _target_size(self.name, context, n)
+        return params
+
+    def _apply(self, x: torch.Tensor, params: Params) -> Images:
+        ref = params.get("ref_size")
+        if ref is None:
+            ref = torch.tensor([list(x.shape[-2:])] * x.shape[0], dtype=torch.float64)
+        sizes = torch.floor(ref.double() * params["scale"].double().unsqueeze(1)).clamp_min(1)
+        return _resize_per_sample(x, sizes.long(), params["mode"], INTERPOLATIONS, self.antialias)
+
+
+def _target_size(op: str, context: Params | None, n: int) -> torch.Tensor:
+    if context is None or "target_size" not in context:
+        raise OpError(
+            f"{op} needs the LR target size: run it in a Pipeline or pass "
+            "context={'target_size': N x 2 tensor of (height, width)}"
+        )
+    size = context["target_size"]
+    if size.shape != (n, 2):
+        raise OpError(f"{op}: context target_size must be {n} x 2, got {tuple(size.shape)}")
+    return size.long()
+
+
+@register
+@dataclasses.dataclass
+class FinalResize(Op):
+    """Resize every sample to the pipeline's LR target size, interpolation per sample."""
+
+    name = "final_resize"
+    family = "resize"
+    categories = {"mode": INTERPOLATIONS}
+    param_limits = {"size": (1, 1 << 16)}
+
+    modes: tuple[str, ...] = ("area", "bilinear", "bicubic")
+    mode_weights: tuple[float, ...] | None = None
+    antialias: bool = False
+
+    def __post_init__(self) -> None:
+        self.modes = tuple(self.modes)
+        _check_modes("final_resize", self.modes, self.mode_weights)
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        mode = rng.choice(len(INTERPOLATIONS), _full_weights(self.modes, self.mode_weights))
+        return {"size": _target_size(self.name, context, n), "mode": mode}
+
+    def _apply(self, x: torch.Tensor, params: Params) -> Images:
+        return _resize_per_sample(x, params["size"], params["mode"], INTERPOLATIONS, self.antialias)

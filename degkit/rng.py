@@ -1,0 +1,134 @@
+"""Counter-based randomness: every sample owns its own random streams.
+
+A stream is identified by the triple ``(seed, sample index, op path)`` and is a
+NumPy ``Philox`` counter-based generator whose 128-bit key is the BLAKE2b hash
+of that triple. Nothing else enters the key, so what a sample draws depends
+only on the dataset seed, the sample's global index and where the op sits in
+the pipeline (its *path*, e.g. ``"stage1/blur"``), never on batch size, batch
+position, worker count, device or the order in which samples are processed.
+
+``BatchStreams`` bundles the streams of the samples in one batch for one op
+path. Ops draw their per-sample parameters from it (``uniform``, ``integers``,
+``choice``, ``bernoulli``, ``normal``), always one value (or one fixed-size
+block) per sample from that sample's own stream, so drawing for a batch equals
+drawing for each sample alone. Noise fields are not drawn here: an op draws a
+64-bit ``field seed`` per sample, records it, and later regenerates the field
+from it with :func:`field_generator`, which keeps ``apply`` pure and every
+record replayable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["BatchStreams", "stream", "field_generator", "derive_key"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def derive_key(*parts: object) -> int:
+    """Hash the parts (seed, index, path, ...) into a 128-bit integer key."""
+    text = "\x1f".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "little")
+
+
+def stream(seed: int, index: int, path: str) -> np.random.Generator:
+    """Return the Philox stream of one sample at one op path."""
+    return np.random.Generator(np.random.Philox(key=derive_key("degkit", seed, index, path)))
+
+
+def field_generator(field_seed: int) -> np.random.Generator:
+    """Return the generator of a recorded noise-field seed (a signed 64-bit int)."""
+    return np.random.Generator(np.random.Philox(key=derive_key("field", int(field_seed))))
+
+
+class BatchStreams:
+    """The random streams of a batch of samples at one op path.
+
+    Args:
+        seed: dataset seed.
+        indices: the global index of each sample in the batch.
+        path: the op path; :meth:`child` extends it.
+    """
+
+    def __init__(self, seed: int, indices: Sequence[int] | torch.Tensor, path: str = "") -> None:
+        if isinstance(indices, torch.Tensor):
+            indices = indices.tolist()
+        self.seed = int(seed)
+        self.indices = [int(i) for i in indices]
+        self.path = path
+        self._streams: list[np.random.Generator] | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return len(self.indices)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def streams(self) -> list[np.random.Generator]:
+        """One generator per sample, created on first use."""
+        if self._streams is None:
+            self._streams = [stream(self.seed, i, self.path) for i in self.indices]
+        return self._streams
+
+    def child(self, name: str | int) -> BatchStreams:
+        """Streams of the same samples at the sub-path ``path/name``."""
+        path = f"{self.path}/{name}" if self.path else str(name)
+        return BatchStreams(self.seed, self.indices, path)
+
+    def subset(self, positions: Sequence[int] | torch.Tensor) -> BatchStreams:
+        """Streams of some of the samples (by position in this batch), same path.
+
+        The selected samples keep the exact state of their streams, so a branch
+        that only some samples take draws what those samples would draw alone.
+        """
+        if isinstance(positions, torch.Tensor):
+            positions = positions.tolist()
+        out = BatchStreams(self.seed, [self.indices[p] for p in positions], self.path)
+        if self._streams is not None:
+            out._streams = [self._streams[p] for p in positions]
+        return out
+
+    # -- per-sample draws -------------------------------------------------
+    def uniform(self, low: float, high: float) -> torch.Tensor:
+        """One float64 draw in ``[low, high)`` per sample."""
+        return torch.tensor([g.uniform(low, high) for g in self.streams], dtype=torch.float64)
+
+    def log_uniform(self, low: float, high: float) -> torch.Tensor:
+        """One draw per sample, uniform in log space (``low``, ``high`` > 0)."""
+        return torch.exp(self.uniform(float(np.log(low)), float(np.log(high))))
+
+    def integers(self, low: int, high: int) -> torch.Tensor:
+        """One int64 draw in ``[low, high]`` (inclusive) per sample."""
+        return torch.tensor([int(g.integers(low, high + 1)) for g in self.streams])
+
+    def bernoulli(self, p: float) -> torch.Tensor:
+        """One boolean per sample, True with probability ``p``."""
+        return torch.tensor([bool(g.random() < p) for g in self.streams], dtype=torch.bool)
+
+    def choice(self, n_options: int, weights: Sequence[float] | None = None) -> torch.Tensor:
+        """One option index in ``[0, n_options)`` per sample (optionally weighted)."""
+        if weights is None:
+            return self.integers(0, n_options - 1)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n_options,) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be {n_options} non-negative numbers, got {weights}")
+        cdf = np.cumsum(w / w.sum())
+        picks = [int(np.searchsorted(cdf, g.random(), side="right")) for g in self.streams]
+        return torch.tensor([min(p, n_options - 1) for p in picks])
+
+    def permutation(self, n_items: int) -> list[list[int]]:
+        """One random permutation of ``range(n_items)`` per sample."""
+        return [g.permutation(n_items).tolist() for g in self.streams]
+
+    def field_seeds(self) -> torch.Tensor:
+        """One signed 64-bit seed per sample for regenerating a noise field."""
+        seeds = [int(g.integers(0, 1 << 63, dtype=np.uint64)) for g in self.streams]
+        return torch.tensor(seeds, dtype=torch.int64)
