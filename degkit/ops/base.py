@@ -300,4 +300,3 @@ def create_op(name: str, **config: Any) -> Op:
     if unknown:
         raise OpError(f"{name}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
     return cls(**config)
-

@@ -109,11 +109,15 @@ class Resize(Op):
         check_prob("resize.p_up", self.p_up)
         check_prob("resize.p_down", self.p_down)
         if self.p_up + self.p_down > 1 + 1e-9:
-            raise OpError(f"resize.p_up + resize.p_down must be <= 1, got {self.p_up + self.p_down:g}")
+            raise OpError(
+                f"resize.p_up + resize.p_down must be <= 1, got {self.p_up + self.p_down:g}"
+            )
         self.modes = tuple(self.modes)
         _check_modes("resize", self.modes, self.mode_weights)
         if self.relative_to not in ("input", "target"):
-            raise OpError(f"resize.relative_to must be 'input' or 'target', got {self.relative_to!r}")
+            raise OpError(
+                f"resize.relative_to must be 'input' or 'target', got {self.relative_to!r}"
+            )
 
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         direction = rng.choice(3, [self.p_up, self.p_down, max(0.0, 1 - self.p_up - self.p_down)])

@@ -1,0 +1,75 @@
+"""Counter-based streams: a sample's draws depend only on (seed, index, path)."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from degkit.rng import BatchStreams, field_generator, stream
+from degkit.testing import indices, seeds
+
+
+@given(seed=seeds(), idx=indices(max_n=6))
+def test_draws_do_not_depend_on_batch_composition(seed: int, idx: list[int]) -> None:
+    batch = BatchStreams(seed, idx, "stage1/blur")
+    together = batch.uniform(0, 1)
+    alone = torch.cat([BatchStreams(seed, [i], "stage1/blur").uniform(0, 1) for i in idx])
+    assert torch.equal(together, alone)
+    reversed_batch = BatchStreams(seed, idx[::-1], "stage1/blur").uniform(0, 1)
+    assert torch.equal(reversed_batch.flip(0), together)
+
+
+def test_streams_differ_by_seed_index_and_path() -> None:
+    base = stream(1, 2, "a").random(4)
+    assert not (base == stream(2, 2, "a").random(4)).all()
+    assert not (base == stream(1, 3, "a").random(4)).all()
+    assert not (base == stream(1, 2, "b").random(4)).all()
+    assert (base == stream(1, 2, "a").random(4)).all()
+
+
+def test_child_and_subset_keep_each_sample_stream() -> None:
+    batch = BatchStreams(7, [10, 11, 12]).child("noise")
+    assert batch.path == "noise"
+    first = batch.uniform(0, 1)
+    second_all = batch.uniform(0, 1)
+    fresh = BatchStreams(7, [10, 11, 12], "noise")
+    fresh.uniform(0, 1)
+    sub = fresh.subset([2, 0])
+    assert torch.equal(sub.uniform(0, 1), second_all[[2, 0]])
+    assert sub.indices == [12, 10]
+    assert not torch.equal(first, second_all)
+
+
+@given(p=st.floats(0.05, 0.95))
+def test_bernoulli_frequency_matches_probability(p: float) -> None:
+    n = 4000
+    hits = BatchStreams(3, range(n)).bernoulli(p).double().mean().item()
+    tolerance = 5 * (p * (1 - p) / n) ** 0.5
+    assert abs(hits - p) < tolerance
+
+
+def test_weighted_choice_frequencies() -> None:
+    weights = [0.45, 0.25, 0.3]
+    picks = BatchStreams(0, range(6000)).choice(3, weights)
+    for k, w in enumerate(weights):
+        freq = (picks == k).double().mean().item()
+        assert abs(freq - w) < 5 * (w * (1 - w) / 6000) ** 0.5
+
+
+def test_ranges_are_respected() -> None:
+    rng = BatchStreams(0, range(2000))
+    u = rng.uniform(2.0, 3.0)
+    assert u.min() >= 2.0 and u.max() < 3.0
+    k = rng.integers(7, 21)
+    assert k.min() == 7 and k.max() == 21
+    lu = rng.log_uniform(0.1, 10.0)
+    assert lu.min() >= 0.1 - 1e-12 and lu.max() <= 10.0 + 1e-12
+
+
+def test_field_seeds_regenerate_the_same_field() -> None:
+    seeds_ = BatchStreams(5, [0, 1]).field_seeds()
+    assert seeds_.dtype == torch.int64 and seeds_[0] != seeds_[1]
+    a = field_generator(int(seeds_[0])).standard_normal(16)
+    b = field_generator(int(seeds_[0])).standard_normal(16)
+    assert (a == b).all()
