@@ -6,7 +6,16 @@ Every op follows the contract of :mod:`degkit.ops.base`:
 name; ``registered_ops()`` lists them.
 """
 
-from degkit.ops import resize  # noqa: F401  (registers the ops)
+from degkit.ops import (
+    blur,  # noqa: F401  (registers the ops)
+    color,  # noqa: F401  (registers the ops)
+    jpeg,  # noqa: F401  (registers the ops)
+    noise,  # noqa: F401  (registers the ops)
+    quantize,  # noqa: F401  (registers the ops)
+    resize,  # noqa: F401  (registers the ops)
+    sharpen,  # noqa: F401  (registers the ops)
+    weather,  # noqa: F401  (registers the ops)
+)
 from degkit.ops.base import (
     Images,
     Op,

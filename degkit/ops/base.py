@@ -236,7 +236,7 @@ class Op:
                 raise OpError(f"{self.name}: cannot replay a record of op {rec.get('op')!r}")
         params: Params = {}
         for key in records[0]:
-            if key == "op":
+            if key in ("op", "path"):
                 continue
             values = [rec[key] for rec in records]
             if key in self.categories:

@@ -1,13 +1,22 @@
 """Per-sample convolution: every image in a batch filtered by its own kernel.
 
-Kernels of different sizes are centred in a common odd size ``K`` (zero taps
-outside their own support). With reflect padding of ``K // 2`` the extra zero
-taps never reach a pixel the sample's own kernel would not, so the result
-equals filtering that sample alone with its own kernel.
+Borders are reflected without repeating the edge pixel (``reflect`` in torch,
+``BORDER_REFLECT_101`` in OpenCV). Kernels of different sizes are centred in a
+common odd size ``K`` (zero taps outside their own support); with reflect
+padding of ``K // 2`` the extra zero taps never reach a pixel the sample's own
+kernel would not, so the result equals filtering that sample alone.
+
+On the CPU, when no gradient is needed, each image plane goes through OpenCV
+(``sepFilter2D`` / ``filter2D``, SIMD and DFT-based for large kernels) with its
+own kernel trimmed to its support, which is several times faster than a grouped
+convolution; elsewhere (CUDA, autograd) a grouped ``conv2d`` runs. Both give the
+same result up to float rounding (about 1e-6).
 """
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,10 +41,50 @@ def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     return F.pad(x, (pw, pw, ph, ph), mode=mode)
 
 
+def _use_opencv(x: torch.Tensor, k: int) -> bool:
+    """OpenCV path: CPU float32, no autograd, image large enough to reflect."""
+    needs_grad = torch.is_grad_enabled() and x.requires_grad
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not needs_grad
+        and min(x.shape[-2:]) > k // 2
+    )
+
+
+def _trim(kernel: np.ndarray) -> np.ndarray:
+    """Drop symmetric all-zero borders of a centred odd kernel (1-D or 2-D)."""
+    centre = kernel.shape[-1] // 2
+    support = np.nonzero(np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0))[0]
+    if kernel.ndim == 2:
+        rows = np.nonzero(np.abs(kernel).max(axis=1))[0]
+        support = np.concatenate([support, rows])
+    half = int(np.abs(support - centre).max()) if support.size else 0
+    lo, hi = centre - half, centre + half + 1
+    return np.ascontiguousarray(kernel[..., lo:hi] if kernel.ndim == 1 else kernel[lo:hi, lo:hi])
+
+
+def _opencv_per_plane(x: torch.Tensor, filter_plane) -> torch.Tensor:
+    """Run ``filter_plane(i, src, dst)`` on every image plane of a contiguous CPU batch."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    src, dst = x.numpy(), out.numpy()
+    for i in range(x.shape[0]):
+        for ch in range(x.shape[1]):
+            filter_plane(i, src[i, ch], dst[i, ch])
+    return out
+
+
 def filter2d_per_sample(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Correlate sample ``i`` of ``x`` (N x C x H x W) with ``kernels[i]`` (K x K), all channels."""
     n, c, h, w = x.shape
     kh, kw = kernels.shape[-2:]
+    if _use_opencv(x, max(kh, kw)):
+        taps = [_trim(k) for k in kernels.detach().float().cpu().numpy()]
+        return _opencv_per_plane(
+            x,
+            lambda i, s, d: cv2.filter2D(s, -1, taps[i], dst=d, borderType=cv2.BORDER_REFLECT_101),
+        )
     weight = kernels.to(x).repeat_interleave(c, dim=0).unsqueeze(1)
     padded = _pad(x, kh // 2, kw // 2).reshape(1, n * c, h + kh - 1, w + kw - 1)
     return F.conv2d(padded, weight, groups=n * c).reshape(n, c, h, w)
@@ -51,6 +100,21 @@ def filter_separable_per_sample(
     """
     n, c, h, w = x.shape
     k = kernel_rows.shape[-1]
+    if _use_opencv(x, k):
+        taps = [
+            (_trim(r), _trim(col))
+            for r, col in zip(
+                kernel_rows.detach().float().cpu().numpy(),
+                kernel_cols.detach().float().cpu().numpy(),
+                strict=True,
+            )
+        ]
+        return _opencv_per_plane(
+            x,
+            lambda i, s, d: cv2.sepFilter2D(
+                s, -1, taps[i][0], taps[i][1], dst=d, borderType=cv2.BORDER_REFLECT_101
+            ),
+        )
     rows = kernel_rows.to(x).repeat_interleave(c, dim=0).view(n * c, 1, 1, k)
     cols = kernel_cols.to(x).repeat_interleave(c, dim=0).view(n * c, 1, k, 1)
     padded = _pad(x, k // 2, k // 2).reshape(1, n * c, h + k - 1, w + k - 1)

@@ -151,7 +151,8 @@ def check_gradients(op: Op, x: torch.Tensor, params: Params) -> None:
     xg = x.detach().clone().requires_grad_(True)
     y = op.apply(xg, params)
     loss = sum(
-        (img * torch.linspace(0.5, 1.5, img.numel()).view_as(img)).sum() for img in _samples(y)
+        (img * torch.linspace(0.5, 1.5, img.numel(), device=img.device).view_as(img)).sum()
+        for img in _samples(y)
     )
     loss.backward()
     assert xg.grad is not None, f"{op.name}: no gradient reached the input"

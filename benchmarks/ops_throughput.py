@@ -1,0 +1,217 @@
+"""Images/s of degkit ops and of a blur + resize + noise + JPEG chain, beside peers.
+
+The chain degrades 256 x 256 crops to 64 x 64: isotropic Gaussian blur (sigma
+U(0.2, 3), kernel 7..21 per sample), resize to 64 x 64 (area), Gaussian noise
+(sigma U(1, 30) / 255) and JPEG (quality U(30, 95)). Three implementations
+run in the same process on the same crops:
+
+* degkit: batched, per-sample parameters, records kept (codec JPEG = libjpeg
+  through Pillow; on CUDA also the differentiable JPEG);
+* albumentations: per image on uint8 HWC arrays (OpenCV), as users run it;
+* Kornia: batched, per-sample sigma and quality, one kernel size per batch,
+  ``jpeg_codec_differentiable``.
+
+Medians over repeats. Usage::
+
+    python benchmarks/ops_throughput.py --out reports/ops_throughput.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import albumentations as A
+import cv2
+import kornia
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from degkit.ops import create_op
+from degkit.rng import BatchStreams
+
+HR, LR = 256, 64
+
+
+def median_rate(fn: Callable[[], object], n_images: int, repeats: int, sync: bool) -> float:
+    """Median images/s of ``fn`` over ``repeats`` timed runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if sync:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return n_images / statistics.median(times)
+
+
+def photo_crops(n: int) -> np.ndarray:
+    """``n`` real-photo crops (uint8, N x 256 x 256 x 3) from scikit-image's samples."""
+    from skimage import data
+
+    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    crops = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        top = (37 * i) % (img.shape[0] - HR)
+        left = (53 * i) % (img.shape[1] - HR)
+        crops.append(img[top : top + HR, left : left + HR, :3])
+    return np.stack(crops)
+
+
+def degkit_chain(jpeg_mode: str) -> Callable[[torch.Tensor, BatchStreams], torch.Tensor]:
+    """The benchmark chain built from degkit ops (sample, apply and describe each)."""
+    blur = create_op("blur", kernel_types=("iso",), sigma=(0.2, 3.0), kernel_size=(7, 21))
+    resize = create_op("final_resize", modes=("area",))
+    noise = create_op("gaussian_noise", sigma=(1.0, 30.0), gray_prob=0.0)
+    jpeg = create_op("jpeg", quality=(30, 95), mode=jpeg_mode)
+
+    def run(x: torch.Tensor, rng: BatchStreams) -> torch.Tensor:
+        target = {"target_size": torch.tensor([[LR, LR]] * x.shape[0])}
+        x, _ = blur(x, rng.child("blur"))
+        x, _ = resize(x, rng.child("resize"), target)
+        x, _ = noise(x, rng.child("noise"))
+        x, _ = jpeg(x, rng.child("jpeg"))
+        return x
+
+    return run
+
+
+def albumentations_chain() -> A.Compose:
+    """The same chain, per image, with albumentations (OpenCV)."""
+    return A.Compose(
+        [
+            A.GaussianBlur(blur_limit=(7, 21), sigma_limit=(0.2, 3.0), p=1.0),
+            A.Resize(LR, LR, interpolation=cv2.INTER_AREA),
+            A.GaussNoise(std_range=(1 / 255, 30 / 255), p=1.0),
+            A.ImageCompression(quality_range=(30, 95), p=1.0),
+        ]
+    )
+
+
+def kornia_chain(x: torch.Tensor) -> torch.Tensor:
+    """The same chain, batched, with Kornia."""
+    n = x.shape[0]
+    sigma = torch.empty(n, 1, device=x.device).uniform_(0.2, 3.0).expand(n, 2)
+    x = kornia.filters.gaussian_blur2d(x, (21, 21), sigma)
+    x = F.interpolate(x, size=(LR, LR), mode="area")
+    x = (x + torch.randn_like(x) * torch.empty(n, 1, 1, 1, device=x.device).uniform_(1, 30) / 255)
+    quality = torch.empty(n, device=x.device).uniform_(30, 95)
+    return kornia.enhance.jpeg_codec_differentiable(x.clamp(0, 1), quality)
+
+
+def single_ops(device: torch.device) -> dict[str, tuple[Callable, int]]:
+    """Single degkit ops at the size they see in the chain: name -> (op, input size)."""
+    return {
+        "blur iso 7..21 @256": (create_op("blur", kernel_types=("iso",)), HR),
+        "blur Real-ESRGAN mix @256": (create_op("blur", sinc_prob=0.1), HR),
+        "final_resize 256->64": (create_op("final_resize"), HR),
+        "gaussian_noise @64": (create_op("gaussian_noise"), LR),
+        "poisson_noise @64": (create_op("poisson_noise"), LR),
+        "jpeg codec @64": (create_op("jpeg", mode="codec"), LR),
+        "jpeg differentiable @64": (create_op("jpeg", mode="differentiable"), LR),
+        "usm @256": (create_op("usm"), HR),
+    }
+
+
+def run(batch_sizes: list[int], repeats: int) -> list[str]:
+    """Run every measurement; return markdown table rows."""
+    rows = []
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        sync = device.type == "cuda"
+        for n in batch_sizes:
+            crops = photo_crops(n)
+            x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).to(device)
+            rng = BatchStreams(0, range(n))
+            target = {"target_size": torch.tensor([[LR, LR]] * n)}
+
+            def album() -> None:
+                chain = albumentations_chain()
+                for img in crops:
+                    chain(image=img)
+
+            rates = {
+                "degkit (codec JPEG)": median_rate(
+                    lambda: degkit_chain("codec")(x, rng), n, repeats, sync
+                ),
+                "kornia": median_rate(lambda: kornia_chain(x), n, repeats, sync),
+                "albumentations (per image)": median_rate(album, n, repeats, False),
+            }
+            if device.type == "cuda":
+                rates["degkit (differentiable JPEG)"] = median_rate(
+                    lambda: degkit_chain("differentiable")(x, rng), n, repeats, sync
+                )
+            base = rates["degkit (codec JPEG)"]
+            for name, rate in rates.items():
+                ratio = base / rate
+                rows.append(
+                    f"| chain | {name} | {device.type} | {n} | {rate:,.0f} | {ratio:.2f}x |"
+                )
+            for name, (op, size) in single_ops(device).items():
+                xs = x if size == HR else F.interpolate(x, size=(LR, LR), mode="area")
+
+                def one(op=op, xs=xs) -> None:
+                    op(xs, rng, target)
+
+                rate = median_rate(one, n, repeats, sync)
+                rows.append(f"| op | {name} | {device.type} | {n} | {rate:,.0f} | |")
+            for row in rows[-len(rates) - len(single_ops(device)) :]:
+                print(row, flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", help="write the markdown table here")
+    args = parser.parse_args()
+    header = [
+        "| kind | implementation | device | batch | images/s | degkit / this |",
+        "|---|---|---|---|---|---|",
+    ]
+    print("\n".join(header))
+    rows = run(args.batch_sizes, args.repeats)
+    if args.out:
+        machine = (
+            f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+            + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+        )
+        text = "\n".join(
+            [
+                "# Degradation op throughput",
+                "",
+                "Command: `python benchmarks/ops_throughput.py "
+                f"--batch-sizes {' '.join(map(str, args.batch_sizes))} --repeats {args.repeats}"
+                f" --out {args.out}`",
+                "",
+                f"Machine: {machine}; torch {torch.__version__}, kornia {kornia.__version__}, "
+                f"albumentations {A.__version__}, OpenCV {cv2.__version__}.",
+                "",
+                "Protocol: real-photo 256 x 256 crops (scikit-image samples); chain = iso Gaussian "
+                "blur (sigma U(0.2, 3), kernel 7..21; Kornia: 21 for the whole batch) -> area "
+                "resize to 64 x 64 -> Gaussian noise (sigma U(1, 30)/255) -> JPEG (quality "
+                "U(30, 95)). Images/s = batch / median wall time of 7 runs after a warm-up, "
+                "including degkit's parameter sampling and records. 'degkit / this' is the "
+                "degkit codec-JPEG chain's rate divided by the row's rate (same device, batch). "
+                "Op rows: one degkit op at the size it sees in the chain.",
+                "",
+                *header,
+                *rows,
+                "",
+            ]
+        )
+        with open(args.out, "w") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,457 @@
+"""Blur ops: Real-ESRGAN's random kernel, motion, defocus and sinc ringing.
+
+Kernels are those of :mod:`degkit.ops.kernels` (units: pixels, radians for
+``theta`` and sinc ``cutoff``, degrees for motion ``angle``). Each sample has
+its own kernel type, size and shape. ``apply`` groups the samples of a batch by
+kernel size (and by path: isotropic and axis-aligned Gaussians are filtered
+separably, every other kernel in 2-D) and builds each group's kernels at once,
+so a sample's output never depends on the other samples of its batch. Borders
+are reflected (OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to
+``[0, 1]`` (sinc kernels overshoot).
+
+``blur`` records ``kernel`` (one of :data:`KERNEL_LABELS`), ``kernel_size``,
+``sigma_x``, ``sigma_y``, ``theta``, ``beta`` (1.0 for plain Gaussians) and
+``cutoff`` (0.0 unless the kernel is ``sinc``). The kernel type selects the
+formula (Gaussian, generalized Gaussian, plateau or sinc); ``iso`` and
+``aniso`` differ only in how the parameters are drawn (``iso``: ``sigma_y =
+sigma_x``, ``theta = 0``), and a replayed record is applied as written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from degkit.ops.base import Op, OpError, Params, check_prob, check_range, register
+from degkit.ops.filtering import filter2d_per_sample, filter_separable_per_sample
+from degkit.ops.kernels import (
+    MAX_AUTO_SIZE,
+    auto_gaussian_size,
+    disk_kernels,
+    disk_size,
+    gaussian_kernels,
+    gaussian_kernels_1d,
+    generalized_gaussian_kernels,
+    motion_kernels,
+    motion_size,
+    plateau_kernels,
+    sinc_kernels,
+)
+from degkit.rng import BatchStreams
+
+__all__ = [
+    "KERNEL_TYPES",
+    "KERNEL_LABELS",
+    "REALESRGAN_KERNEL_WEIGHTS",
+    "Blur",
+    "MotionBlur",
+    "DefocusBlur",
+    "Ringing",
+    "blur_kernels",
+    "map_groups",
+]
+
+KERNEL_TYPES = (
+    "iso",
+    "aniso",
+    "generalized_iso",
+    "generalized_aniso",
+    "plateau_iso",
+    "plateau_aniso",
+)
+KERNEL_LABELS = (*KERNEL_TYPES, "sinc")
+REALESRGAN_KERNEL_WEIGHTS = {
+    "iso": 0.45,
+    "aniso": 0.25,
+    "generalized_iso": 0.12,
+    "generalized_aniso": 0.03,
+    "plateau_iso": 0.12,
+    "plateau_aniso": 0.03,
+}
+MAX_KERNEL_SIZE = 101
+_SINC = KERNEL_LABELS.index("sinc")
+
+
+def _codes(*labels: str) -> tuple[int, ...]:
+    return tuple(KERNEL_LABELS.index(label) for label in labels)
+
+
+_ISO_CODES = _codes("iso", "generalized_iso", "plateau_iso")
+_GAUSSIAN_CODES = _codes("iso", "aniso")
+_GENERALIZED_CODES = _codes("generalized_iso", "generalized_aniso")
+_PLATEAU_CODES = _codes("plateau_iso", "plateau_aniso")
+
+
+# -- shared helpers ------------------------------------------------------------
+def map_groups(
+    x: torch.Tensor,
+    keys: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+) -> torch.Tensor:
+    """Run ``fn(x_group, positions, key)`` once per distinct key; reassemble in batch order.
+
+    ``positions`` (CPU int64) index the group's rows in the batch, e.g. to
+    ``take`` its parameters.
+    """
+    keys_list = [int(k) for k in keys.tolist()]
+    distinct = sorted(set(keys_list))
+    if len(distinct) == 1:
+        return fn(x, torch.arange(x.shape[0]), distinct[0])
+    out: torch.Tensor | None = None
+    for key in distinct:
+        positions = torch.tensor([i for i, k in enumerate(keys_list) if k == key])
+        index = positions.to(x.device)
+        y = fn(x.index_select(0, index), positions, key)
+        if out is None:
+            out = y.new_empty((x.shape[0], *y.shape[1:]))
+        out.index_copy_(0, index, y)
+    return out
+
+
+def _check_odd_sizes(op: str, key: str, sizes: torch.Tensor) -> None:
+    """Raise :class:`OpError` unless every size is an odd integer."""
+    bad = (sizes.double() % 2) != 1
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        raise OpError(f"{op}: parameter {key!r} must be odd, got {sizes[i].item()} at sample {i}")
+
+
+def _check_odd_range(name: str, value: object) -> tuple[int, int]:
+    lo, hi = check_range(name, value, 1, MAX_KERNEL_SIZE)
+    if lo != int(lo) or hi != int(hi) or lo % 2 == 0 or hi % 2 == 0:
+        raise OpError(f"{name} must be a range of odd integers, got [{lo:g}, {hi:g}]")
+    return int(lo), int(hi)
+
+
+def _draw_odd_sizes(rng: BatchStreams, low: int, high: int) -> torch.Tensor:
+    """One odd size per sample, uniform over ``{low, low + 2, ..., high}``."""
+    return 2 * rng.integers(low // 2, high // 2) + 1
+
+
+def _sinc_cutoffs(
+    u: torch.Tensor, sizes: torch.Tensor, cutoff: tuple[float, float] | None
+) -> torch.Tensor:
+    """Map uniforms ``u`` in [0, 1) to cutoffs: ``U(cutoff)`` or Real-ESRGAN's size rule.
+
+    The rule: ``U(pi/3, pi)`` for kernels smaller than 13, else ``U(pi/5, pi)``.
+    """
+    if cutoff is None:
+        lo = torch.where(sizes < 13, math.pi / 3, math.pi / 5).double()
+        return lo + u * (math.pi - lo)
+    return cutoff[0] + u * (cutoff[1] - cutoff[0])
+
+
+def _check_cutoff(name: str, value: object) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    lo, hi = check_range(name, value, 0, math.pi)
+    if lo <= 0:
+        raise OpError(f"{name} must be positive (radians per pixel, at most pi), got {lo:g}")
+    return lo, hi
+
+
+def _isin(codes: torch.Tensor, options: Sequence[int]) -> torch.Tensor:
+    return torch.isin(codes, torch.tensor(options, dtype=codes.dtype))
+
+
+# -- kernels of the blur op ------------------------------------------------------
+def _separable_sigmas(params: Params) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Whether each sample's kernel is a separable Gaussian, and its x / y standard deviations."""
+    sx2, sy2 = params["sigma_x"].double() ** 2, params["sigma_y"].double() ** 2
+    cos, sin = torch.cos(params["theta"].double()), torch.sin(params["theta"].double())
+    var_x = cos * cos * sx2 + sin * sin * sy2
+    var_y = sin * sin * sx2 + cos * cos * sy2
+    covariance = (cos * sin * (sx2 - sy2)).abs()
+    aligned = covariance <= 1e-9 * torch.maximum(var_x, var_y).clamp_min(1e-300)
+    separable = _isin(params["kernel"], _GAUSSIAN_CODES) & aligned
+    return separable, var_x.sqrt(), var_y.sqrt()
+
+
+def blur_kernels(size: int, params: Params) -> torch.Tensor:
+    """The 2-D kernels (``N x size x size``) that ``params`` of :class:`Blur` describe."""
+    code = params["kernel"]
+    out = torch.empty(code.shape[0], size, size)
+    for family in (_GAUSSIAN_CODES, _GENERALIZED_CODES, _PLATEAU_CODES, (_SINC,)):
+        index = _isin(code, family).nonzero().flatten()
+        if index.numel() == 0:
+            continue
+        p = {key: value[index] for key, value in params.items()}
+        shape = (p["sigma_x"], p["sigma_y"], p["theta"])
+        if family == _GAUSSIAN_CODES:
+            out[index] = gaussian_kernels(size, *shape)
+        elif family == _GENERALIZED_CODES:
+            out[index] = generalized_gaussian_kernels(size, *shape, p["beta"])
+        elif family == _PLATEAU_CODES:
+            out[index] = plateau_kernels(size, *shape, p["beta"])
+        else:
+            out[index] = sinc_kernels(size, p["cutoff"])
+    return out
+
+
+# -- ops ---------------------------------------------------------------------------
+class _KernelSizeOp(Op):
+    """Shared by the blur ops: their ``kernel_size`` parameter must be odd."""
+
+    def check_params(self, params: Params, n: int) -> None:
+        super().check_params(params, n)
+        _check_odd_sizes(self.name, "kernel_size", params["kernel_size"])
+
+
+@register
+@dataclasses.dataclass
+class Blur(_KernelSizeOp):
+    """Real-ESRGAN's random blur kernel, drawn per sample (optionally a sinc instead).
+
+    ``kernel_weights`` (one per entry of ``kernel_types``) defaults to
+    Real-ESRGAN's probabilities of the listed types. ``kernel_size`` is an odd
+    range or ``"auto"`` (``2 ceil(3 sigma) + 1`` clipped to [1, 21], sigma the
+    larger of the two). ``sigma_step`` draws sigma from the grid ``{lo, lo +
+    step, ..., hi}`` instead of ``U(lo, hi)``. Betas are drawn half the time
+    from ``U(lo, 1)`` and half from ``U(1, hi)`` (when the range straddles 1).
+    With probability ``sinc_prob`` the kernel is a sinc with cutoff ``U(pi/3,
+    pi)`` below size 13, else ``U(pi/5, pi)``.
+    """
+
+    name = "blur"
+    family = "blur"
+    categories = {"kernel": KERNEL_LABELS}
+    param_limits = {
+        "kernel": (0, len(KERNEL_LABELS) - 1),
+        "kernel_size": (1, MAX_KERNEL_SIZE),
+        "sigma_x": (0.0, 50.0),
+        "sigma_y": (0.0, 50.0),
+        "theta": (-2 * math.pi, 2 * math.pi),
+        "beta": (0.1, 10.0),
+        "cutoff": (0.0, math.pi),
+    }
+
+    kernel_types: tuple[str, ...] = KERNEL_TYPES
+    kernel_weights: tuple[float, ...] | None = None
+    sigma: tuple[float, float] = (0.2, 3.0)
+    sigma_step: float | None = None
+    rotation: tuple[float, float] = (-math.pi, math.pi)
+    beta_generalized: tuple[float, float] = (0.5, 4.0)
+    beta_plateau: tuple[float, float] = (1.0, 2.0)
+    kernel_size: tuple[int, int] | str = (7, 21)
+    sinc_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.kernel_types = tuple(self.kernel_types)
+        if not self.kernel_types or any(t not in KERNEL_TYPES for t in self.kernel_types):
+            raise OpError(
+                f"blur.kernel_types must be a non-empty subset of {KERNEL_TYPES}, "
+                f"got {self.kernel_types!r}"
+            )
+        if self.kernel_weights is None:
+            weights = [REALESRGAN_KERNEL_WEIGHTS[t] for t in self.kernel_types]
+        else:
+            weights = list(self.kernel_weights)
+            if (
+                len(weights) != len(self.kernel_types)
+                or any(isinstance(w, bool) or not isinstance(w, int | float) for w in weights)
+                or any(w < 0 for w in weights)
+                or sum(weights) <= 0
+            ):
+                raise OpError(
+                    f"blur.kernel_weights must be {len(self.kernel_types)} non-negative numbers "
+                    f"(one per kernel type) with a positive sum, got {self.kernel_weights!r}"
+                )
+        self._weights = weights
+        self.sigma = check_range("blur.sigma", self.sigma, 0.0, 50.0)
+        if self.sigma_step is not None and (
+            isinstance(self.sigma_step, bool)
+            or not isinstance(self.sigma_step, int | float)
+            or not 0 < self.sigma_step <= 50
+        ):
+            raise OpError(
+                f"blur.sigma_step must be None or a number in (0, 50], got {self.sigma_step!r}"
+            )
+        self.rotation = check_range("blur.rotation", self.rotation, -2 * math.pi, 2 * math.pi)
+        self.beta_generalized = check_range("blur.beta_generalized", self.beta_generalized, 0.1, 10)
+        self.beta_plateau = check_range("blur.beta_plateau", self.beta_plateau, 0.1, 10)
+        self.sinc_prob = check_prob("blur.sinc_prob", self.sinc_prob)
+        if isinstance(self.kernel_size, str):
+            if self.kernel_size != "auto":
+                raise OpError(
+                    f"blur.kernel_size must be 'auto' or an odd [low, high] range, "
+                    f"got {self.kernel_size!r}"
+                )
+            if self.sinc_prob > 0:
+                raise OpError(
+                    "blur.sinc_prob must be 0 when blur.kernel_size is 'auto' "
+                    "(the auto size follows sigma; sinc kernels have none)"
+                )
+        else:
+            self.kernel_size = _check_odd_range("blur.kernel_size", self.kernel_size)
+
+    def _draw_sigma(self, rng: BatchStreams) -> torch.Tensor:
+        lo, hi = self.sigma
+        if self.sigma_step is None:
+            return rng.uniform(lo, hi)
+        steps = math.floor((hi - lo) / self.sigma_step + 1e-9)
+        return torch.round(lo + rng.integers(0, steps).double() * self.sigma_step, decimals=9)
+
+    @staticmethod
+    def _draw_beta(side: torch.Tensor, u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        if not lo < 1 < hi:
+            return lo + u * (hi - lo)
+        return torch.where(side, lo + u * (1 - lo), 1 + u * (hi - 1))
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        use_sinc = rng.bernoulli(self.sinc_prob)
+        choice = rng.choice(len(self.kernel_types), self._weights)
+        sigma_x, sigma_y = self._draw_sigma(rng), self._draw_sigma(rng)
+        theta = rng.uniform(*self.rotation)
+        beta_side, beta_u = rng.bernoulli(0.5), rng.uniform(0.0, 1.0)
+        cutoff_u = rng.uniform(0.0, 1.0)
+        size = None if self.kernel_size == "auto" else _draw_odd_sizes(rng, *self.kernel_size)
+
+        codes = torch.tensor([KERNEL_TYPES.index(t) for t in self.kernel_types])[choice]
+        iso = _isin(codes, _ISO_CODES)
+        sigma_y = torch.where(iso, sigma_x, sigma_y)
+        theta = torch.where(iso, 0.0, theta)
+        beta = torch.ones(n, dtype=torch.float64)
+        generalized = _isin(codes, _GENERALIZED_CODES)
+        plateau = _isin(codes, _PLATEAU_CODES)
+        beta = torch.where(
+            generalized, self._draw_beta(beta_side, beta_u, *self.beta_generalized), beta
+        )
+        beta = torch.where(plateau, self._draw_beta(beta_side, beta_u, *self.beta_plateau), beta)
+        if size is None:
+            size = auto_gaussian_size(torch.maximum(sigma_x, sigma_y), MAX_AUTO_SIZE)
+        zero = torch.zeros(n, dtype=torch.float64)
+        return {
+            "kernel": torch.where(use_sinc, _SINC, codes),
+            "kernel_size": size,
+            "sigma_x": torch.where(use_sinc, zero, sigma_x),
+            "sigma_y": torch.where(use_sinc, zero, sigma_y),
+            "theta": torch.where(use_sinc, zero, theta),
+            "beta": torch.where(use_sinc, 1.0, beta),
+            "cutoff": torch.where(use_sinc, _sinc_cutoffs(cutoff_u, size, None), zero),
+        }
+
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        separable, sigma_h, sigma_v = _separable_sigmas(params)
+        keys = 2 * params["kernel_size"] + separable.long()
+
+        def run(xs: torch.Tensor, positions: torch.Tensor, key: int) -> torch.Tensor:
+            size = key // 2
+            if size == 1:
+                return xs
+            if key % 2:
+                rows = gaussian_kernels_1d(size, sigma_h[positions])
+                cols = gaussian_kernels_1d(size, sigma_v[positions])
+                return filter_separable_per_sample(xs, rows, cols).clamp_(0.0, 1.0)
+            kernels = blur_kernels(size, {k: v[positions] for k, v in params.items()})
+            return filter2d_per_sample(xs, kernels).clamp_(0.0, 1.0)
+
+        return map_groups(x, keys, run)
+
+
+def _filter_by_size(
+    x: torch.Tensor, sizes: torch.Tensor, build: Callable[[int, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """2-D filter each group of equal ``sizes`` with ``build(size, positions)`` kernels."""
+
+    def run(xs: torch.Tensor, positions: torch.Tensor, size: int) -> torch.Tensor:
+        if size == 1:
+            return xs
+        return filter2d_per_sample(xs, build(size, positions)).clamp_(0.0, 1.0)
+
+    return map_groups(x, sizes, run)
+
+
+@register
+@dataclasses.dataclass
+class MotionBlur(_KernelSizeOp):
+    """Linear motion blur: an anti-aliased segment of ``length`` pixels at ``angle`` degrees.
+
+    The kernel size is the smallest odd size holding the segment (a smaller
+    recorded size crops the segment).
+    """
+
+    name = "motion_blur"
+    family = "blur"
+    param_limits = {
+        "kernel_size": (1, MAX_KERNEL_SIZE),
+        "length": (0.0, MAX_KERNEL_SIZE - 1.0),
+        "angle": (-360.0, 360.0),
+    }
+
+    length: tuple[float, float] = (3.0, 15.0)
+    angle: tuple[float, float] = (0.0, 180.0)
+
+    def __post_init__(self) -> None:
+        self.length = check_range("motion_blur.length", self.length, 0.0, MAX_KERNEL_SIZE - 1.0)
+        self.angle = check_range("motion_blur.angle", self.angle, -360.0, 360.0)
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        length = rng.uniform(*self.length)
+        angle = rng.uniform(*self.angle)
+        return {"kernel_size": motion_size(length), "length": length, "angle": angle}
+
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        return _filter_by_size(
+            x,
+            params["kernel_size"],
+            lambda size, i: motion_kernels(size, params["length"][i], params["angle"][i]),
+        )
+
+
+@register
+@dataclasses.dataclass
+class DefocusBlur(_KernelSizeOp):
+    """Defocus (out-of-focus) blur: an anti-aliased disk of ``radius`` pixels."""
+
+    name = "defocus_blur"
+    family = "blur"
+    param_limits = {"kernel_size": (1, MAX_KERNEL_SIZE), "radius": (0.0, MAX_KERNEL_SIZE / 2 - 1)}
+
+    radius: tuple[float, float] = (1.0, 4.0)
+
+    def __post_init__(self) -> None:
+        self.radius = check_range("defocus_blur.radius", self.radius, 0.0, MAX_KERNEL_SIZE / 2 - 1)
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        radius = rng.uniform(*self.radius)
+        return {"kernel_size": disk_size(radius), "radius": radius}
+
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        return _filter_by_size(
+            x, params["kernel_size"], lambda size, i: disk_kernels(size, params["radius"][i])
+        )
+
+
+@register
+@dataclasses.dataclass
+class Ringing(_KernelSizeOp):
+    """Ringing and overshoot: a circular sinc low-pass (Real-ESRGAN's final sinc filter).
+
+    ``cutoff`` (radians per pixel) defaults to Real-ESRGAN's size rule
+    (``U(pi/3, pi)`` below size 13, else ``U(pi/5, pi)``); DePLSR uses
+    ``cutoff=(pi/3, pi)``. A lower cutoff blurs and rings more.
+    """
+
+    name = "ringing"
+    family = "blur"
+    param_limits = {"kernel_size": (1, MAX_KERNEL_SIZE), "cutoff": (0.0, math.pi)}
+
+    kernel_size: tuple[int, int] = (7, 21)
+    cutoff: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.kernel_size = _check_odd_range("ringing.kernel_size", self.kernel_size)
+        self.cutoff = _check_cutoff("ringing.cutoff", self.cutoff)
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        size = _draw_odd_sizes(rng, *self.kernel_size)
+        cutoff = _sinc_cutoffs(rng.uniform(0.0, 1.0), size, self.cutoff)
+        return {"kernel_size": size, "cutoff": cutoff}
+
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        return _filter_by_size(
+            x, params["kernel_size"], lambda size, i: sinc_kernels(size, params["cutoff"][i])
+        )
