@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
@@ -47,7 +47,12 @@ __all__ = [
     "check_prob",
     "as_pair",
     "image_sizes",
+    "map_groups",
+    "SEED_LIMITS",
 ]
+
+#: Valid interval of a recorded noise-field seed (a signed 64-bit integer).
+SEED_LIMITS = (-(2.0**63), 2.0**63)
 
 Images: TypeAlias = torch.Tensor | list[torch.Tensor]
 Params: TypeAlias = dict[str, torch.Tensor]
@@ -83,6 +88,31 @@ def image_sizes(x: Images) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return torch.tensor([list(x.shape[-2:])] * x.shape[0], dtype=torch.int64)
     return torch.tensor([list(img.shape[-2:]) for img in x], dtype=torch.int64)
+
+
+def map_groups(
+    x: torch.Tensor,
+    keys: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+) -> torch.Tensor:
+    """Run ``fn(x_group, positions, key)`` once per distinct key; reassemble in batch order.
+
+    ``positions`` (CPU int64) index the group's rows in the batch, e.g. to
+    ``take`` its parameters.
+    """
+    keys_list = [int(k) for k in keys.tolist()]
+    distinct = sorted(set(keys_list))
+    if len(distinct) == 1:
+        return fn(x, torch.arange(x.shape[0]), distinct[0])
+    out: torch.Tensor | None = None
+    for key in distinct:
+        positions = torch.tensor([i for i, k in enumerate(keys_list) if k == key])
+        index = positions.to(x.device)
+        y = fn(x.index_select(0, index), positions, key)
+        if out is None:
+            out = y.new_empty((x.shape[0], *y.shape[1:]))
+        out.index_copy_(0, index, y)
+    return out
 
 
 def collate(images: Sequence[torch.Tensor]) -> Images:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from degkit.ops.base import Op, OpError, Params, check_prob, check_range, register
+from degkit.ops.base import Op, OpError, Params, check_prob, check_range, map_groups, register
 from degkit.ops.filtering import filter2d_per_sample, filter_separable_per_sample
 from degkit.ops.kernels import (
     MAX_AUTO_SIZE,
@@ -51,7 +51,6 @@ __all__ = [
     "DefocusBlur",
     "Ringing",
     "blur_kernels",
-    "map_groups",
 ]
 
 KERNEL_TYPES = (
@@ -86,31 +85,6 @@ _PLATEAU_CODES = _codes("plateau_iso", "plateau_aniso")
 
 
 # -- shared helpers ------------------------------------------------------------
-def map_groups(
-    x: torch.Tensor,
-    keys: torch.Tensor,
-    fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
-) -> torch.Tensor:
-    """Run ``fn(x_group, positions, key)`` once per distinct key; reassemble in batch order.
-
-    ``positions`` (CPU int64) index the group's rows in the batch, e.g. to
-    ``take`` its parameters.
-    """
-    keys_list = [int(k) for k in keys.tolist()]
-    distinct = sorted(set(keys_list))
-    if len(distinct) == 1:
-        return fn(x, torch.arange(x.shape[0]), distinct[0])
-    out: torch.Tensor | None = None
-    for key in distinct:
-        positions = torch.tensor([i for i, k in enumerate(keys_list) if k == key])
-        index = positions.to(x.device)
-        y = fn(x.index_select(0, index), positions, key)
-        if out is None:
-            out = y.new_empty((x.shape[0], *y.shape[1:]))
-        out.index_copy_(0, index, y)
-    return out
-
-
 def _check_odd_sizes(op: str, key: str, sizes: torch.Tensor) -> None:
     """Raise :class:`OpError` unless every size is an odd integer."""
     bad = (sizes.double() % 2) != 1

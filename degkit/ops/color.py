@@ -27,8 +27,8 @@ import math
 import torch
 from kornia.enhance import adjust_gamma, adjust_hue, adjust_saturation
 
-from degkit.ops.base import Op, OpError, Params, check_range, register
-from degkit.ops.noise import SEED_LIMITS, gaussian_fields
+from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_range, register
+from degkit.ops.noise import gaussian_fields
 from degkit.rng import BatchStreams
 
 __all__ = ["LowLight", "ColorShift"]

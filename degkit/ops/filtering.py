@@ -15,6 +15,10 @@ same result up to float rounding (about 1e-6).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import torch
@@ -64,15 +68,54 @@ def _trim(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel[..., lo:hi] if kernel.ndim == 1 else kernel[lo:hi, lo:hi])
 
 
-def _opencv_per_plane(x: torch.Tensor, filter_plane) -> torch.Tensor:
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    """A pool of torch's thread count (OpenCV releases the GIL: planes run in parallel).
+
+    Keyed by process id too: a forked worker (DataLoader) must not reuse its
+    parent's pool, whose threads do not exist in the child.
+    """
+    key = (os.getpid(), torch.get_num_threads())
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(max_workers=key[1])
+    return _POOLS[key]
+
+
+def _opencv_per_plane(
+    x: torch.Tensor, filter_plane: Callable[[int, np.ndarray, np.ndarray], object]
+) -> torch.Tensor:
     """Run ``filter_plane(i, src, dst)`` on every image plane of a contiguous CPU batch."""
     x = x.contiguous()
     out = torch.empty_like(x)
     src, dst = x.numpy(), out.numpy()
-    for i in range(x.shape[0]):
+
+    def run_sample(i: int) -> None:
         for ch in range(x.shape[1]):
             filter_plane(i, src[i, ch], dst[i, ch])
+
+    if x.shape[0] > 1 and torch.get_num_threads() > 1:
+        list(_thread_pool().map(run_sample, range(x.shape[0])))
+    else:
+        for i in range(x.shape[0]):
+            run_sample(i)
     return out
+
+
+def _grouped_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Depthwise ``conv2d`` of ``1 x G x H x W`` with ``G`` filters.
+
+    A single group takes another convolution routine in torch with different
+    rounding; a zero dummy group keeps every batch on the same routine, so a
+    sample alone gives the same bits as in a batch.
+    """
+    groups = x.shape[1]
+    if groups == 1:
+        x = torch.cat([x, x], dim=1)
+        weight = torch.cat([weight, weight], dim=0)
+        return F.conv2d(x, weight, groups=2)[:, :1]
+    return F.conv2d(x, weight, groups=groups)
 
 
 def filter2d_per_sample(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -87,7 +130,7 @@ def filter2d_per_sample(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         )
     weight = kernels.to(x).repeat_interleave(c, dim=0).unsqueeze(1)
     padded = _pad(x, kh // 2, kw // 2).reshape(1, n * c, h + kh - 1, w + kw - 1)
-    return F.conv2d(padded, weight, groups=n * c).reshape(n, c, h, w)
+    return _grouped_conv(padded, weight).reshape(n, c, h, w)
 
 
 def filter_separable_per_sample(
@@ -118,6 +161,5 @@ def filter_separable_per_sample(
     rows = kernel_rows.to(x).repeat_interleave(c, dim=0).view(n * c, 1, 1, k)
     cols = kernel_cols.to(x).repeat_interleave(c, dim=0).view(n * c, 1, k, 1)
     padded = _pad(x, k // 2, k // 2).reshape(1, n * c, h + k - 1, w + k - 1)
-    y = F.conv2d(padded, rows, groups=n * c)
-    y = F.conv2d(y, cols, groups=n * c)
+    y = _grouped_conv(_grouped_conv(padded, rows), cols)
     return y.reshape(n, c, h, w)

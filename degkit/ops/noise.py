@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from kornia.color import rgb_to_grayscale
 
-from degkit.ops.base import Op, Params, check_prob, check_range, register
+from degkit.ops.base import SEED_LIMITS, Op, Params, check_prob, check_range, register
 from degkit.ops.quantize import to_uint8
 from degkit.rng import BatchStreams, field_generator
 
@@ -40,12 +40,10 @@ __all__ = [
     "PoissonNoise",
     "SpeckleNoise",
     "SaltPepperNoise",
-    "SEED_LIMITS",
     "gaussian_fields",
     "poisson_fields",
 ]
 
-SEED_LIMITS = (-(2.0**63), 2.0**63)
 """``param_limits`` entry of a recorded field seed (any signed 64-bit integer)."""
 
 

@@ -21,8 +21,7 @@ import dataclasses
 
 import torch
 
-from degkit.ops.base import Op, OpError, Params, check_range, register
-from degkit.ops.blur import map_groups
+from degkit.ops.base import Op, OpError, Params, check_range, map_groups, register
 from degkit.ops.filtering import filter_separable_per_sample
 from degkit.ops.kernels import gaussian_kernels_1d
 from degkit.rng import BatchStreams

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from degkit.ops.base import Op, Params, check_range, register
+from degkit.ops.base import SEED_LIMITS, Op, Params, check_range, register
 from degkit.ops.filtering import filter2d_per_sample, filter_separable_per_sample
 from degkit.ops.kernels import (
     disk_kernels,
@@ -51,7 +51,6 @@ from degkit.rng import BatchStreams, field_generator
 
 __all__ = ["Haze", "Rain", "Snow"]
 
-SEED_LIMITS = (-(2.0**63), 2.0**63)
 DEPTH_GRID = 8
 RAIN_INTENSITY = (0.5, 1.0)
 SNOW_INTENSITY = (0.6, 1.0)
