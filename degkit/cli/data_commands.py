@@ -1,9 +1,144 @@
-"""Sub-commands of degkit (being written)."""
+"""``degkit build``, ``degkit info`` and ``degkit push``: make, inspect and publish datasets."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+__all__ = ["register", "run_build", "run_info", "run_push"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's sub-commands."""
+    """Add the ``build``, ``info`` and ``push`` sub-commands."""
+    _register_build(sub)
+    p = sub.add_parser("info", help="summarise a built dataset folder")
+    p.add_argument("dir", help="dataset folder (the --out of degkit build)")
+    p.add_argument("--bins", type=int, default=10, help="histogram bins per parameter")
+    p.add_argument("--examples", type=int, default=5, help="caption examples to show")
+    p.set_defaults(run=run_info)
+
+    p = sub.add_parser("push", help="upload a built dataset (shards and card) to the Hub")
+    p.add_argument("dir", help="dataset folder (the --out of degkit build)")
+    p.add_argument("repo_id", help="Hub dataset repository, e.g. user/my-sr-data")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--revision", default=None, help="branch to push to")
+    p.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
+    p.add_argument("--dry-run", action="store_true", help="only list the files to upload")
+    p.set_defaults(run=run_push)
+
+
+def _register_build(sub: argparse._SubParsersAction) -> None:
+    from degkit.data.prepare import CROP_MODES, DEFAULT_MAX_PIXELS
+    from degkit.data.work import DEFAULT_PNG_LEVEL
+
+    p = sub.add_parser(
+        "build",
+        help="degrade HR images with a recipe into captioned parquet shards",
+        description="Build a caption-labelled HR/LR parquet dataset. With no --source, "
+        "the real photos embedded in installed packages are used.",
+    )
+    p.add_argument("recipe", help="recipe name (see degkit recipes) or YAML path")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="image folder, .csv/.jsonl list, .parquet file or folder, saved HF dataset, "
+        "or 'embedded' (default)",
+    )
+    p.add_argument("--scale", type=int, default=None, help="SR factor (default: the recipe's)")
+    crop = p.add_mutually_exclusive_group()
+    crop.add_argument("--crop", type=int, default=256, help="HR crop size (multiple of scale)")
+    crop.add_argument(
+        "--no-crop", dest="crop", action="store_const", const=None, help="keep whole images"
+    )
+    p.add_argument("--per-image", type=int, default=1, help="crops per source image")
+    p.add_argument(
+        "--crop-mode", choices=CROP_MODES, default="random", help="random or evenly spaced grid"
+    )
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (crops and degradations)")
+    p.add_argument("--splits", default="train", help="e.g. train=0.9,validation=0.1 (by image)")
+    p.add_argument("--shard", default=None, help="k/n: write only job k of n (0-based)")
+    p.add_argument("--rows-per-shard", type=int, default=None, help="default: ~400 MB shards")
+    p.add_argument("--device", default="cpu", help="torch device of the degradation")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core; 0: all in this process)",
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="samples degraded together")
+    p.add_argument("--resume", action="store_true", help="continue a killed build")
+    p.add_argument(
+        "--png-level", type=int, default=DEFAULT_PNG_LEVEL, help="PNG compression level, 0-9"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="skip source images with more pixels (decompression-bomb guard)",
+    )
+    p.add_argument("--image-column", default=None, help="image column of a parquet source")
+    p.add_argument("--caption-column", default=None, help="content caption column of the source")
+    p.add_argument("--path-column", default=None, help="path column of a CSV/JSONL source")
+    p.add_argument("--captioner", default=None, help="image-to-text model for content captions")
+    p.add_argument("--license", default="other", help="license field of the dataset card")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Build the dataset and print the summary."""
+    from degkit.data.build import BuildConfig, build_dataset
+
+    config = BuildConfig(
+        recipe=args.recipe,
+        out=args.out,
+        source=args.source,
+        scale=args.scale,
+        crop=args.crop,
+        per_image=args.per_image,
+        crop_mode=args.crop_mode,
+        seed=args.seed,
+        splits=args.splits,
+        shard=args.shard,
+        rows_per_shard=args.rows_per_shard,
+        device=args.device,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        resume=args.resume,
+        png_level=args.png_level,
+        max_pixels=args.max_pixels,
+        image_column=args.image_column,
+        caption_column=args.caption_column,
+        path_column=args.path_column,
+        captioner=args.captioner,
+        license=args.license,
+        progress=not args.quiet,
+    )
+    summary = build_dataset(config)
+    print(summary.text())
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Print the summary of a built dataset."""
+    from degkit.data.info import info_text
+
+    print(info_text(args.dir, bins=args.bins, n_examples=args.examples))
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Upload the shards and card (or list them with --dry-run)."""
+    from degkit.data.hub import files_to_upload, push_dataset
+
+    if args.dry_run:
+        for name in files_to_upload(args.dir):
+            print(name)
+        return 0
+    url = push_dataset(
+        args.dir, args.repo_id, private=args.private, revision=args.revision, token=args.token
+    )
+    print(f"pushed {args.dir} to {url}", file=sys.stderr)
+    return 0

@@ -270,7 +270,9 @@ class Blur(_KernelSizeOp):
 
     @staticmethod
     def _draw_beta(side: torch.Tensor, u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-        if not lo < 1 < hi:
+        """BasicSR's rule: half U(lo, 1), half U(1, hi) when 1 is in range (so
+        plateau's [1, 2] gives beta = 1 half the time)."""
+        if not lo <= 1 <= hi:
             return lo + u * (hi - lo)
         return torch.where(side, lo + u * (1 - lo), 1 + u * (hi - 1))
 

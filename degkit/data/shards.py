@@ -1,0 +1,155 @@
+"""Parquet shards: the row schema, atomic writes and reading a shard's own metadata.
+
+A row (see DESIGN.md) holds the sample's identity (``id``, ``source_id``,
+``index``, crop position), the HR and LR images as Hugging Face ``Image``
+structs of PNG bytes, the recipe name and hash, the seed, every caption, the
+records as JSON and one flat column per degradation parameter.
+
+The schema carries the ``huggingface`` features (so ``datasets`` restores
+``Image`` and ``List`` types) and a ``degkit`` JSON entry with the shard's
+planned sample count, the build fingerprint and the images skipped in it. A
+shard is written to ``data/.<name>.tmp``, flushed to disk and renamed into
+place, so a shard file either exists complete or not at all. Row groups hold
+:data:`degkit.data.plan.ROW_GROUP_SIZE` rows; images are stored uncompressed
+(PNG already is), other columns with zstd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from degkit.data.plan import ROW_GROUP_SIZE
+
+__all__ = [
+    "BASE_COLUMNS",
+    "IMAGE_COLUMNS",
+    "row_features",
+    "write_shard",
+    "read_shard_meta",
+    "temp_path",
+    "image_cell",
+]
+
+BASE_COLUMNS: dict[str, str] = {
+    "id": "string",
+    "source_id": "string",
+    "index": "int64",
+    "crop_top": "int64",
+    "crop_left": "int64",
+    "hr": "image",
+    "lr": "image",
+    "scale": "int64",
+    "recipe": "string",
+    "recipe_hash": "string",
+    "seed": "int64",
+    "content_caption": "string",
+    "degradation_caption": "string",
+    "fine_captions": "list<string>",
+    "severity_caption": "string",
+    "records": "string",
+}
+IMAGE_COLUMNS = ("hr", "lr")
+_FLAT_TYPES = ("float64", "int64", "string", "bool")
+
+
+def row_features(flat_columns: dict[str, str]):
+    """``datasets.Features`` of a row: the base columns, then the flat parameter columns."""
+    from datasets import Features, Image, List, Value
+
+    clash = sorted(set(flat_columns) & set(BASE_COLUMNS))
+    if clash:
+        raise ValueError(f"flat columns {clash} clash with the base columns of a row")
+    features: dict[str, Any] = {}
+    for name, kind in {**BASE_COLUMNS, **flat_columns}.items():
+        if kind == "image":
+            features[name] = Image()
+        elif kind == "list<string>":
+            features[name] = List(Value("string"))
+        elif kind in _FLAT_TYPES:
+            features[name] = Value(kind)
+        else:
+            raise ValueError(f"column {name!r}: unknown type {kind!r}; allowed: {_FLAT_TYPES}")
+    return Features(features)
+
+
+def image_cell(png: bytes) -> dict[str, Any]:
+    """The value of an HF ``Image`` column holding PNG bytes."""
+    return {"bytes": png, "path": None}
+
+
+def temp_path(path: Path) -> Path:
+    """Where a shard is written before it is renamed to ``path``."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_shard(path: Path, columns: dict[str, list], features, meta: dict[str, Any]) -> int:
+    """Write rows atomically (temp file, fsync, rename); return the file size in bytes."""
+    schema = features.arrow_schema
+    metadata = dict(schema.metadata or {})
+    metadata[b"degkit"] = json.dumps(meta, sort_keys=True).encode()
+    schema = schema.with_metadata(metadata)
+    table = pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
+    image_paths = [f"{c}.{leaf}" for c in IMAGE_COLUMNS for leaf in ("bytes", "path")]
+    other_paths = [n for n in _leaf_paths(schema) if n not in image_paths]
+    tmp = temp_path(path)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(
+        tmp,
+        schema,
+        compression={**dict.fromkeys(other_paths, "zstd"), **dict.fromkeys(image_paths, "none")},
+        use_dictionary=other_paths,
+        write_statistics=other_paths,
+    ) as writer:
+        writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path.stat().st_size
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    paths = []
+    for field in schema:
+        if pa.types.is_struct(field.type):
+            paths += [f"{field.name}.{child.name}" for child in field.type]
+        elif pa.types.is_list(field.type):
+            paths.append(f"{field.name}.list.{field.type.value_field.name}")
+        else:
+            paths.append(field.name)
+    return paths
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_shard_meta(path: Path) -> dict[str, Any] | None:
+    """The ``degkit`` metadata of a complete, readable shard (with ``num_rows``), else None."""
+    try:
+        pf = pq.ParquetFile(path)
+        raw = (pf.schema_arrow.metadata or {}).get(b"degkit")
+        if raw is None:
+            return None
+        meta = json.loads(raw)
+        meta["num_rows"] = pf.metadata.num_rows
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    if meta.get("rows") != meta["num_rows"]:
+        return None
+    return meta

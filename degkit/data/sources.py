@@ -1,0 +1,381 @@
+"""Where HR images come from: folders, path lists, parquet / HF datasets, embedded photos.
+
+Every source resolves to a list of :class:`SourceImage`, sorted by its
+``source_id``: a stable, unique string (the path relative to the folder, the
+path as written in a CSV / JSONL, ``<parquet file>#<row>``, or
+``embedded/<package>/<name>``). A build derives each sample's global index
+from the position in this sorted list, so the ids must not depend on the
+machine, the walk order or the time.
+
+A :class:`SourceImage` only *locates* the encoded image; :meth:`SourceImage.read_bytes`
+fetches it, in whatever process decodes it. Source kinds:
+
+* a folder, searched recursively for ``png, jpg, jpeg, webp, bmp, tif, tiff``
+  files (hidden files and folders skipped);
+* a ``.csv`` (header row) or ``.jsonl`` file with a path column (``path``,
+  ``image``, ``file``, ``filepath`` or ``filename``; relative paths are relative
+  to the file) and an optional content caption column (``caption``, ``text``,
+  ``title`` or ``content_caption``);
+* a ``.parquet`` file, or a folder of them (e.g. a Hub dataset snapshot), or a
+  ``datasets.save_to_disk`` folder, with an image column (HF ``Image`` struct of
+  ``bytes`` / ``path``, or raw bytes) and an optional caption column;
+* ``None`` / ``"embedded"``: real photos that ship inside installed packages
+  (scikit-image, pyiqa, matplotlib), so a build works with no download.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import importlib.metadata
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SourceImage",
+    "embedded_images",
+    "folder_images",
+    "listed_images",
+    "parquet_images",
+    "saved_dataset_images",
+    "resolve_source",
+    "describe_source",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
+CAPTION_COLUMNS = ("caption", "content_caption", "text", "title")
+IMAGE_COLUMNS = ("image", "hr", "img", "picture")
+
+# (distribution, file inside it, source id): real photographs only (no
+# drawings, test patterns, distorted copies or near-duplicate stereo views).
+_EMBEDDED_PHOTOS: tuple[tuple[str, str, str], ...] = (
+    ("scikit-image", "skimage/data/astronaut.png", "skimage/astronaut"),
+    ("scikit-image", "skimage/data/brick.png", "skimage/brick"),
+    ("scikit-image", "skimage/data/camera.png", "skimage/camera"),
+    ("scikit-image", "skimage/data/chelsea.png", "skimage/chelsea"),
+    ("scikit-image", "skimage/data/coffee.png", "skimage/coffee"),
+    ("scikit-image", "skimage/data/coins.png", "skimage/coins"),
+    ("scikit-image", "skimage/data/grass.png", "skimage/grass"),
+    ("scikit-image", "skimage/data/gravel.png", "skimage/gravel"),
+    ("scikit-image", "skimage/data/hubble_deep_field.jpg", "skimage/hubble_deep_field"),
+    ("scikit-image", "skimage/data/ihc.png", "skimage/immunohistochemistry"),
+    ("scikit-image", "skimage/data/moon.png", "skimage/moon"),
+    ("scikit-image", "skimage/data/motorcycle_left.png", "skimage/motorcycle"),
+    ("scikit-image", "skimage/data/retina.jpg", "skimage/retina"),
+    ("scikit-image", "skimage/data/rocket.jpg", "skimage/rocket"),
+    ("pyiqa", "ResultsCalibra/ref_dir/I03.bmp", "pyiqa/I03"),
+    ("pyiqa", "ResultsCalibra/ref_dir/I04.bmp", "pyiqa/I04"),
+    ("pyiqa", "ResultsCalibra/ref_dir/I06.bmp", "pyiqa/I06"),
+    ("pyiqa", "ResultsCalibra/ref_dir/I08.bmp", "pyiqa/I08"),
+    ("pyiqa", "ResultsCalibra/ref_dir/I19.bmp", "pyiqa/I19"),
+    ("pyiqa", "tests/test_efficiency_img_dir/SPAQ_10241.jpg", "pyiqa/SPAQ_10241"),
+    ("pyiqa", "tests/test_efficiency_img_dir/frame_4wrwr48cdk6rbcjl.jpg", "pyiqa/frame_4wrw"),
+    ("pyiqa", "tests/test_efficiency_img_dir/frame_7gzdcz9sif0ekg31.jpg", "pyiqa/frame_7gzd"),
+    ("pyiqa", "tests/test_efficiency_img_dir/frame_9ogwhvvy7gfj6jzh.jpg", "pyiqa/frame_9ogw"),
+    ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "matplotlib/grace_hopper"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceImage:
+    """One HR source image: a stable id, where its bytes are, and its content caption.
+
+    ``location`` is a file path; for an image stored inside a table, ``row``
+    is its row in that parquet file or ``save_to_disk`` folder and ``column``
+    the image column.
+    """
+
+    source_id: str
+    location: str
+    caption: str = ""
+    row: int | None = None
+    column: str | None = None
+
+    def read_bytes(self) -> bytes:
+        """The encoded image (PNG, JPEG, ...) as stored."""
+        if self.row is None:
+            return Path(self.location).read_bytes()
+        if self.location.endswith(".parquet"):
+            return _parquet_cell(self.location, self.row, self.column)
+        return _saved_dataset_cell(self.location, self.row, self.column)
+
+
+# -- embedded photos ----------------------------------------------------------
+def embedded_images() -> list[SourceImage]:
+    """Real photos shipped inside installed packages, with ids ``embedded/<pkg>/<name>``.
+
+    Photos of packages that are not installed are left out; the list is never
+    empty because scikit-image and pyiqa are dependencies of degkit.
+    """
+    found = []
+    for dist, rel_path, name in _EMBEDDED_PHOTOS:
+        path = _distribution_file(dist, rel_path)
+        if path is not None:
+            found.append(SourceImage(f"embedded/{name}", str(path)))
+    if not found:
+        raise FileNotFoundError(
+            "no embedded photos found: install scikit-image, pyiqa or matplotlib, or pass --source"
+        )
+    return sorted(found, key=lambda s: s.source_id)
+
+
+@functools.cache
+def _distribution_files(dist: str) -> dict[str, Path]:
+    try:
+        files = importlib.metadata.files(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    return {str(f).replace("\\", "/"): Path(str(f.locate())) for f in files}
+
+
+def _distribution_file(dist: str, rel_path: str) -> Path | None:
+    path = _distribution_files(dist).get(rel_path)
+    return path if path is not None and path.is_file() else None
+
+
+# -- folders --------------------------------------------------------------------
+def folder_images(root: str | Path) -> list[SourceImage]:
+    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--source folder {str(root)!r} does not exist")
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            found.append(SourceImage(rel.as_posix(), str(path)))
+    return sorted(found, key=lambda s: s.source_id)
+
+
+# -- CSV / JSONL lists ---------------------------------------------------------------
+def listed_images(
+    list_file: str | Path, path_column: str | None = None, caption_column: str | None = None
+) -> list[SourceImage]:
+    """Images named in a CSV (with header) or JSONL file; id = the path as written."""
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"--source list {str(list_file)!r} does not exist")
+    rows = _read_rows(list_file)
+    if not rows:
+        raise ValueError(f"--source list {str(list_file)!r} has no rows")
+    columns = list(rows[0])
+    path_col = _pick_column(list_file, columns, path_column, PATH_COLUMNS, "--path-column")
+    caption_col = _pick_optional_column(list_file, columns, caption_column, CAPTION_COLUMNS)
+    seen: dict[str, int] = {}
+    found = []
+    for line, row in enumerate(rows, start=2 if list_file.suffix.lower() == ".csv" else 1):
+        written = str(row.get(path_col) or "").strip()
+        if not written:
+            raise ValueError(f"{list_file}: line {line} has an empty {path_col!r}")
+        if written in seen:
+            raise ValueError(
+                f"{list_file}: line {line} repeats the path {written!r} of line {seen[written]}"
+            )
+        seen[written] = line
+        path = Path(written) if Path(written).is_absolute() else list_file.parent / written
+        caption = str(row.get(caption_col) or "") if caption_col else ""
+        found.append(SourceImage(written, str(path), caption.strip()))
+    return sorted(found, key=lambda s: s.source_id)
+
+
+def _read_rows(list_file: Path) -> list[dict]:
+    suffix = list_file.suffix.lower()
+    if suffix == ".csv":
+        with list_file.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        for line, text in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+            if text.strip():
+                try:
+                    rows.append(json.loads(text))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{list_file}: line {line} is not JSON: {exc}") from None
+        return rows
+    raise ValueError(f"--source list {str(list_file)!r} must be .csv or .jsonl")
+
+
+def _pick_column(
+    where: Path | str,
+    columns: Sequence[str],
+    wanted: str | None,
+    candidates: Iterable[str],
+    option: str,
+) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise ValueError(f"{where}: no column {wanted!r} ({option}); columns: {list(columns)}")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise ValueError(
+        f"{where}: cannot tell which column holds the images; columns: {list(columns)}; "
+        f"name one with {option}"
+    )
+
+
+def _pick_optional_column(
+    where: Path | str, columns: Sequence[str], wanted: str | None, candidates: Iterable[str]
+) -> str | None:
+    if wanted is not None:
+        return _pick_column(where, columns, wanted, (), "--caption-column")
+    return next((name for name in candidates if name in columns), None)
+
+
+# -- parquet and saved HF datasets -------------------------------------------------------
+def parquet_images(
+    path: str | Path, image_column: str | None = None, caption_column: str | None = None
+) -> list[SourceImage]:
+    """Rows of a parquet file or of every ``*.parquet`` under a folder.
+
+    The id of a row is ``<file relative to path>#<row>`` (zero-padded row).
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"--source {str(path)!r} holds no .parquet files")
+    found = []
+    for file in files:
+        columns = pq.ParquetFile(file).schema_arrow.names
+        image_col = _pick_column(file, columns, image_column, IMAGE_COLUMNS, "--image-column")
+        caption_col = _pick_optional_column(file, columns, caption_column, CAPTION_COLUMNS)
+        n_rows = pq.ParquetFile(file).metadata.num_rows
+        captions = (
+            pq.read_table(file, columns=[caption_col]).column(0).to_pylist()
+            if caption_col
+            else [""] * n_rows
+        )
+        rel = file.name if path.is_file() else file.relative_to(path).as_posix()
+        for row, caption in enumerate(captions):
+            found.append(
+                SourceImage(f"{rel}#{row:09d}", str(file), str(caption or ""), row, image_col)
+            )
+    return found
+
+
+def saved_dataset_images(
+    folder: str | Path, image_column: str | None = None, caption_column: str | None = None
+) -> list[SourceImage]:
+    """Rows of a ``datasets.Dataset.save_to_disk`` folder; id = ``<folder name>#<row>``."""
+    ds = _load_saved_dataset(str(folder))
+    columns = ds.column_names
+    image_col = _pick_column(folder, columns, image_column, IMAGE_COLUMNS, "--image-column")
+    caption_col = _pick_optional_column(folder, columns, caption_column, CAPTION_COLUMNS)
+    captions = ds[caption_col] if caption_col else [""] * len(ds)
+    name = Path(folder).name
+    return [
+        SourceImage(f"{name}#{row:09d}", str(folder), str(caption or ""), row, image_col)
+        for row, caption in enumerate(captions)
+    ]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_saved_dataset(folder: str):
+    import datasets
+
+    ds = datasets.load_from_disk(folder)
+    if isinstance(ds, datasets.DatasetDict):
+        raise ValueError(
+            f"--source {folder!r} is a DatasetDict with splits {list(ds)}; "
+            "point --source at one split's folder"
+        )
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.Image):
+            ds = ds.cast_column(name, datasets.Image(decode=False))
+    return ds
+
+
+def _saved_dataset_cell(folder: str, row: int, column: str | None) -> bytes:
+    value = _load_saved_dataset(folder)[row][column]
+    return _image_cell_bytes(value, folder)
+
+
+@functools.lru_cache(maxsize=8)
+def _parquet_file(path: str):
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    starts = [0]
+    for i in range(pf.metadata.num_row_groups):
+        starts.append(starts[-1] + pf.metadata.row_group(i).num_rows)
+    return pf, starts
+
+
+@functools.lru_cache(maxsize=2)
+def _parquet_row_group(path: str, group: int, column: str) -> list:
+    pf, _ = _parquet_file(path)
+    return pf.read_row_group(group, columns=[column]).column(0).to_pylist()
+
+
+def _parquet_cell(path: str, row: int, column: str | None) -> bytes:
+    import bisect
+
+    _, starts = _parquet_file(path)
+    group = bisect.bisect_right(starts, row) - 1
+    value = _parquet_row_group(path, group, column)[row - starts[group]]
+    return _image_cell_bytes(value, path)
+
+
+def _image_cell_bytes(value: object, where: str) -> bytes:
+    """Bytes of an image cell: raw bytes, or an HF ``Image`` struct of bytes / path."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return bytes(value["bytes"])
+        if value.get("path"):
+            return Path(value["path"]).read_bytes()
+    raise ValueError(f"{where}: image cell holds neither bytes nor a path")
+
+
+# -- one entry point ---------------------------------------------------------------------
+def resolve_source(
+    source: str | Path | None,
+    image_column: str | None = None,
+    caption_column: str | None = None,
+    path_column: str | None = None,
+) -> list[SourceImage]:
+    """The sorted images of a ``--source`` argument (kind detected from the path).
+
+    ``None`` or ``"embedded"`` gives :func:`embedded_images`.
+    """
+    if source is None or str(source) == "embedded":
+        return embedded_images()
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"--source {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
+        images = listed_images(path, path_column, caption_column)
+    elif path.is_file() and suffix == ".parquet":
+        images = parquet_images(path, image_column, caption_column)
+    elif path.is_dir() and (path / "dataset_info.json").is_file():
+        images = saved_dataset_images(path, image_column, caption_column)
+    elif path.is_dir() and next(path.rglob("*.parquet"), None) is not None:
+        images = parquet_images(path, image_column, caption_column)
+    elif path.is_dir():
+        images = folder_images(path)
+    else:
+        raise ValueError(
+            f"--source {str(path)!r}: expected a folder, a .csv / .jsonl list, "
+            "a .parquet file or a saved dataset folder"
+        )
+    if not images:
+        raise ValueError(f"--source {str(path)!r} holds no images")
+    return sorted(images, key=lambda s: s.source_id)
+
+
+def describe_source(source: str | Path | None) -> str:
+    """A one-line human description of a ``--source`` argument (for the card)."""
+    if source is None or str(source) == "embedded":
+        return "embedded real photos from scikit-image, pyiqa and matplotlib"
+    return str(source)

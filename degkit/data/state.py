@@ -1,0 +1,144 @@
+"""The output folder of a build and what is already done in it.
+
+Layout::
+
+    OUT/README.md            dataset card (rewritten at the end of every run)
+    OUT/skipped.jsonl        images left out, with the reason
+    OUT/data/*.parquet       the shards
+    OUT/.degkit/build.json   settings, fingerprint, canonical command, planned shards
+    OUT/.degkit/empty/*.json metadata of shards whose every sample was skipped
+
+The *fingerprint* hashes every setting that changes the content. A folder
+holding another fingerprint is never written into. A shard counts as done when
+its parquet file is readable, carries this fingerprint and holds the row count
+its metadata promises (or when its empty marker exists). Every file is written
+to a temporary name and renamed, so a killed build leaves only whole files
+behind plus, at worst, one ``data/.<shard>.tmp`` that the next run deletes (or,
+if killed while rewriting the card, a hidden ``.<file>.tmp-<pid>`` that nothing
+reads or uploads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from degkit.data.plan import ShardPlan
+from degkit.data.shards import read_shard_meta, temp_path
+
+__all__ = [
+    "OutputState",
+    "fingerprint_of",
+    "write_text_atomic",
+    "read_build_info",
+    "finished_shard_meta",
+]
+
+STATE_DIR = ".degkit"
+
+
+def fingerprint_of(settings: dict[str, Any]) -> str:
+    """Short hex hash of the content-defining settings."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_build_info(out: Path) -> dict[str, Any]:
+    """The ``build.json`` of a built folder (settings, fingerprint, command, shards)."""
+    path = Path(out) / STATE_DIR / "build.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(out)!r} is not a degkit dataset (no {STATE_DIR}/build.json)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _marker_path(out: Path, file: str) -> Path:
+    return Path(out) / STATE_DIR / "empty" / (Path(file).stem + ".json")
+
+
+def finished_shard_meta(out: Path, file: str, fingerprint: str) -> dict[str, Any] | None:
+    """Metadata (with ``num_rows``) of a finished shard of the build ``fingerprint``, or None."""
+    marker = _marker_path(out, file)
+    if marker.is_file():
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+        meta["num_rows"] = 0
+    else:
+        meta = read_shard_meta(Path(out) / file)
+    if meta is None or meta.get("fingerprint") != fingerprint:
+        return None
+    return meta
+
+
+class OutputState:
+    """Opens an output folder for one build (one fingerprint) and tracks finished shards."""
+
+    def __init__(self, out: Path, info: dict[str, Any]) -> None:
+        self.out = Path(out)
+        self.info = info
+        self.fingerprint = info["fingerprint"]
+
+    @classmethod
+    def open(cls, out: Path, info: dict[str, Any]) -> OutputState:
+        """Check the folder holds this build or nothing, and record ``build.json``.
+
+        Raises:
+            ValueError: the folder holds a build with other settings.
+        """
+        out = Path(out)
+        try:
+            previous = read_build_info(out)
+        except FileNotFoundError:
+            previous = None
+        if previous is not None and previous["fingerprint"] != info["fingerprint"]:
+            changes = _differences(previous["settings"], info["settings"])
+            raise ValueError(
+                f"--out {str(out)!r} holds a build with other settings ({changes}); "
+                "choose another --out or repeat the original options"
+            )
+        if previous is None:
+            write_text_atomic(out / STATE_DIR / "build.json", json.dumps(info, indent=1) + "\n")
+        (out / "data").mkdir(parents=True, exist_ok=True)
+        return cls(out, info)
+
+    def path_of(self, shard: ShardPlan) -> Path:
+        """Final path of a shard's parquet file."""
+        return self.out / shard.file_name
+
+    def _marker(self, shard: ShardPlan) -> Path:
+        return _marker_path(self.out, shard.file_name)
+
+    def shard_meta(self, shard: ShardPlan) -> dict[str, Any] | None:
+        """Metadata of a finished shard of this build, or None."""
+        return finished_shard_meta(self.out, shard.file_name, self.fingerprint)
+
+    def has_any_trace(self, shard: ShardPlan) -> bool:
+        """Whether anything of this shard (file, temp file or marker) exists."""
+        path = self.path_of(shard)
+        return path.exists() or temp_path(path).exists() or self._marker(shard).exists()
+
+    def discard_partial(self, shard: ShardPlan) -> None:
+        """Delete a shard's temp file and any unfinished or foreign file in its place."""
+        path = self.path_of(shard)
+        temp_path(path).unlink(missing_ok=True)
+        if path.exists() and self.shard_meta(shard) is None:
+            path.unlink()
+
+    def mark_empty(self, shard: ShardPlan, meta: dict[str, Any]) -> None:
+        """Record a shard with no rows (every sample skipped)."""
+        write_text_atomic(self._marker(shard), json.dumps(meta, sort_keys=True) + "\n")
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(changed) or "different fingerprint"
