@@ -102,7 +102,7 @@ def kornia_chain(x: torch.Tensor) -> torch.Tensor:
     sigma = torch.empty(n, 1, device=x.device).uniform_(0.2, 3.0).expand(n, 2)
     x = kornia.filters.gaussian_blur2d(x, (21, 21), sigma)
     x = F.interpolate(x, size=(LR, LR), mode="area")
-    x = (x + torch.randn_like(x) * torch.empty(n, 1, 1, 1, device=x.device).uniform_(1, 30) / 255)
+    x = x + torch.randn_like(x) * torch.empty(n, 1, 1, 1, device=x.device).uniform_(1, 30) / 255
     quality = torch.empty(n, device=x.device).uniform_(30, 95)
     return kornia.enhance.jpeg_codec_differentiable(x.clamp(0, 1), quality)
 

@@ -62,7 +62,15 @@ from degkit.pipeline import (
 
 __all__ = ["Recipe", "RecipeError", "RECIPES_DIR", "available", "load", "from_dict", "canonical"]
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+def _shipped_recipes_dir() -> Path:
+    """The repository's ``recipes/`` folder: installed as ``degkit/recipe_files`` by a
+    wheel (see pyproject.toml), the folder itself in a source checkout."""
+    installed = Path(__file__).resolve().parent / "recipe_files"
+    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
+
+
+RECIPES_DIR = _shipped_recipes_dir()
 TOP_LEVEL_KEYS = ("description", "scale", "pipeline", "extends", "overrides")
 NODE_KEYS = {
     "op": None,  # plus the op's config fields

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import datasets
@@ -13,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from data_corpus import file_digests, write_corpus, write_fast_recipe
 from PIL import Image
 
 from degkit import recipes
@@ -21,9 +21,6 @@ from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.prepare import decode_rgb8
 from degkit.data.sources import embedded_images
 from degkit.data.state import STATE_DIR
-
-sys.path.insert(0, str(Path(__file__).parent))
-from data_corpus import file_digests, write_corpus, write_fast_recipe  # noqa: E402
 
 CROP, SCALE, PER_IMAGE = 32, 4, 2
 

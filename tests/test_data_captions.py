@@ -5,19 +5,16 @@ The captioner is a tiny randomly initialised BLIP saved to a temp folder (offlin
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
+from data_corpus import file_digests, photo_like, png_bytes, write_fast_recipe
 from PIL import Image
 
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.captioner import ContentCaptioner
-
-sys.path.insert(0, str(Path(__file__).parent))
-from data_corpus import file_digests, photo_like, png_bytes, write_fast_recipe  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import huggingface_hub
 import pytest
+from data_corpus import photo_like, png_bytes, write_fast_recipe
 from PIL import Image
 
 from degkit.cli import main
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.hub import files_to_upload, push_dataset
-
-sys.path.insert(0, str(Path(__file__).parent))
-from data_corpus import photo_like, png_bytes, write_fast_recipe  # noqa: E402
 
 
 def _build(root: Path, out: str, shard: str | None = None) -> Path:

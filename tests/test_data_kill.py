@@ -9,12 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from data_corpus import file_digests, photo_like, png_bytes
 from PIL import Image
 
 from degkit.data.build import BuildConfig, build_dataset
-
-sys.path.insert(0, str(Path(__file__).parent))
-from data_corpus import file_digests, photo_like, png_bytes  # noqa: E402
 
 N_IMAGES, PER_IMAGE, ROWS_PER_SHARD = 40, 2, 4
 OPTIONS = [

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import datasets
 import numpy as np
 import pytest
 import torch
+from data_corpus import photo_like, png_bytes, write_fast_recipe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, make_dataloader
-
-sys.path.insert(0, str(Path(__file__).parent))
-from data_corpus import photo_like, png_bytes, write_fast_recipe  # noqa: E402
 
 
 @pytest.fixture(scope="module")

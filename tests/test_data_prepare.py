@@ -4,11 +4,10 @@ skip reasons for broken files, crop placement."""
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from data_corpus import expected_palette_rgb, photo_like, write_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -23,9 +22,6 @@ from degkit.data.prepare import (
 )
 from degkit.data.sources import SourceImage
 from degkit.data.work import ImageTask, encode_png, run_image_task
-
-sys.path.insert(0, str(Path(__file__).parent))
-from data_corpus import expected_palette_rgb, photo_like, write_corpus  # noqa: E402
 
 SIZE = 80
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import datasets
@@ -12,13 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from data_corpus import photo_like, png_bytes, write_corpus
 from PIL import Image
 
 from degkit.data.prepare import decode_rgb8
 from degkit.data.sources import embedded_images, resolve_source
-
-sys.path.insert(0, str(Path(__file__).parent))
-from data_corpus import photo_like, png_bytes, write_corpus  # noqa: E402
 
 
 def test_embedded_photos_are_real_decodable_and_stable():
