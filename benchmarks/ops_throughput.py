@@ -19,6 +19,7 @@ Medians over repeats. Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import time
@@ -107,7 +108,7 @@ def kornia_chain(x: torch.Tensor) -> torch.Tensor:
     return kornia.enhance.jpeg_codec_differentiable(x.clamp(0, 1), quality)
 
 
-def single_ops(device: torch.device) -> dict[str, tuple[Callable, int]]:
+def single_ops() -> dict[str, tuple[Callable, int]]:
     """Single degkit ops at the size they see in the chain: name -> (op, input size)."""
     return {
         "blur iso 7..21 @256": (create_op("blur", kernel_types=("iso",)), HR),
@@ -121,50 +122,46 @@ def single_ops(device: torch.device) -> dict[str, tuple[Callable, int]]:
     }
 
 
+def measure_batch(device: torch.device, n: int, repeats: int) -> list[str]:
+    """Chain rates of every implementation and single-op rates for one device and batch size."""
+    sync = device.type == "cuda"
+    crops = photo_crops(n)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).contiguous().to(device)
+    rng = BatchStreams(0, range(n))
+    target = {"target_size": torch.tensor([[LR, LR]] * n)}
+    album = albumentations_chain()
+    chains = {"degkit (codec JPEG)": functools.partial(degkit_chain("codec"), x, rng)}
+    if device.type == "cuda":
+        chains["degkit (differentiable JPEG)"] = functools.partial(
+            degkit_chain("differentiable"), x, rng
+        )
+    chains["kornia"] = functools.partial(kornia_chain, x)
+    rates = {name: median_rate(fn, n, repeats, sync) for name, fn in chains.items()}
+    rates["albumentations (per image)"] = median_rate(
+        lambda: [album(image=img) for img in crops], n, repeats, False
+    )
+    base = rates["degkit (codec JPEG)"]
+    rows = [
+        f"| chain | {name} | {device.type} | {n} | {rate:,.0f} | {base / rate:.2f}x |"
+        for name, rate in rates.items()
+    ]
+    small = F.interpolate(x, size=(LR, LR), mode="area")
+    for name, (op, size) in single_ops().items():
+        xs = x if size == HR else small
+        rate = median_rate(functools.partial(op, xs, rng, target), n, repeats, sync)
+        rows.append(f"| op | {name} | {device.type} | {n} | {rate:,.0f} | |")
+    return rows
+
+
 def run(batch_sizes: list[int], repeats: int) -> list[str]:
-    """Run every measurement; return markdown table rows."""
+    """Run every measurement; print and return markdown table rows."""
     rows = []
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
-        sync = device.type == "cuda"
         for n in batch_sizes:
-            crops = photo_crops(n)
-            x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).to(device)
-            rng = BatchStreams(0, range(n))
-            target = {"target_size": torch.tensor([[LR, LR]] * n)}
-
-            def album() -> None:
-                chain = albumentations_chain()
-                for img in crops:
-                    chain(image=img)
-
-            rates = {
-                "degkit (codec JPEG)": median_rate(
-                    lambda: degkit_chain("codec")(x, rng), n, repeats, sync
-                ),
-                "kornia": median_rate(lambda: kornia_chain(x), n, repeats, sync),
-                "albumentations (per image)": median_rate(album, n, repeats, False),
-            }
-            if device.type == "cuda":
-                rates["degkit (differentiable JPEG)"] = median_rate(
-                    lambda: degkit_chain("differentiable")(x, rng), n, repeats, sync
-                )
-            base = rates["degkit (codec JPEG)"]
-            for name, rate in rates.items():
-                ratio = base / rate
-                rows.append(
-                    f"| chain | {name} | {device.type} | {n} | {rate:,.0f} | {ratio:.2f}x |"
-                )
-            for name, (op, size) in single_ops(device).items():
-                xs = x if size == HR else F.interpolate(x, size=(LR, LR), mode="area")
-
-                def one(op=op, xs=xs) -> None:
-                    op(xs, rng, target)
-
-                rate = median_rate(one, n, repeats, sync)
-                rows.append(f"| op | {name} | {device.type} | {n} | {rate:,.0f} | |")
-            for row in rows[-len(rates) - len(single_ops(device)) :]:
-                print(row, flush=True)
+            batch_rows = measure_batch(device, n, repeats)
+            print("\n".join(batch_rows), flush=True)
+            rows += batch_rows
     return rows
 
 

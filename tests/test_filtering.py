@@ -26,17 +26,15 @@ def _random_kernels(n: int, seed: int) -> torch.Tensor:
 
 
 @given(x=image_batches(min_size=12), seed=st.integers(0, 1000))
-def test_opencv_and_conv2d_paths_agree(x: torch.Tensor, seed: int) -> None:
+def test_opencv_and_conv2d_separable_paths_agree(x: torch.Tensor, seed: int) -> None:
     kernels = _random_kernels(x.shape[0], seed)
-    fast = filter2d_per_sample(x, kernels)
-    with torch.enable_grad():
-        slow = filter2d_per_sample(x.clone().requires_grad_(True), kernels).detach()
-    assert torch.allclose(fast, slow, atol=2e-6)
     rows, cols = kernels.sum(1), kernels.sum(2)
     fast = filter_separable_per_sample(x, rows, cols)
     with torch.enable_grad():
         slow = filter_separable_per_sample(x.clone().requires_grad_(True), rows, cols).detach()
     assert torch.allclose(fast, slow, atol=2e-6)
+    reference = filter2d_per_sample(x, cols[:, :, None] * rows[:, None, :])
+    assert torch.allclose(fast, reference, atol=2e-6)
 
 
 @given(x=image_batches(min_size=12, max_n=3), seed=st.integers(0, 1000))
@@ -61,3 +59,21 @@ def test_batch_equals_each_sample_with_its_own_size() -> None:
         off = (kernels.shape[-1] - size) // 2
         own = kernels[i : i + 1, off : off + size, off : off + size]
         assert torch.allclose(batched[i : i + 1], filter2d_per_sample(x[i : i + 1], own), atol=1e-6)
+
+
+def test_conv2d_path_gives_a_sample_the_same_bits_alone_or_in_a_batch() -> None:
+    """The autograd / CUDA path groups by support size: mixing sizes changes nothing."""
+    x = torch.rand(5, 3, 24, 24)
+    kernels = _random_kernels(5, 3)
+    rows, cols = kernels.sum(1), kernels.sum(2)
+    with torch.enable_grad():
+        xg = x.clone().requires_grad_(True)
+        batch2d = filter2d_per_sample(xg, kernels).detach()
+        batch_sep = filter_separable_per_sample(xg, rows, cols).detach()
+        for i in range(5):
+            one = xg[i : i + 1]
+            assert torch.equal(
+                filter2d_per_sample(one, kernels[i : i + 1]).detach(), batch2d[i : i + 1]
+            )
+            alone = filter_separable_per_sample(one, rows[i : i + 1], cols[i : i + 1]).detach()
+            assert torch.equal(alone, batch_sep[i : i + 1])

@@ -26,7 +26,11 @@ from collections.abc import Callable, Sequence
 import torch
 
 from degkit.ops.base import Op, OpError, Params, check_prob, check_range, map_groups, register
-from degkit.ops.filtering import filter2d_per_sample, filter_separable_per_sample
+from degkit.ops.filtering import (
+    filter2d_per_sample,
+    filter_separable_per_sample,
+    kernels_by_size,
+)
 from degkit.ops.kernels import (
     MAX_AUTO_SIZE,
     auto_gaussian_size,
@@ -311,33 +315,33 @@ class Blur(_KernelSizeOp):
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         separable, sigma_h, sigma_v = _separable_sigmas(params)
-        keys = 2 * params["kernel_size"] + separable.long()
+        sizes = params["kernel_size"]
 
-        def run(xs: torch.Tensor, positions: torch.Tensor, key: int) -> torch.Tensor:
-            size = key // 2
-            if size == 1:
+        def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
+            sub_sizes = sizes[positions]
+            if bool((sub_sizes == 1).all()):
                 return xs
-            if key % 2:
-                rows = gaussian_kernels_1d(size, sigma_h[positions])
-                cols = gaussian_kernels_1d(size, sigma_v[positions])
+            if is_separable:
+                h, v = sigma_h[positions], sigma_v[positions]
+                rows = kernels_by_size(sub_sizes, lambda k, i: gaussian_kernels_1d(k, h[i]))
+                cols = kernels_by_size(sub_sizes, lambda k, i: gaussian_kernels_1d(k, v[i]))
                 return filter_separable_per_sample(xs, rows, cols).clamp_(0.0, 1.0)
-            kernels = blur_kernels(size, {k: v[positions] for k, v in params.items()})
+            sub = {key: value[positions] for key, value in params.items()}
+            kernels = kernels_by_size(
+                sub_sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
+            )
             return filter2d_per_sample(xs, kernels).clamp_(0.0, 1.0)
 
-        return map_groups(x, keys, run)
+        return map_groups(x, separable.long(), run)
 
 
 def _filter_by_size(
     x: torch.Tensor, sizes: torch.Tensor, build: Callable[[int, torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
-    """2-D filter each group of equal ``sizes`` with ``build(size, positions)`` kernels."""
-
-    def run(xs: torch.Tensor, positions: torch.Tensor, size: int) -> torch.Tensor:
-        if size == 1:
-            return xs
-        return filter2d_per_sample(xs, build(size, positions)).clamp_(0.0, 1.0)
-
-    return map_groups(x, sizes, run)
+    """2-D filter every sample with its kernel, built per size by ``build(size, positions)``."""
+    if bool((sizes == 1).all()):
+        return x
+    return filter2d_per_sample(x, kernels_by_size(sizes, build)).clamp_(0.0, 1.0)
 
 
 @register

@@ -58,7 +58,8 @@ def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: boo
     kwargs: dict = {}
     if mode in ("bilinear", "bicubic"):
         kwargs = {"align_corners": False, "antialias": antialias}
-    return F.interpolate(x, size=size, mode=mode, **kwargs).clamp_(0.0, 1.0)
+    y = F.interpolate(x, size=size, mode=mode, **kwargs)
+    return y.clamp_(0.0, 1.0) if mode == "bicubic" else y  # only bicubic overshoots
 
 
 def _resize_per_sample(
@@ -69,6 +70,9 @@ def _resize_per_sample(
     groups: dict[tuple[int, int, int], list[int]] = {}
     for i, (size, mode) in enumerate(zip(sizes.tolist(), modes.tolist(), strict=True)):
         groups.setdefault((size[0], size[1], mode), []).append(i)
+    if len(groups) == 1:
+        ((h, w, mode),) = groups
+        return resize_one(x, (h, w), labels[mode], aa)
     for (h, w, mode), positions in groups.items():
         index = torch.tensor(positions, device=x.device)
         y = resize_one(x.index_select(0, index), (h, w), labels[mode], aa)
