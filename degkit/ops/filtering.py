@@ -17,9 +17,7 @@ rounding (about 1e-6).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -27,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from degkit.ops.base import map_groups
+from degkit.ops.threads import map_in_threads
 
 __all__ = [
     "center_pad_kernels",
@@ -100,21 +99,6 @@ def _use_opencv(x: torch.Tensor, k: int) -> bool:
     )
 
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def _thread_pool() -> ThreadPoolExecutor:
-    """A pool of torch's thread count (OpenCV releases the GIL: planes run in parallel).
-
-    Keyed by process id too: a forked worker (DataLoader) must not reuse its
-    parent's pool, whose threads do not exist in the child.
-    """
-    key = (os.getpid(), torch.get_num_threads())
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(max_workers=key[1])
-    return _POOLS[key]
-
-
 def _opencv_per_plane(
     x: torch.Tensor, filter_plane: Callable[[int, np.ndarray, np.ndarray], object]
 ) -> torch.Tensor:
@@ -127,11 +111,7 @@ def _opencv_per_plane(
         for ch in range(x.shape[1]):
             filter_plane(i, src[i, ch], dst[i, ch])
 
-    if x.shape[0] > 1 and torch.get_num_threads() > 1:
-        list(_thread_pool().map(run_sample, range(x.shape[0])))
-    else:
-        for i in range(x.shape[0]):
-            run_sample(i)
+    map_in_threads(run_sample, range(x.shape[0]))
     return out
 
 

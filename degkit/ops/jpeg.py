@@ -43,6 +43,7 @@ from kornia.enhance import jpeg_codec_differentiable
 
 from degkit.ops.base import Op, OpError, Params, check_range, register
 from degkit.ops.quantize import to_uint8
+from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams
 
 __all__ = ["JPEG", "MODES", "SUBSAMPLINGS", "jpeg_codec", "jpeg_differentiable"]
@@ -69,13 +70,16 @@ def jpeg_codec(x: torch.Tensor, quality: list[int], subsampling: str = "4:2:0") 
     pixels = to_uint8(x.detach()).permute(0, 2, 3, 1).cpu().numpy()
     decoded = np.empty_like(pixels)
     sampling = _OPENCV_SAMPLING[subsampling]
-    for i, q in enumerate(quality):
+
+    def encode_decode(i: int) -> None:
         bgr = np.ascontiguousarray(pixels[i, :, :, ::-1])
-        flags = [cv2.IMWRITE_JPEG_QUALITY, int(q), cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
-        ok, encoded = cv2.imencode(".jpg", bgr, flags)
+        flags = [cv2.IMWRITE_JPEG_QUALITY, int(quality[i]), cv2.IMWRITE_JPEG_SAMPLING_FACTOR]
+        ok, encoded = cv2.imencode(".jpg", bgr, [*flags, sampling])
         if not ok:
-            raise OpError(f"jpeg: libjpeg could not encode sample {i} at quality {q}")
+            raise OpError(f"jpeg: libjpeg could not encode sample {i} at quality {quality[i]}")
         decoded[i] = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+    map_in_threads(encode_decode, range(len(quality)))
     # Divide on the CPU: CUDA divides by a scalar through its reciprocal, one ulp off.
     out = torch.from_numpy(decoded).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
     return out.contiguous().to(x.device)

@@ -33,6 +33,7 @@ from kornia.color import rgb_to_grayscale
 
 from degkit.ops.base import SEED_LIMITS, Op, Params, check_prob, check_range, register
 from degkit.ops.quantize import to_uint8
+from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams, field_generator
 
 __all__ = [
@@ -61,9 +62,13 @@ def gaussian_fields(
     """
     c, h, w = shape
     fields = np.empty((len(seeds), c, h, w), dtype=np.float32)
-    for i, (seed, is_gray) in enumerate(zip(seeds.tolist(), gray.tolist(), strict=True)):
-        planes = 1 if is_gray else c
-        fields[i] = field_generator(seed).standard_normal((planes, h, w), dtype=np.float32)
+    seed_list, gray_list = seeds.tolist(), gray.tolist()
+
+    def draw(i: int) -> None:
+        planes = 1 if gray_list[i] else c
+        fields[i] = field_generator(seed_list[i]).standard_normal((planes, h, w), dtype=np.float32)
+
+    map_in_threads(draw, range(len(seed_list)))
     return torch.from_numpy(fields)
 
 
@@ -75,14 +80,20 @@ def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> 
     x_cpu = x.detach().to("cpu", torch.float32)
     n, c, h, w = x_cpu.shape
     fields = np.empty((n, c, h, w), dtype=np.float32)
-    for i, (seed, is_gray) in enumerate(zip(seeds.tolist(), gray.tolist(), strict=True)):
-        source = rgb_to_grayscale(x_cpu[i : i + 1])[0] if is_gray else x_cpu[i]
-        levels = to_uint8(source).numpy()
+    seed_list, gray_list = seeds.tolist(), gray.tolist()
+    sources = [
+        rgb_to_grayscale(x_cpu[i : i + 1])[0] if gray_list[i] else x_cpu[i] for i in range(n)
+    ]
+
+    def draw(i: int) -> None:
+        levels = to_uint8(sources[i]).numpy()
         distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
         vals = 2.0 ** math.ceil(math.log2(distinct))
         q = levels.astype(np.float64) / 255.0
-        counts = field_generator(seed).poisson(q * vals)
+        counts = field_generator(seed_list[i]).poisson(q * vals)
         fields[i] = counts / vals - q
+
+    map_in_threads(draw, range(n))
     return torch.from_numpy(fields)
 
 
