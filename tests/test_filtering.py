@@ -35,6 +35,10 @@ def test_opencv_and_conv2d_separable_paths_agree(x: torch.Tensor, seed: int) -> 
     assert torch.allclose(fast, slow, atol=2e-6)
     reference = filter2d_per_sample(x, cols[:, :, None] * rows[:, None, :])
     assert torch.allclose(fast, reference, atol=2e-6)
+    with torch.enable_grad():
+        outer = cols[:, :, None] * rows[:, None, :]
+        slow2d = filter2d_per_sample(x.clone().requires_grad_(True), outer).detach()
+    assert torch.allclose(reference, slow2d, atol=2e-6)
 
 
 @given(x=image_batches(min_size=12, max_n=3), seed=st.integers(0, 1000))
