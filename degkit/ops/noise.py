@@ -15,11 +15,15 @@ is added to every channel). Its variance is ``scale**2 * q / vals``: it grows
 with brightness, and a flat image (few levels, small ``vals``) gets strong noise.
 
 Gray noise is one field shared by the channels of one sample; different
-samples always get different fields. Every field is regenerated in ``apply``
-from the sample's recorded ``seed`` with :func:`degkit.rng.field_generator`
-(NumPy Philox on the CPU, one vectorised draw per sample) and moved to the
-image's device, so it never depends on batch size, batch position or device.
-Outputs are clamped to ``[0, 1]``; all four ops pass gradients to the image.
+samples always get different fields. ``gaussian_noise`` can also be
+channel-correlated (BSRGAN, ``correlated_prob``; recorded as ``correlated``):
+the colour field is mixed by a random matrix drawn from the same seed, giving
+covariance ``U^T D U`` (``D`` uniform eigenvalues, ``U`` random orthogonal).
+Every field is regenerated in ``apply`` from the sample's recorded ``seed``
+with :func:`degkit.rng.field_generator` (NumPy Philox on the CPU, one
+vectorised draw per sample) and moved to the image's device, so it never
+depends on batch size, batch position or device. Outputs are clamped to
+``[0, 1]``; all four ops pass gradients to the image.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 from kornia.color import rgb_to_grayscale
 
-from degkit.ops.base import SEED_LIMITS, Op, Params, check_prob, check_range, register
+from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_range, register
 from degkit.ops.quantize import to_uint8
 from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams, field_generator
@@ -41,6 +45,7 @@ __all__ = [
     "PoissonNoise",
     "SpeckleNoise",
     "SaltPepperNoise",
+    "correlation_mixing",
     "gaussian_fields",
     "poisson_fields",
 ]
@@ -53,20 +58,41 @@ def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
 
 
+def correlation_mixing(rng: np.random.Generator, channels: int) -> np.ndarray:
+    """A random ``C x C`` matrix ``M`` making ``M z`` channel-correlated (BSRGAN's rule).
+
+    The covariance is ``U^T D U`` with ``D = diag(U(0, 1)^C)`` and ``U`` the
+    orthogonal factor of a uniform random matrix, so ``M = U^T sqrt(D)``.
+    """
+    eigen = rng.random(channels)
+    orthogonal, _ = np.linalg.qr(rng.random((channels, channels)))
+    return orthogonal.T @ np.diag(np.sqrt(eigen))
+
+
 def gaussian_fields(
-    seeds: torch.Tensor, gray: torch.Tensor, shape: tuple[int, int, int]
+    seeds: torch.Tensor,
+    gray: torch.Tensor,
+    shape: tuple[int, int, int],
+    correlated: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Standard normal fields, ``N x C x H x W`` float32 on the CPU, one per recorded seed.
 
-    A gray sample draws one ``H x W`` plane and repeats it over its channels.
+    A gray sample draws one ``H x W`` plane and repeats it over its channels; a
+    correlated one mixes its channels with :func:`correlation_mixing`, drawn
+    from the same seed after the field.
     """
     c, h, w = shape
     fields = np.empty((len(seeds), c, h, w), dtype=np.float32)
     seed_list, gray_list = seeds.tolist(), gray.tolist()
+    mixed = [False] * len(seed_list) if correlated is None else correlated.tolist()
 
     def draw(i: int) -> None:
         planes = 1 if gray_list[i] else c
-        fields[i] = field_generator(seed_list[i]).standard_normal((planes, h, w), dtype=np.float32)
+        rng = field_generator(seed_list[i])
+        fields[i] = rng.standard_normal((planes, h, w), dtype=np.float32)
+        if mixed[i] and not gray_list[i]:
+            mixing = correlation_mixing(rng, c).astype(np.float32)
+            fields[i] = np.tensordot(mixing, fields[i], axes=1)
 
     map_in_threads(draw, range(len(seed_list)))
     return torch.from_numpy(fields)
@@ -108,20 +134,33 @@ class GaussianNoise(Op):
 
     sigma: tuple[float, float] = (1.0, 30.0)
     gray_prob: float = 0.4
+    correlated_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.sigma = check_range("gaussian_noise.sigma", self.sigma, 0.0, 255.0)
         self.gray_prob = check_prob("gaussian_noise.gray_prob", self.gray_prob)
+        self.correlated_prob = check_prob("gaussian_noise.correlated_prob", self.correlated_prob)
+        if self.gray_prob + self.correlated_prob > 1 + 1e-9:
+            raise OpError(
+                "gaussian_noise.gray_prob + gaussian_noise.correlated_prob must be <= 1, "
+                f"got {self.gray_prob + self.correlated_prob:g}"
+            )
 
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
-        return {
+        params = {
             "sigma": rng.uniform(*self.sigma),
             "gray": rng.bernoulli(self.gray_prob),
             "seed": rng.field_seeds(),
         }
+        colour_left = 1.0 - self.gray_prob
+        p_correlated = self.correlated_prob / colour_left if colour_left > 0 else 0.0
+        params["correlated"] = ~params["gray"] & rng.bernoulli(min(1.0, p_correlated))
+        return params
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        field = gaussian_fields(params["seed"], params["gray"], tuple(x.shape[1:])).to(x.device)
+        shape = tuple(x.shape[1:])
+        correlated = params.get("correlated")
+        field = gaussian_fields(params["seed"], params["gray"], shape, correlated).to(x.device)
         return (x + field * _per_sample(params["sigma"] / 255.0, x)).clamp(0.0, 1.0)
 
 

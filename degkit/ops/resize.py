@@ -87,7 +87,8 @@ class Resize(Op):
     """Random resize: up with ``p_up``, down with ``p_down``, else keep the size.
 
     The scale is drawn from ``U(1, scale[1])`` going up and ``U(scale[0], 1)``
-    going down (Real-ESRGAN's rule). ``relative_to="target"`` measures the
+    going down (Real-ESRGAN's rule), or ``1 / U(1, 1 / scale[0])`` going down
+    with ``down_distribution="reciprocal"`` (BSRGAN's rule). ``relative_to="target"`` measures the
     scale against the pipeline's LR target size instead of the input size
     (Real-ESRGAN's second stage).
     """
@@ -104,6 +105,7 @@ class Resize(Op):
     mode_weights: tuple[float, ...] | None = None
     antialias: bool = False
     relative_to: str = "input"
+    down_distribution: str = "uniform"
 
     def __post_init__(self) -> None:
         lo, hi = check_range("resize.scale", self.scale, 1e-3, 64.0)
@@ -118,6 +120,11 @@ class Resize(Op):
             )
         self.modes = tuple(self.modes)
         _check_modes("resize", self.modes, self.mode_weights)
+        if self.down_distribution not in ("uniform", "reciprocal"):
+            raise OpError(
+                "resize.down_distribution must be 'uniform' or 'reciprocal', "
+                f"got {self.down_distribution!r}"
+            )
         if self.relative_to not in ("input", "target"):
             raise OpError(
                 f"resize.relative_to must be 'input' or 'target', got {self.relative_to!r}"
@@ -127,7 +134,10 @@ class Resize(Op):
         direction = rng.choice(3, [self.p_up, self.p_down, max(0.0, 1 - self.p_up - self.p_down)])
         u = rng.uniform(0.0, 1.0)
         up = 1.0 + u * (self.scale[1] - 1.0)
-        down = self.scale[0] + u * (1.0 - self.scale[0])
+        if self.down_distribution == "reciprocal":
+            down = 1.0 / (1.0 + u * (1.0 / self.scale[0] - 1.0))
+        else:
+            down = self.scale[0] + u * (1.0 - self.scale[0])
         scale = torch.where(direction == 0, up, torch.where(direction == 1, down, 1.0))
         mode = rng.choice(len(INTERPOLATIONS), _full_weights(self.modes, self.mode_weights))
         params = {"scale": scale.double(), "mode": mode, "direction": direction}
