@@ -196,7 +196,8 @@ def main() -> None:
                 "Protocol: real-photo 256 x 256 crops (scikit-image samples); chain = iso Gaussian "
                 "blur (sigma U(0.2, 3), kernel 7..21; Kornia: 21 for the whole batch) -> area "
                 "resize to 64 x 64 -> Gaussian noise (sigma U(1, 30)/255) -> JPEG (quality "
-                "U(30, 95)). Images/s = batch / median wall time of 7 runs after a warm-up, "
+                "U(30, 95)). Images/s = batch / median wall time of "
+                f"{args.repeats} runs after a warm-up, "
                 "including degkit's parameter sampling and records. 'degkit / this' is the "
                 "degkit codec-JPEG chain's rate divided by the row's rate (same device, batch). "
                 "Op rows: one degkit op at the size it sees in the chain.",

@@ -18,12 +18,10 @@ from degkit.ops.base import Params
 from degkit.ops.blur import KERNEL_LABELS, REALESRGAN_KERNEL_WEIGHTS
 from degkit.rng import BatchStreams
 from degkit.testing import (
-    check_batch_equals_per_sample,
-    check_batch_size_invariance,
-    check_contract,
     check_gradients,
     check_identity,
     check_monotone_severity,
+    check_op,
     image_batches,
     seeds,
 )
@@ -74,9 +72,7 @@ def usm_params(weight: list[float], threshold: list[float], radius: list[int]) -
 @given(x=image_batches(max_n=4, min_size=8, max_size=40), seed=seeds())
 def test_contract_and_determinism(name: str, config: dict, x: torch.Tensor, seed: int) -> None:
     op = create_op(name, **config)
-    check_contract(op, x, seed)
-    check_batch_equals_per_sample(op, x, seed)
-    check_batch_size_invariance(op, x, seed)
+    check_op(op, x, seed)
 
 
 @pytest.mark.parametrize(("name", "config"), CONFIGS)

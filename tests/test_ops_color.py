@@ -13,12 +13,11 @@ from scipy import stats
 from degkit.ops import OpError, create_op
 from degkit.rng import BatchStreams
 from degkit.testing import (
-    check_batch_equals_per_sample,
-    check_batch_size_invariance,
     check_contract,
     check_gradients,
     check_identity,
     check_monotone_severity,
+    check_op,
     image_batches,
     seeds,
 )
@@ -61,9 +60,7 @@ def _at_level(name: str, level: float, n: int) -> dict[str, torch.Tensor]:
 @given(x=image_batches(), seed=seeds())
 def test_contract_and_determinism(name: str, x: torch.Tensor, seed: int) -> None:
     op = create_op(name)
-    check_contract(op, x, seed)
-    check_batch_equals_per_sample(op, x, seed)
-    check_batch_size_invariance(op, x, seed)
+    check_op(op, x, seed)
 
 
 @pytest.mark.parametrize("name", COLOR_OPS)

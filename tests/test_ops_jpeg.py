@@ -16,11 +16,11 @@ from degkit.ops import OpError, create_op
 from degkit.ops.jpeg import MODES, SUBSAMPLINGS
 from degkit.rng import BatchStreams
 from degkit.testing import (
-    check_batch_equals_per_sample,
     check_batch_size_invariance,
     check_contract,
     check_gradients,
     check_monotone_severity,
+    check_op,
     image_batches,
     seeds,
 )
@@ -166,9 +166,7 @@ def test_recorded_modes_are_honoured_per_sample() -> None:
 @given(x=image_batches(), seed=seeds())
 def test_contract_and_determinism(mode: str, x: torch.Tensor, seed: int) -> None:
     op = create_op("jpeg", mode=mode)
-    check_contract(op, x, seed)
-    check_batch_equals_per_sample(op, x, seed)
-    check_batch_size_invariance(op, x, seed)
+    check_op(op, x, seed)
 
 
 # -- errors ---------------------------------------------------------------------------

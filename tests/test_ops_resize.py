@@ -12,9 +12,8 @@ from degkit.ops import OpError, create_op
 from degkit.ops.base import batch_size
 from degkit.rng import BatchStreams
 from degkit.testing import (
-    check_batch_equals_per_sample,
-    check_batch_size_invariance,
     check_contract,
+    check_op,
     image_batches,
     seeds,
 )
@@ -31,9 +30,7 @@ def _params(scale: list[float], mode: list[int]) -> dict[str, torch.Tensor]:
 @given(x=image_batches(min_size=16), seed=seeds())
 def test_resize_contract_and_determinism(x: torch.Tensor, seed: int) -> None:
     op = create_op("resize")
-    check_contract(op, x, seed, same_shape=False)
-    check_batch_equals_per_sample(op, x, seed)
-    check_batch_size_invariance(op, x, seed)
+    check_op(op, x, seed, same_shape=False)
 
 
 @given(x=image_batches(min_size=16), seed=seeds())

@@ -12,12 +12,10 @@ from degkit.ops import OpError, create_op
 from degkit.ops.base import Params
 from degkit.rng import BatchStreams
 from degkit.testing import (
-    check_batch_equals_per_sample,
-    check_batch_size_invariance,
-    check_contract,
     check_gradients,
     check_identity,
     check_monotone_severity,
+    check_op,
     image_batches,
     seeds,
 )
@@ -55,9 +53,7 @@ def streak_params(name: str, n: int, seed: int = 11, **values: float) -> Params:
 @given(x=image_batches(max_n=4, min_size=8, max_size=40), seed=seeds())
 def test_contract_and_determinism(name: str, x: torch.Tensor, seed: int) -> None:
     op = create_op(name)
-    check_contract(op, x, seed)
-    check_batch_equals_per_sample(op, x, seed)
-    check_batch_size_invariance(op, x, seed)
+    check_op(op, x, seed)
 
 
 @pytest.mark.parametrize("name", NAMES)

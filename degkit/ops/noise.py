@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -123,13 +124,35 @@ def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> 
     return torch.from_numpy(fields)
 
 
+class _FieldNoise(Op):
+    """Noise drawn as (level, gray flag, field seed) per sample; ``level`` names the
+    strength field (``sigma`` or ``scale``), valid in ``[0, level_max]``."""
+
+    family = "noise"
+    level: ClassVar[str]
+    level_max: ClassVar[float]
+    gray_prob: float
+
+    def __post_init__(self) -> None:
+        field = f"{self.name}.{self.level}"
+        setattr(self, self.level, check_range(field, getattr(self, self.level), 0, self.level_max))
+        self.gray_prob = check_prob(f"{self.name}.gray_prob", self.gray_prob)
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        return {
+            self.level: rng.uniform(*getattr(self, self.level)),
+            "gray": rng.bernoulli(self.gray_prob),
+            "seed": rng.field_seeds(),
+        }
+
+
 @register
 @dataclasses.dataclass
-class GaussianNoise(Op):
+class GaussianNoise(_FieldNoise):
     """Additive Gaussian noise, ``sigma`` on the 0-255 scale, gray with ``gray_prob``."""
 
     name = "gaussian_noise"
-    family = "noise"
+    level, level_max = "sigma", 255.0
     param_limits = {"sigma": (0.0, 255.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
     sigma: tuple[float, float] = (1.0, 30.0)
@@ -137,8 +160,7 @@ class GaussianNoise(Op):
     correlated_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        self.sigma = check_range("gaussian_noise.sigma", self.sigma, 0.0, 255.0)
-        self.gray_prob = check_prob("gaussian_noise.gray_prob", self.gray_prob)
+        super().__post_init__()
         self.correlated_prob = check_prob("gaussian_noise.correlated_prob", self.correlated_prob)
         if self.gray_prob + self.correlated_prob > 1 + 1e-9:
             raise OpError(
@@ -147,11 +169,7 @@ class GaussianNoise(Op):
             )
 
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
-        params = {
-            "sigma": rng.uniform(*self.sigma),
-            "gray": rng.bernoulli(self.gray_prob),
-            "seed": rng.field_seeds(),
-        }
+        params = super().sample(rng, n, context)
         colour_left = 1.0 - self.gray_prob
         p_correlated = self.correlated_prob / colour_left if colour_left > 0 else 0.0
         params["correlated"] = ~params["gray"] & rng.bernoulli(min(1.0, p_correlated))
@@ -166,26 +184,15 @@ class GaussianNoise(Op):
 
 @register
 @dataclasses.dataclass
-class PoissonNoise(Op):
+class PoissonNoise(_FieldNoise):
     """Real-ESRGAN's Poisson (shot) noise times ``scale``, gray with ``gray_prob``."""
 
     name = "poisson_noise"
-    family = "noise"
+    level, level_max = "scale", 10.0
     param_limits = {"scale": (0.0, 10.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
     scale: tuple[float, float] = (0.05, 3.0)
     gray_prob: float = 0.4
-
-    def __post_init__(self) -> None:
-        self.scale = check_range("poisson_noise.scale", self.scale, 0.0, 10.0)
-        self.gray_prob = check_prob("poisson_noise.gray_prob", self.gray_prob)
-
-    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
-        return {
-            "scale": rng.uniform(*self.scale),
-            "gray": rng.bernoulli(self.gray_prob),
-            "seed": rng.field_seeds(),
-        }
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         field = poisson_fields(x, params["seed"], params["gray"]).to(x.device)
@@ -194,26 +201,15 @@ class PoissonNoise(Op):
 
 @register
 @dataclasses.dataclass
-class SpeckleNoise(Op):
+class SpeckleNoise(_FieldNoise):
     """Multiplicative noise ``x + x * sigma * n``, gray with ``gray_prob``."""
 
     name = "speckle_noise"
-    family = "noise"
+    level, level_max = "sigma", 1.0
     param_limits = {"sigma": (0.0, 1.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
     sigma: tuple[float, float] = (0.04, 0.2)
     gray_prob: float = 0.4
-
-    def __post_init__(self) -> None:
-        self.sigma = check_range("speckle_noise.sigma", self.sigma, 0.0, 1.0)
-        self.gray_prob = check_prob("speckle_noise.gray_prob", self.gray_prob)
-
-    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
-        return {
-            "sigma": rng.uniform(*self.sigma),
-            "gray": rng.bernoulli(self.gray_prob),
-            "seed": rng.field_seeds(),
-        }
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         field = gaussian_fields(params["seed"], params["gray"], tuple(x.shape[1:])).to(x.device)

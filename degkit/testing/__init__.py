@@ -1,10 +1,11 @@
 """Reusable property tests for degradation operators.
 
 ``degkit.testing.strategies`` has hypothesis strategies (image batches, seeds,
-indices); ``degkit.testing.invariants`` has checkers (contract, identity at zero
-strength, batch equals per-sample, batch-size invariance, monotone severity,
-gradients, normalised kernels) that work on any op following the
-:class:`degkit.ops.Op` contract, yours included.
+indices); ``degkit.testing.invariants`` has checkers that work on any op
+following the :class:`degkit.ops.Op` contract, yours included: contract,
+batch equals per-sample, batch-size invariance (``check_op`` runs these
+three), identity at zero strength, monotone severity, gradients and
+normalised kernels.
 """
 
 from degkit.testing.invariants import (
@@ -15,6 +16,7 @@ from degkit.testing.invariants import (
     check_identity,
     check_kernels_normalized,
     check_monotone_severity,
+    check_op,
     mse,
 )
 from degkit.testing.strategies import image_batches, indices, seeds
@@ -27,6 +29,7 @@ __all__ = [
     "check_identity",
     "check_kernels_normalized",
     "check_monotone_severity",
+    "check_op",
     "image_batches",
     "indices",
     "mse",

@@ -22,6 +22,7 @@ from degkit.rng import BatchStreams
 
 __all__ = [
     "check_contract",
+    "check_op",
     "check_identity",
     "check_batch_equals_per_sample",
     "check_batch_size_invariance",
@@ -79,6 +80,15 @@ def check_contract(
         assert rec.get("op") == op.name, f"{op.name}: record names op {rec.get('op')!r}"
     replayed = op.replay(x, json.loads(json.dumps(records)))
     _assert_same(y, replayed, f"{op.name}: replay from JSON records")
+
+
+def check_op(
+    op: Op, x: torch.Tensor, seed: int = 0, context: Params | None = None, same_shape: bool = True
+) -> None:
+    """The contract, batch equals per-sample, and batch-size invariance, in one call."""
+    check_contract(op, x, seed, context, same_shape)
+    check_batch_equals_per_sample(op, x, seed, context)
+    check_batch_size_invariance(op, x, seed, context)
 
 
 def check_identity(op: Op, x: torch.Tensor, params: Params, atol: float = 1e-6) -> None:
