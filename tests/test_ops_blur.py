@@ -12,6 +12,7 @@ import scipy.special
 import skimage.data
 import torch
 from hypothesis import given, settings
+from op_helpers import f64, photo_crops
 
 from degkit.ops import OpError, create_op
 from degkit.ops.base import Params
@@ -39,13 +40,7 @@ CONFIGS = [
 
 @pytest.fixture(scope="module")
 def photos() -> torch.Tensor:
-    """Two real 64 x 64 photo crops, N x 3 x H x W in [0, 1]."""
-    crops = [skimage.data.astronaut()[40:104, 180:244], skimage.data.coffee()[150:214, 200:264]]
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).contiguous()
-
-
-def _f64(values: list[float]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64)
+    return photo_crops()
 
 
 def blur_params(n: int, kernel: str = "iso", size: int = 21, **values: float) -> Params:
@@ -54,16 +49,16 @@ def blur_params(n: int, kernel: str = "iso", size: int = 21, **values: float) ->
     return {
         "kernel": torch.full((n,), KERNEL_LABELS.index(kernel)),
         "kernel_size": torch.full((n,), size),
-        "sigma_x": _f64([sigma_x] * n),
-        "sigma_y": _f64([values.get("sigma_y", sigma_x)] * n),
-        "theta": _f64([values.get("theta", 0.0)] * n),
-        "beta": _f64([values.get("beta", 1.0)] * n),
-        "cutoff": _f64([values.get("cutoff", 0.0)] * n),
+        "sigma_x": f64([sigma_x] * n),
+        "sigma_y": f64([values.get("sigma_y", sigma_x)] * n),
+        "theta": f64([values.get("theta", 0.0)] * n),
+        "beta": f64([values.get("beta", 1.0)] * n),
+        "cutoff": f64([values.get("cutoff", 0.0)] * n),
     }
 
 
 def usm_params(weight: list[float], threshold: list[float], radius: list[int]) -> Params:
-    return {"weight": _f64(weight), "threshold": _f64(threshold), "radius": torch.tensor(radius)}
+    return {"weight": f64(weight), "threshold": f64(threshold), "radius": torch.tensor(radius)}
 
 
 # -- contract ---------------------------------------------------------------------
@@ -105,13 +100,13 @@ def test_zero_strength_is_identity(photos: torch.Tensor) -> None:
     for size in (1, 9):
         motion = {
             "kernel_size": torch.full((n,), size),
-            "length": _f64([0.0] * n),
-            "angle": _f64([30.0] * n),
+            "length": f64([0.0] * n),
+            "angle": f64([30.0] * n),
         }
         check_identity(create_op("motion_blur"), photos, motion)
-        defocus = {"kernel_size": torch.full((n,), size), "radius": _f64([0.0] * n)}
+        defocus = {"kernel_size": torch.full((n,), size), "radius": f64([0.0] * n)}
         check_identity(create_op("defocus_blur"), photos, defocus)
-    ringing = {"kernel_size": torch.full((n,), 1), "cutoff": _f64([0.5] * n)}
+    ringing = {"kernel_size": torch.full((n,), 1), "cutoff": f64([0.5] * n)}
     check_identity(create_op("ringing"), photos, ringing)
     check_identity(create_op("usm"), photos, usm_params([0.0, 0.0], [10.0, 0.0], [50, 50]))
     check_identity(create_op("usm"), photos, usm_params([2.0, 2.0], [10.0, 0.0], [1, 1]))
@@ -122,14 +117,14 @@ def _motion(n: int, length: float) -> Params:
     size = 2 * math.ceil(length / 2) + 1
     return {
         "kernel_size": torch.full((n,), size),
-        "length": _f64([length] * n),
-        "angle": _f64([30.0] * n),
+        "length": f64([length] * n),
+        "angle": f64([30.0] * n),
     }
 
 
 def _defocus(n: int, radius: float) -> Params:
     size = 2 * math.ceil(radius + 0.5) - 1
-    return {"kernel_size": torch.full((n,), size), "radius": _f64([radius] * n)}
+    return {"kernel_size": torch.full((n,), size), "radius": f64([radius] * n)}
 
 
 @pytest.mark.parametrize(
@@ -155,7 +150,7 @@ def _defocus(n: int, radius: float) -> Params:
         ("defocus_blur", lambda r: _defocus(2, r), [0.0, 1.0, 2.0, 4.0, 8.0]),
         (
             "ringing",  # severity rises as the cutoff falls
-            lambda s: {"kernel_size": torch.full((2,), 21), "cutoff": _f64([math.pi / s] * 2)},
+            lambda s: {"kernel_size": torch.full((2,), 21), "cutoff": f64([math.pi / s] * 2)},
             [1.0, 1.5, 2.0, 3.0, 4.0],
         ),
         ("usm", lambda w: usm_params([w, w], [10.0, 10.0], [50, 50]), [0.0, 0.5, 1.0, 2.0]),
@@ -186,7 +181,7 @@ def test_isotropic_blur_matches_scipy(photos: torch.Tensor) -> None:
     x = torch.cat([photos, photos.flip(-1)])
     sigmas, sizes = [0.5, 1.3, 2.0, 2.9], [7, 13, 13, 21]
     params = blur_params(4, "iso")
-    params["sigma_x"] = params["sigma_y"] = _f64(sigmas)
+    params["sigma_x"] = params["sigma_y"] = f64(sigmas)
     params["kernel_size"] = torch.tensor(sizes)
     kernels = []
     for s, k in zip(sigmas, sizes, strict=True):
@@ -200,7 +195,7 @@ def test_isotropic_blur_matches_scipy(photos: torch.Tensor) -> None:
 def test_rotated_anisotropic_blur_matches_scipy(photos: torch.Tensor) -> None:
     sx, sy, theta = [2.5, 0.8], [0.6, 1.9], [0.5, -2.0]
     params = blur_params(2, "aniso", 15)
-    params.update({"sigma_x": _f64(sx), "sigma_y": _f64(sy), "theta": _f64(theta)})
+    params.update({"sigma_x": f64(sx), "sigma_y": f64(sy), "theta": f64(theta)})
     kernels = []
     for a, b, t in zip(sx, sy, theta, strict=True):
         rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
@@ -216,7 +211,7 @@ def test_rotated_anisotropic_blur_matches_scipy(photos: torch.Tensor) -> None:
 def test_ringing_matches_scipy_jinc_and_is_clamped() -> None:
     x = (torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) > 0.5).float()
     cutoffs, sizes = [math.pi / 4, 2.0], [21, 9]
-    params = {"kernel_size": torch.tensor(sizes), "cutoff": _f64(cutoffs)}
+    params = {"kernel_size": torch.tensor(sizes), "cutoff": f64(cutoffs)}
     kernels = []
     for wc, k in zip(cutoffs, sizes, strict=True):
         xx, yy = _grid(k)
@@ -365,8 +360,8 @@ def _with(params: Params, **changes: torch.Tensor) -> Params:
     ("name", "params", "message"),
     [
         ("blur", _with(blur_params(1), kernel_size=torch.tensor([8])), "'kernel_size' must be odd"),
-        ("blur", _with(blur_params(1), sigma_x=_f64([-1.0])), "'sigma_x' must be in"),
-        ("blur", _with(blur_params(1), cutoff=_f64([4.0])), "'cutoff' must be in"),
+        ("blur", _with(blur_params(1), sigma_x=f64([-1.0])), "'sigma_x' must be in"),
+        ("blur", _with(blur_params(1), cutoff=f64([4.0])), "'cutoff' must be in"),
         ("blur", _with(blur_params(1), kernel=torch.tensor([9])), "'kernel' must be in"),
         (
             "motion_blur",
@@ -376,13 +371,13 @@ def _with(params: Params, **changes: torch.Tensor) -> Params:
         ("defocus_blur", {"kernel_size": torch.tensor([3])}, "missing parameter 'radius'"),
         (
             "ringing",
-            {"kernel_size": torch.tensor([0]), "cutoff": _f64([1.0])},
+            {"kernel_size": torch.tensor([0]), "cutoff": f64([1.0])},
             "'kernel_size' must be in",
         ),
         ("usm", usm_params([0.5], [10.0], [0]), "'radius' must be in"),
         (
             "usm",
-            _with(usm_params([0.5], [10.0], [3]), radius=_f64([2.5])),
+            _with(usm_params([0.5], [10.0], [3]), radius=f64([2.5])),
             "'radius' must be whole",
         ),
     ],

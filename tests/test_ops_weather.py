@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import skimage.data
 import torch
 from hypothesis import given, settings
+from op_helpers import f64, photo_crops
 
 from degkit.ops import OpError, create_op
 from degkit.ops.base import Params
@@ -25,17 +25,11 @@ NAMES = ["haze", "rain", "snow"]
 
 @pytest.fixture(scope="module")
 def photos() -> torch.Tensor:
-    """Two real 64 x 64 photo crops, N x 3 x H x W in [0, 1]."""
-    crops = [skimage.data.astronaut()[40:104, 180:244], skimage.data.coffee()[150:214, 200:264]]
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).contiguous()
-
-
-def _f64(values: list[float]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64)
+    return photo_crops()
 
 
 def haze_params(beta: list[float], airlight: list[float], seed: list[int]) -> Params:
-    return {"beta": _f64(beta), "airlight": _f64(airlight), "seed": torch.tensor(seed)}
+    return {"beta": f64(beta), "airlight": f64(airlight), "seed": torch.tensor(seed)}
 
 
 def streak_params(name: str, n: int, seed: int = 11, **values: float) -> Params:
@@ -43,7 +37,7 @@ def streak_params(name: str, n: int, seed: int = 11, **values: float) -> Params:
     defaults = {"density": 0.01, "angle": 90.0, "brightness": 0.8}
     defaults["length" if name == "rain" else "size"] = 6.0 if name == "rain" else 2.0
     defaults.update(values)
-    params = {key: _f64([v] * n) for key, v in defaults.items()}
+    params = {key: f64([v] * n) for key, v in defaults.items()}
     params["seed"] = torch.arange(seed, seed + n)
     return params
 
@@ -189,16 +183,16 @@ def test_invalid_config_names_the_field(name: str, config: dict, message: str) -
     ("name", "params", "message"),
     [
         ("haze", haze_params([-0.5], [0.9], [1]), "'beta' must be in"),
-        ("haze", {"beta": _f64([1.0]), "airlight": _f64([0.9])}, "missing parameter 'seed'"),
-        ("rain", {**streak_params("rain", 1), "length": _f64([-2.0])}, "'length' must be in"),
+        ("haze", {"beta": f64([1.0]), "airlight": f64([0.9])}, "missing parameter 'seed'"),
+        ("rain", {**streak_params("rain", 1), "length": f64([-2.0])}, "'length' must be in"),
         (
             "snow",
-            {**streak_params("snow", 1), "brightness": _f64([2.0])},
+            {**streak_params("snow", 1), "brightness": f64([2.0])},
             "'brightness' must be in",
         ),
         (
             "snow",
-            {**streak_params("snow", 1), "density": _f64([float("nan")])},
+            {**streak_params("snow", 1), "density": f64([float("nan")])},
             "'density' must be in",
         ),
     ],

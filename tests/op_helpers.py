@@ -1,0 +1,18 @@
+"""Small helpers shared by the operator tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import skimage.data
+import torch
+
+
+def f64(values: list[float]) -> torch.Tensor:
+    """A float64 parameter tensor."""
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def photo_crops() -> torch.Tensor:
+    """Two real 64 x 64 photo crops (astronaut, coffee), N x 3 x H x W in [0, 1]."""
+    crops = [skimage.data.astronaut()[40:104, 180:244], skimage.data.coffee()[150:214, 200:264]]
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).contiguous()
