@@ -131,10 +131,11 @@ class Node:
     """A pipeline tree node. ``name`` is its path component or stream name."""
 
     name: str
+    items: Sequence[Node] = ()
 
     def children(self) -> Sequence[Node]:
-        """Direct children."""
-        return ()
+        """Direct children (``items`` for the composite nodes)."""
+        return self.items
 
     def stream_paths(self, prefix: str) -> Iterator[tuple[str, Node]]:
         """``(path, node)`` of every node below (and at) this one that draws randomness."""
@@ -227,9 +228,6 @@ class Sequential(Node):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(map(repr, self.items))})"
 
-    def children(self) -> Sequence[Node]:
-        return self.items
-
     def plan(
         self, rng: BatchStreams, prefix: str, context: Params, out: list[list[Record]]
     ) -> None:
@@ -304,9 +302,6 @@ class OneOf(_Decision):
 
     def __repr__(self) -> str:
         return f"OneOf({', '.join(map(repr, self.items))}, weights={self.weights})"
-
-    def children(self) -> Sequence[Node]:
-        return self.items
 
     def plan(
         self, rng: BatchStreams, prefix: str, context: Params, out: list[list[Record]]
@@ -413,9 +408,6 @@ class Shuffle(_Decision):
                 f"shuffle constraints fixed={self.fixed} before={self.before} allow no order"
             )
         return orders
-
-    def children(self) -> Sequence[Node]:
-        return self.items
 
     def plan(
         self, rng: BatchStreams, prefix: str, context: Params, out: list[list[Record]]

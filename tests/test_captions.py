@@ -152,17 +152,7 @@ def _expected_fields(record: dict) -> tuple[str, float | None] | None:
         return ("ringing", None)
     if op == "blur":
         return ("blur", math.sqrt(record["sigma_x"] * record["sigma_y"]))
-    table = {
-        "gaussian_noise": "sigma",
-        "poisson_noise": "scale",
-        "jpeg": "quality",
-        "motion_blur": "length",
-        "haze": "beta",
-        "rain": "density",
-        "snow": "density",
-        "low_light": "gamma",
-    }
-    return (op, record[table[op]]) if op in table else None
+    return (op, record[_PARSED_VALUE[op]]) if op in _PARSED_VALUE else None
 
 
 _PARSED_VALUE = {

@@ -12,7 +12,7 @@ import scipy.special
 import skimage.data
 import torch
 from hypothesis import given, settings
-from op_helpers import f64, photo_crops
+from op_helpers import assert_config_error, f64, photo_crops
 
 from degkit.ops import OpError, create_op
 from degkit.ops.base import Params
@@ -320,7 +320,7 @@ def test_motion_and_defocus_sizes_follow_their_support() -> None:
 @pytest.mark.parametrize(
     ("name", "config", "message"),
     [
-        ("blur", {"sigma": (-1, 2)}, r"blur.sigma must lie in \[0, 50\], got \[-1, 2\]"),
+        ("blur", {"sigma": (-1, 2)}, "blur.sigma must lie in [0, 50], got [-1, 2]"),
         ("blur", {"kernel_types": ("gauss",)}, "blur.kernel_types must be a non-empty subset"),
         ("blur", {"kernel_types": ()}, "blur.kernel_types must be a non-empty subset"),
         ("blur", {"kernel_weights": (1.0,)}, "blur.kernel_weights must be 6 non-negative"),
@@ -341,15 +341,14 @@ def test_motion_and_defocus_sizes_follow_their_support() -> None:
             "ringing.kernel_size must be a range of odd integers",
         ),
         ("ringing", {"cutoff": (0, 1)}, "ringing.cutoff must be positive"),
-        ("ringing", {"cutoff": (1, 4)}, r"ringing.cutoff must lie in \[0, 3.14159\]"),
+        ("ringing", {"cutoff": (1, 4)}, "ringing.cutoff must lie in [0, 3.14159]"),
         ("usm", {"weight": (-1, 1)}, "usm.weight must lie in"),
         ("usm", {"radius": (1.5, 3)}, "usm.radius must be integers"),
         ("usm", {"threshold": 300}, "usm.threshold must lie in"),
     ],
 )
 def test_invalid_config_names_the_field(name: str, config: dict, message: str) -> None:
-    with pytest.raises(OpError, match=message):
-        create_op(name, **config)
+    assert_config_error(name, config, message)
 
 
 def _with(params: Params, **changes: torch.Tensor) -> Params:

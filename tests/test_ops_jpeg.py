@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_helpers import assert_config_error
 from PIL import Image
 from skimage import data
 
@@ -182,9 +183,7 @@ def test_contract_and_determinism(mode: str, x: torch.Tensor, seed: int) -> None
     ],
 )
 def test_invalid_config_names_the_field(config: dict, message: str) -> None:
-    with pytest.raises(OpError) as err:
-        create_op("jpeg", **config)
-    assert message in str(err.value)
+    assert_config_error("jpeg", config, message)
 
 
 def test_invalid_params_name_the_parameter() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
+from op_helpers import assert_config_error
 from scipy import stats
 
 from degkit.ops import OpError, create_op
@@ -231,9 +232,7 @@ def test_salt_pepper_fraction_and_ratio() -> None:
     ],
 )
 def test_invalid_config_names_the_field(name: str, config: dict, message: str) -> None:
-    with pytest.raises(OpError) as err:
-        create_op(name, **config)
-    assert message in str(err.value)
+    assert_config_error(name, config, message)
 
 
 def test_invalid_params_name_the_parameter() -> None:
