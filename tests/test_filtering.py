@@ -19,7 +19,8 @@ from degkit.testing import image_batches
 
 def _random_kernels(n: int, seed: int) -> torch.Tensor:
     rng = np.random.default_rng(seed)
-    sizes = rng.choice([1, 3, 5, 7, 9], size=n)
+    # 13 and 21 are past OpenCV's direct filter2D limit (121 taps): split into strips.
+    sizes = rng.choice([1, 3, 5, 7, 9, 13, 21], size=n)
     kernels = [torch.from_numpy(rng.random((s, s))).float() for s in sizes]
     kernels = [k / k.sum() for k in kernels]
     return center_pad_kernels(kernels)
@@ -81,3 +82,34 @@ def test_conv2d_path_gives_a_sample_the_same_bits_alone_or_in_a_batch() -> None:
             )
             alone = filter_separable_per_sample(one, rows[i : i + 1], cols[i : i + 1]).detach()
             assert torch.equal(alone, batch_sep[i : i + 1])
+
+
+def test_subnormal_taps_count_as_zero() -> None:
+    """A tap below float32's smallest normal (as in a sigma 0.3 Gaussian) is dropped,
+    on both paths, and the result is the zero-tap kernel's."""
+    x = torch.rand(2, 3, 16, 16)
+    kernels = torch.zeros(2, 5, 5)
+    kernels[:, 2, 2] = 0.5
+    kernels[:, 2, 1] = kernels[:, 2, 3] = 0.25
+    tiny = kernels.clone()
+    tiny[:, 0, 0] = 1e-40
+    expected = filter2d_per_sample(x, kernels)
+    assert torch.equal(filter2d_per_sample(x, tiny), expected)
+    with torch.enable_grad():
+        slow = filter2d_per_sample(x.clone().requires_grad_(True), tiny).detach()
+    assert torch.allclose(slow, expected, atol=1e-6)
+
+
+def test_clamp_clips_to_the_unit_range_on_both_paths() -> None:
+    x = torch.rand(3, 3, 20, 20)
+    sharpen = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]]).expand(3, 3, 3)
+    raw = filter2d_per_sample(x, sharpen)
+    assert raw.min() < 0 and raw.max() > 1
+    clamped = filter2d_per_sample(x, sharpen, clamp=True)
+    assert torch.equal(clamped, raw.clamp(0, 1))
+    with torch.enable_grad():
+        slow = filter2d_per_sample(x.clone().requires_grad_(True), sharpen, clamp=True).detach()
+    assert torch.allclose(slow, clamped, atol=1e-6)
+    taps = torch.tensor([-0.5, 2.0, -0.5]).expand(3, 3)
+    separable = filter_separable_per_sample(x, taps, taps, clamp=True)
+    assert separable.min() >= 0 and separable.max() <= 1

@@ -59,6 +59,18 @@ def test_area_downsampling_equals_block_mean() -> None:
     y = create_op("resize").apply(x, _params([0.25, 0.25], [0, 0]))
     ref = x.numpy().reshape(2, 3, 8, 4, 6, 4).mean(axis=(3, 5))
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-6)
+    # Unequal factors per axis, and the autograd path (torch pooling) agrees with OpenCV's.
+    y = create_op("final_resize", modes=("area",)).apply(
+        x, {"size": torch.tensor([[16, 8], [16, 8]]), "mode": torch.tensor([0, 0])}
+    )
+    np.testing.assert_allclose(
+        y.numpy(), x.numpy().reshape(2, 3, 16, 2, 8, 3).mean((3, 5)), atol=1e-6
+    )
+    with torch.enable_grad():
+        pooled = create_op("resize").apply(
+            x.clone().requires_grad_(True), _params([0.25] * 2, [0] * 2)
+        )
+    np.testing.assert_allclose(pooled.detach().numpy(), ref, atol=1e-6)
 
 
 def test_ragged_batch_flows_through_next_op() -> None:

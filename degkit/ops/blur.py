@@ -325,12 +325,12 @@ class Blur(_KernelSizeOp):
                 h, v = sigma_h[positions], sigma_v[positions]
                 rows = kernels_by_size(sub_sizes, lambda k, i: gaussian_kernels_1d(k, h[i]))
                 cols = kernels_by_size(sub_sizes, lambda k, i: gaussian_kernels_1d(k, v[i]))
-                return filter_separable_per_sample(xs, rows, cols).clamp_(0.0, 1.0)
+                return filter_separable_per_sample(xs, rows, cols, clamp=True)
             sub = {key: value[positions] for key, value in params.items()}
             kernels = kernels_by_size(
                 sub_sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
             )
-            return filter2d_per_sample(xs, kernels).clamp_(0.0, 1.0)
+            return filter2d_per_sample(xs, kernels, clamp=True)
 
         return map_groups(x, separable.long(), run)
 
@@ -341,7 +341,7 @@ def _filter_by_size(
     """2-D filter every sample with its kernel, built per size by ``build(size, positions)``."""
     if bool((sizes == 1).all()):
         return x
-    return filter2d_per_sample(x, kernels_by_size(sizes, build)).clamp_(0.0, 1.0)
+    return filter2d_per_sample(x, kernels_by_size(sizes, build), clamp=True)
 
 
 @register

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import cv2
 import torch
 import torch.nn.functional as F
 
@@ -25,6 +26,7 @@ from degkit.ops.base import (
     collate,
     register,
 )
+from degkit.ops.filtering import opencv_per_plane
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "INTERPOLATIONS", "resize_one"]
@@ -51,10 +53,35 @@ def _full_weights(modes: Sequence[str], weights: Sequence[float] | None) -> list
     return [weights[modes.index(m)] if m in modes else 0.0 for m in INTERPOLATIONS]
 
 
+def _is_box_reduction(x: torch.Tensor, size: tuple[int, int], mode: str) -> bool:
+    """Area resize by whole factors of a CPU float32 batch that needs no gradient."""
+    (h, w), (out_h, out_w) = x.shape[-2:], size
+    return (
+        mode == "area"
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and h % out_h == 0
+        and w % out_w == 0
+    )
+
+
 def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:
-    """Resize an ``N x C x H x W`` batch to ``size`` with one interpolation, clamped to [0, 1]."""
+    """Resize an ``N x C x H x W`` batch to ``size`` with one interpolation, clamped to [0, 1].
+
+    Area resizes by whole factors (box means, e.g. 256 to 64) run through
+    OpenCV's ``INTER_AREA`` on the CPU, about twice as fast as torch's adaptive
+    pooling and equal to it up to float rounding.
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    if _is_box_reduction(x, size, mode):
+        dsize = (size[1], size[0])
+        return opencv_per_plane(
+            x,
+            lambda i, s, d: cv2.resize(s, dsize, dst=d, interpolation=cv2.INTER_AREA),
+            out_size=size,
+        )
     kwargs: dict = {}
     if mode in ("bilinear", "bicubic"):
         kwargs = {"align_corners": False, "antialias": antialias}

@@ -32,9 +32,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 def map_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """``[fn(item) for item in items]``, spread over ``torch.get_num_threads()`` threads."""
+    """``[fn(item) for item in items]``, spread over ``torch.get_num_threads()`` threads.
+
+    Each thread takes every ``workers``-th item (one task per thread, not per
+    item: per-item tasks cost more than a small image's work).
+    """
     items = list(items)
-    workers = torch.get_num_threads()
-    if len(items) < 2 or workers < 2:
+    workers = min(torch.get_num_threads(), len(items))
+    if workers < 2:
         return [fn(item) for item in items]
-    return list(_pool(workers).map(fn, items))
+    chunks = _pool(workers).map(lambda k: [fn(item) for item in items[k::workers]], range(workers))
+    out: list[R] = [None] * len(items)  # type: ignore[list-item]
+    for k, results in enumerate(chunks):
+        out[k::workers] = results
+    return out
