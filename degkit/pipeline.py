@@ -99,12 +99,35 @@ def _check_name(kind: str, name: str) -> str:
 
 # -- execution state -----------------------------------------------------------
 class _Execution:
-    """Per-sample images and the records still to apply (consumed in order)."""
+    """Per-sample images and the records still to apply (consumed in order).
+
+    The last op's output batch is kept: when the next op takes exactly the
+    same samples, still untouched, it gets that tensor instead of a restacked
+    copy (stacking a batch of HR crops per op costs as much as a cheap op).
+    """
 
     def __init__(self, images: list[torch.Tensor], records: list[list[Record]]) -> None:
         self.images = images
         self.records = records
         self.cursor = [0] * len(images)
+        self._last: tuple[list[int], torch.Tensor, list[torch.Tensor]] | None = None
+
+    def gather(self, positions: list[int]) -> Images:
+        """The images at ``positions`` as one batch (a list when ragged)."""
+        if self._last is not None:
+            last_positions, batch, views = self._last
+            if last_positions == positions and all(
+                self.images[i] is view for i, view in zip(positions, views, strict=True)
+            ):
+                return batch
+        return collate([self.images[i] for i in positions])
+
+    def scatter(self, positions: list[int], out: Images) -> None:
+        """Store an op's output for the samples at ``positions``."""
+        views = list(out)
+        for i, img in zip(positions, views, strict=True):
+            self.images[i] = img
+        self._last = (positions, out, views) if isinstance(out, torch.Tensor) else None
 
     def head_path(self, i: int) -> str | None:
         recs, c = self.records[i], self.cursor[i]
@@ -213,9 +236,7 @@ class OpNode(Node):
             params = self.op.params_from_records(records)
         except (KeyError, ValueError) as exc:
             raise PipelineError(f"{path}: cannot replay records: {exc}") from exc
-        out = self.op.apply(collate([state.images[i] for i in positions]), params)
-        for i, img in zip(positions, out, strict=True):
-            state.images[i] = img
+        state.scatter(positions, self.op.apply(state.gather(positions), params))
 
 
 class Sequential(Node):

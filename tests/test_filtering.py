@@ -4,12 +4,14 @@ sizes mix freely in a batch, and the border is a mirror without edge repeat."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import ndimage
 
 from degkit.ops.filtering import (
+    _fft_is_cheaper,
     center_pad_kernels,
     filter2d_per_sample,
     filter_separable_per_sample,
@@ -113,3 +115,25 @@ def test_clamp_clips_to_the_unit_range_on_both_paths() -> None:
     taps = torch.tensor([-0.5, 2.0, -0.5]).expand(3, 3)
     separable = filter_separable_per_sample(x, taps, taps, clamp=True)
     assert separable.min() >= 0 and separable.max() <= 1
+
+
+@pytest.mark.parametrize(("h", "w", "k"), [(96, 80, 21), (64, 64, 15), (40, 36, 13), (30, 30, 21)])
+def test_fft_and_strip_paths_match_scipy(h: int, w: int, k: int) -> None:
+    """Large kernels go through FFTs or direct strips (whichever is cheaper); both must be
+    the mirrored correlation (scipy reference)."""
+    rng = np.random.default_rng(k)
+    x = torch.from_numpy(rng.random((2, 3, h, w), dtype=np.float32))
+    kernels = torch.from_numpy(rng.random((2, k, k))).float()
+    kernels /= kernels.sum((1, 2), keepdim=True)
+    y = filter2d_per_sample(x, kernels)
+    for i in range(2):
+        for c in range(3):
+            ref = ndimage.correlate(
+                x[i, c].double().numpy(), kernels[i].double().numpy(), mode="mirror"
+            )
+            np.testing.assert_allclose(y[i, c].numpy(), ref, atol=2e-6)
+
+
+def test_both_large_kernel_paths_are_used() -> None:
+    assert _fft_is_cheaper(256, 256, 21) and _fft_is_cheaper(96, 80, 21)
+    assert not _fft_is_cheaper(40, 36, 13) and not _fft_is_cheaper(256, 256, 11)

@@ -250,6 +250,15 @@ def test_usm_matches_opencv_formula() -> None:
         assert err.max() < 1e-4 and err.mean() < 1e-6, (i, err.max(), err.mean())
 
 
+def test_usm_opencv_and_tensor_paths_agree(photos: torch.Tensor) -> None:
+    """The per-sample OpenCV path (CPU, no grad) and the batched tensor path (autograd, CUDA)."""
+    params = usm_params([0.5, 2.0], [10.0, 0.0], [50, 7])
+    fast = create_op("usm").apply(photos, params)
+    with torch.enable_grad():
+        batched = create_op("usm").apply(photos.clone().requires_grad_(True), params).detach()
+    assert torch.allclose(fast, batched, atol=1e-6)
+
+
 def test_usm_sharpens(photos: torch.Tensor) -> None:
     """Sharpening raises high-frequency energy (Laplacian variance)."""
     out = create_op("usm").apply(photos, usm_params([1.0, 1.0], [0.0, 0.0], [50, 50]))

@@ -13,6 +13,11 @@ to 8 bits (its BT.601 luma when ``gray``), ``vals = 2 ** ceil(log2(k))`` where
 ``(Poisson(q * vals) / vals - q) * scale``, added to the image (a gray noise
 is added to every channel). Its variance is ``scale**2 * q / vals``: it grows
 with brightness, and a flat image (few levels, small ``vals``) gets strong noise.
+Counts are drawn by inversion: one uniform per pixel from the sample's field
+generator, looked up in the exact Poisson CDF of its level (there are at most
+256 rates per ``vals``; tables are built once with SciPy and cached, with a
+guide table that makes a lookup take about one step). This is the same
+distribution as NumPy's ``poisson`` at about twice its speed.
 
 Gray noise is one field shared by the channels of one sample; different
 samples always get different fields. ``gaussian_noise`` can also be
@@ -29,12 +34,14 @@ depends on batch size, batch position or device. Outputs are clamped to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar
 
 import numpy as np
 import torch
 from kornia.color import rgb_to_grayscale
+from scipy import stats
 
 from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_range, register
 from degkit.ops.quantize import to_uint8
@@ -49,6 +56,7 @@ __all__ = [
     "correlation_mixing",
     "gaussian_fields",
     "poisson_fields",
+    "poisson_by_inversion",
 ]
 
 """``param_limits`` entry of a recorded field seed (any signed 64-bit integer)."""
@@ -99,6 +107,42 @@ def gaussian_fields(
     return torch.from_numpy(fields)
 
 
+@functools.cache
+def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray]:
+    """CDF and guide tables of ``Poisson(level / 255 * vals)`` for the 256 8-bit levels.
+
+    Row ``l`` of the CDF (``256 x K``) holds ``P(X <= k)``, its last entry set
+    to 1 (the tail cut off is below 1e-30); the guide row holds, for each of
+    ``K`` equal slices of ``[0, 1)``, the first ``k`` whose CDF passes the slice's start.
+    """
+    rates = np.arange(256) / 255.0 * vals
+    size = int(vals + 12 * math.sqrt(vals) + 30)
+    cdf = stats.poisson.cdf(np.arange(size)[None, :], rates[:, None])
+    cdf[:, -1] = 1.0
+    starts = np.arange(size) / size
+    guide = np.stack([np.searchsorted(row, starts, side="right") for row in cdf])
+    return cdf, guide.astype(np.int32)
+
+
+def poisson_by_inversion(levels: np.ndarray, uniforms: np.ndarray, vals: int) -> np.ndarray:
+    """Poisson counts of rate ``levels / 255 * vals``, by inverting the CDF at ``uniforms``.
+
+    ``levels`` are uint8, ``uniforms`` in ``[0, 1)`` of the same shape; the count
+    is the smallest ``k`` with ``P(X <= k) > u`` (SciPy's ``poisson.ppf(u)``).
+    """
+    cdf, guide = _poisson_tables(vals)
+    size = cdf.shape[1]
+    row = levels.ravel().astype(np.int32) * size
+    u = uniforms.ravel()
+    flat_cdf = cdf.ravel()
+    index = row + guide.ravel()[row + (u * size).astype(np.int32)]
+    behind = np.flatnonzero(flat_cdf[index] <= u)
+    while behind.size:
+        index[behind] += 1
+        behind = behind[flat_cdf[index[behind]] <= u[behind]]
+    return (index - row).reshape(levels.shape)
+
+
 def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
     """Real-ESRGAN Poisson noise at scale 1, ``N x C x H x W`` float32 on the CPU.
 
@@ -115,10 +159,10 @@ def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> 
     def draw(i: int) -> None:
         levels = to_uint8(sources[i]).numpy()
         distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
-        vals = 2.0 ** math.ceil(math.log2(distinct))
-        q = levels.astype(np.float64) / 255.0
-        counts = field_generator(seed_list[i]).poisson(q * vals)
-        fields[i] = counts / vals - q
+        vals = 2 ** math.ceil(math.log2(distinct))
+        uniforms = field_generator(seed_list[i]).random(levels.shape)
+        counts = poisson_by_inversion(levels, uniforms, vals)
+        fields[i] = counts / vals - levels / 255.0
 
     map_in_threads(draw, range(n))
     return torch.from_numpy(fields)

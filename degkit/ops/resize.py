@@ -26,7 +26,7 @@ from degkit.ops.base import (
     collate,
     register,
 )
-from degkit.ops.filtering import opencv_per_plane
+from degkit.ops.filtering import each_plane, map_samples_cpu
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "INTERPOLATIONS", "resize_one"]
@@ -77,11 +77,8 @@ def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: boo
         return x
     if _is_box_reduction(x, size, mode):
         dsize = (size[1], size[0])
-        return opencv_per_plane(
-            x,
-            lambda i, s, d: cv2.resize(s, dsize, dst=d, interpolation=cv2.INTER_AREA),
-            out_size=size,
-        )
+        box = each_plane(lambda i, s, d: cv2.resize(s, dsize, dst=d, interpolation=cv2.INTER_AREA))
+        return map_samples_cpu(x, box, out_size=size)
     kwargs: dict = {}
     if mode in ("bilinear", "bicubic"):
         kwargs = {"align_corners": False, "antialias": antialias}

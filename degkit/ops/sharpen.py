@@ -10,7 +10,11 @@ so the default 50 gives 51) and OpenCV's sigma for ``sigma = 0``,
     out       = soft_mask * clamp(x + weight * residual, 0, 1) + (1 - soft_mask) * x
 
 ``weight`` 0 (or ``radius`` 1) is the identity. Borders are OpenCV's
-``BORDER_REFLECT_101`` (see :mod:`degkit.ops.filtering`). For small sizes
+``BORDER_REFLECT_101`` (see :mod:`degkit.ops.filtering`). On the CPU without
+autograd each sample runs through OpenCV and NumPy one channel at a time, which
+keeps the intermediates in cache (about twice as fast as whole-batch tensors);
+elsewhere the same formula runs on batched tensors. The two agree up to float
+rounding. For small sizes
 OpenCV switches to fixed tables (up to 7 in OpenCV 4, 9 in OpenCV 5); here the
 sigma rule holds for every size.
 """
@@ -19,10 +23,17 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
+import numpy as np
 import torch
 
 from degkit.ops.base import Op, OpError, Params, check_range, map_groups, register
-from degkit.ops.filtering import filter_separable_per_sample
+from degkit.ops.filtering import (
+    each_plane,
+    filter_separable_per_sample,
+    map_samples_cpu,
+    use_opencv,
+)
 from degkit.ops.kernels import gaussian_kernels_1d
 from degkit.rng import BatchStreams
 
@@ -83,15 +94,42 @@ class UnsharpMask(Op):
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         sizes = torch.tensor([usm_kernel_size(r) for r in params["radius"].tolist()])
+        # Key 0: the OpenCV path; else the tensor path, grouped by kernel size.
+        keys = torch.tensor([0 if use_opencv(x, k) else k for k in sizes.tolist()])
 
-        def run(xs: torch.Tensor, positions: torch.Tensor, size: int) -> torch.Tensor:
-            taps = gaussian_kernels_1d(size, opencv_sigma(size)).expand(xs.shape[0], -1)
-            weight = params["weight"][positions].to(xs).view(-1, 1, 1, 1)
-            threshold = params["threshold"][positions].to(xs).view(-1, 1, 1, 1)
+        def run(xs: torch.Tensor, positions: torch.Tensor, key: int) -> torch.Tensor:
+            weight = params["weight"][positions]
+            threshold = params["threshold"][positions]
+            if key == 0:
+                return _usm_opencv(xs, sizes[positions].tolist(), weight, threshold)
+            taps = gaussian_kernels_1d(key, opencv_sigma(key)).expand(xs.shape[0], -1)
+            weight = weight.to(xs).view(-1, 1, 1, 1)
+            threshold = threshold.to(xs).view(-1, 1, 1, 1)
             residual = xs - filter_separable_per_sample(xs, taps, taps)
             mask = (residual.abs() > threshold / 255).to(xs.dtype)
             soft_mask = filter_separable_per_sample(mask, taps, taps)
             sharp = torch.addcmul(xs, residual, weight).clamp_(0.0, 1.0)
             return torch.lerp(xs, sharp, soft_mask).clamp_(0.0, 1.0)
 
-        return map_groups(x, sizes, run)
+        return map_groups(x, keys, run)
+
+
+def _usm_opencv(
+    x: torch.Tensor, sizes: list[int], weights: torch.Tensor, thresholds: torch.Tensor
+) -> torch.Tensor:
+    """The USM formula per sample and channel with OpenCV and NumPy (CPU float32)."""
+    weight_list, threshold_list = weights.tolist(), thresholds.tolist()
+    taps = {k: gaussian_kernels_1d(k, opencv_sigma(k))[0].numpy() for k in set(sizes)}
+
+    def sharpen_plane(i: int, plane: np.ndarray, dst: np.ndarray) -> None:
+        k = taps[sizes[i]]
+        weight = np.float32(weight_list[i])
+        threshold = np.float32(threshold_list[i]) / np.float32(255)
+        residual = plane - cv2.sepFilter2D(plane, -1, k, k, borderType=cv2.BORDER_REFLECT_101)
+        # A 0/1 uint8 mask filters twice as fast as a float one, to the same bits.
+        mask = (np.abs(residual) > threshold).view(np.uint8)
+        soft = cv2.sepFilter2D(mask, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT_101)
+        sharp = np.clip(plane + residual * weight, 0.0, 1.0)
+        np.clip(plane + soft * (sharp - plane), 0.0, 1.0, out=dst)
+
+    return map_samples_cpu(x, each_plane(sharpen_plane))
