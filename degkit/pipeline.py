@@ -106,11 +106,13 @@ class _Execution:
     copy (stacking a batch of HR crops per op costs as much as a cheap op).
     """
 
-    def __init__(self, images: list[torch.Tensor], records: list[list[Record]]) -> None:
-        self.images = images
+    def __init__(self, hr: Images, records: list[list[Record]]) -> None:
+        self.images = _per_sample(hr)
         self.records = records
-        self.cursor = [0] * len(images)
+        self.cursor = [0] * len(self.images)
         self._last: tuple[list[int], torch.Tensor, list[torch.Tensor]] | None = None
+        if isinstance(hr, torch.Tensor):  # ops never write to their input
+            self._last = (list(range(len(self.images))), hr, list(self.images))
 
     def gather(self, positions: list[int]) -> Images:
         """The images at ``positions`` as one batch (a list when ragged)."""
@@ -555,17 +557,15 @@ class Pipeline:
     # -- running -------------------------------------------------------------------
     def __call__(self, hr: Images, seed: int, indices: Sequence[int], scale: int) -> PipelineResult:
         """Degrade HR samples ``indices`` (global ids) with dataset ``seed`` to ``1/scale``."""
-        images = _per_sample(hr)
-        if len(images) != len(indices):
-            raise PipelineError(f"{len(images)} HR images but {len(indices)} indices")
-        records = self.plan(seed, indices, image_sizes(images), scale)
-        return self._execute(images, records, scale)
+        sizes = image_sizes(_per_sample(hr))
+        if len(sizes) != len(indices):
+            raise PipelineError(f"{len(sizes)} HR images but {len(indices)} indices")
+        return self._execute(hr, self.plan(seed, indices, sizes, scale), scale)
 
     def replay(self, hr: Images, records: Sequence[Sequence[Record]], scale: int) -> PipelineResult:
         """Re-apply recorded records (one list per sample); reproduces the LR exactly."""
-        images = _per_sample(hr)
-        if len(images) != len(records):
-            raise PipelineError(f"{len(images)} HR images but {len(records)} record lists")
+        if len(_per_sample(hr)) != len(records):
+            raise PipelineError(f"{len(_per_sample(hr))} HR images but {len(records)} record lists")
         known = set(self.ops) | {AUTO_FINAL_RESIZE}
         for i, recs in enumerate(records):
             for rec in recs:
@@ -574,13 +574,11 @@ class Pipeline:
                         f"sample {i}: record path {rec.get('path')!r} is not in pipeline "
                         f"{self.name!r} (paths: {sorted(known)})"
                     )
-        return self._execute(images, [list(r) for r in records], scale)
+        return self._execute(hr, [list(r) for r in records], scale)
 
-    def _execute(
-        self, images: list[torch.Tensor], records: list[list[Record]], scale: int
-    ) -> PipelineResult:
-        target = _target_sizes(image_sizes(images), scale)
-        state = _Execution(images, records)
+    def _execute(self, hr: Images, records: list[list[Record]], scale: int) -> PipelineResult:
+        state = _Execution(hr, records)
+        target = _target_sizes(image_sizes(state.images), scale)
         self.root.execute(state, "")
         self.auto_final.execute(state, "")
         for i, recs in enumerate(records):

@@ -68,6 +68,16 @@ class BatchMean(Brighten):
         return (x + x.mean(0, keepdim=True)) / 2
 
 
+@dataclasses.dataclass
+class InPlace(Brighten):
+    """Broken: writes its result into the input batch."""
+
+    name = "test_in_place"
+
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        return x.mul_(0.5)
+
+
 @given(x=image_batches(min_n=2), seed=seeds())
 def test_a_good_op_passes_every_check(x: torch.Tensor, seed: int) -> None:
     op = Brighten()
@@ -91,6 +101,11 @@ def test_global_rng_fails_batch_size_invariance() -> None:
 def test_out_of_range_fails_contract() -> None:
     with pytest.raises(AssertionError, match=r"not in \[0, 1\]"):
         check_contract(Overshoot(), torch.rand(2, 3, 8, 8))
+
+
+def test_writing_to_the_input_fails_contract() -> None:
+    with pytest.raises(AssertionError, match="wrote to its input"):
+        check_contract(InPlace(), torch.rand(2, 3, 8, 8))
 
 
 def test_mixing_samples_fails_batch_check() -> None:

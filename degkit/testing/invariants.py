@@ -58,11 +58,14 @@ def _context_rows(context: Params | None, positions: Sequence[int]) -> Params | 
 def check_contract(
     op: Op, x: torch.Tensor, seed: int = 0, context: Params | None = None, same_shape: bool = True
 ) -> None:
-    """Shape, dtype, device, [0, 1] range, one JSON record per sample, exact replay."""
+    """Shape, dtype, device, [0, 1] range, input left untouched, one JSON record per
+    sample, exact replay."""
     n = x.shape[0]
     rng = BatchStreams(seed, range(n))
     params = op.sample(rng, n, context)
+    before = x.clone()
     y = op.apply(x, params)
+    assert torch.equal(x, before), f"{op.name}: apply wrote to its input (ops must be pure)"
     out = _samples(y)
     assert len(out) == n, f"{op.name}: {len(out)} outputs for {n} inputs"
     for i, img in enumerate(out):
