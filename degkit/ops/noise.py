@@ -108,12 +108,14 @@ def gaussian_fields(
 
 
 @functools.cache
-def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray]:
+def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CDF and guide tables of ``Poisson(level / 255 * vals)`` for the 256 8-bit levels.
 
     Row ``l`` of the CDF (``256 x K``) holds ``P(X <= k)``, its last entry set
-    to 1 (the tail cut off is below 1e-30); the guide row holds, for each of
-    ``K`` equal slices of ``[0, 1)``, the first ``k`` whose CDF passes the slice's start.
+    to 1 (the tail cut off is below 1e-30). ``[0, 1)`` is cut into ``K`` equal
+    buckets starting at ``starts``; guide column ``j`` holds the first ``k``
+    whose CDF exceeds ``starts[j]`` (column ``K``: the last ``k``), so a
+    uniform in bucket ``j`` inverts to a ``k`` between columns ``j`` and ``j + 1``.
     """
     rates = np.arange(256) / 255.0 * vals
     size = int(vals + 12 * math.sqrt(vals) + 30)
@@ -121,7 +123,8 @@ def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray]:
     cdf[:, -1] = 1.0
     starts = np.arange(size) / size
     guide = np.stack([np.searchsorted(row, starts, side="right") for row in cdf])
-    return cdf, guide.astype(np.int32)
+    guide = np.concatenate([guide, np.full((256, 1), size - 1)], axis=1)
+    return cdf, guide.astype(np.int32), starts
 
 
 def poisson_by_inversion(levels: np.ndarray, uniforms: np.ndarray, vals: int) -> np.ndarray:
@@ -129,17 +132,28 @@ def poisson_by_inversion(levels: np.ndarray, uniforms: np.ndarray, vals: int) ->
 
     ``levels`` are uint8, ``uniforms`` in ``[0, 1)`` of the same shape; the count
     is the smallest ``k`` with ``P(X <= k) > u`` (SciPy's ``poisson.ppf(u)``).
+    Most uniforms land on their count at the guide's first candidate; the rest
+    (tail buckets span many counts) are found by bisection within their bucket.
     """
-    cdf, guide = _poisson_tables(vals)
+    cdf, guide, starts = _poisson_tables(vals)
     size = cdf.shape[1]
-    row = levels.ravel().astype(np.int32) * size
+    flat_cdf, flat_guide = cdf.ravel(), guide.ravel()
     u = uniforms.ravel()
-    flat_cdf = cdf.ravel()
-    index = row + guide.ravel()[row + (u * size).astype(np.int32)]
+    level = levels.ravel().astype(np.int32)
+    bucket = np.minimum((u * size).astype(np.int32), size - 1)
+    bucket -= starts[bucket] > u  # u * size may round up past a bucket edge
+    guide_at = level * (size + 1) + bucket
+    row = level * size
+    index = row + flat_guide[guide_at]
     behind = np.flatnonzero(flat_cdf[index] <= u)
-    while behind.size:
-        index[behind] += 1
-        behind = behind[flat_cdf[index[behind]] <= u[behind]]
+    low, high = index[behind] + 1, row[behind] + flat_guide[guide_at[behind] + 1]
+    u_behind = u[behind]
+    while (open_ := low < high).any():
+        middle = (low + high) // 2
+        right = flat_cdf[middle] <= u_behind
+        low = np.where(open_ & right, middle + 1, low)
+        high = np.where(open_ & ~right, middle, high)
+    index[behind] = low
     return (index - row).reshape(levels.shape)
 
 
