@@ -29,11 +29,11 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_timing import interleaved_seconds
 
 from degkit import recipes
 from degkit.data.build import BuildConfig, build_dataset
@@ -115,24 +115,6 @@ def build(recipe: str, per_image: int, workers: int, batch_size: int, device: st
         return build_dataset(config).rows
 
 
-def interleaved_medians(
-    runs: dict[str, Callable[[], int]], repeats: int
-) -> tuple[dict[str, float], int]:
-    """Median rows/s of each run, the runs taking turns (after one warm-up round).
-
-    Taking turns spreads any drift in machine load over all runs alike.
-    """
-    for fn in runs.values():
-        rows = fn()
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            rows = fn()
-            rates[name].append(rows / (time.perf_counter() - start))
-    return {name: statistics.median(r) for name, r in rates.items()}, rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="realesrgan")
@@ -149,7 +131,8 @@ def main() -> None:
         identity = Path(tmp) / "identity.yaml"
         identity.write_text(IDENTITY_RECIPE)
         options = (args.per_image, args.workers, args.batch_size, args.device)
-        rates, rows = interleaved_medians(
+        rows = io_floor(args.per_image, args.workers)
+        seconds = interleaved_seconds(
             {
                 floor_name: lambda: io_floor(args.per_image, args.workers),
                 "degkit build, identity recipe": lambda: build(str(identity), *options),
@@ -157,6 +140,7 @@ def main() -> None:
             },
             args.repeats,
         )
+    rates = {name: rows / s for name, s in seconds.items()}
     floor = rates[floor_name]
     alone = statistics.median(
         degradation_alone(args.recipe, args.per_image, args.batch_size) for _ in range(3)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import functools
 import platform
-import statistics
-import time
 from collections.abc import Callable
 
 import albumentations as A
@@ -31,26 +29,12 @@ import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_timing import interleaved_seconds
 
 from degkit.ops import create_op
 from degkit.rng import BatchStreams
 
 HR, LR = 256, 64
-
-
-def median_rate(fn: Callable[[], object], n_images: int, repeats: int, sync: bool) -> float:
-    """Median images/s of ``fn`` over ``repeats`` timed runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if sync:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return n_images / statistics.median(times)
 
 
 def photo_crops(n: int) -> np.ndarray:
@@ -136,20 +120,22 @@ def measure_batch(device: torch.device, n: int, repeats: int) -> list[str]:
             degkit_chain("differentiable"), x, rng
         )
     chains["kornia"] = functools.partial(kornia_chain, x)
-    rates = {name: median_rate(fn, n, repeats, sync) for name, fn in chains.items()}
-    rates["albumentations (per image)"] = median_rate(
-        lambda: [album(image=img) for img in crops], n, repeats, False
-    )
+    chains["albumentations (per image)"] = lambda: [album(image=img) for img in crops]
+    wait = torch.cuda.synchronize if sync else None
+    seconds = interleaved_seconds(chains, repeats, wait)
+    rates = {name: n / s for name, s in seconds.items()}
     base = rates["degkit (codec JPEG)"]
     rows = [
         f"| chain | {name} | {device.type} | {n} | {rate:,.0f} | {base / rate:.2f}x |"
         for name, rate in rates.items()
     ]
     small = F.interpolate(x, size=(LR, LR), mode="area")
-    for name, (op, size) in single_ops().items():
-        xs = x if size == HR else small
-        rate = median_rate(functools.partial(op, xs, rng, target), n, repeats, sync)
-        rows.append(f"| op | {name} | {device.type} | {n} | {rate:,.0f} | |")
+    ops = {
+        name: functools.partial(op, x if size == HR else small, rng, target)
+        for name, (op, size) in single_ops().items()
+    }
+    for name, s in interleaved_seconds(ops, repeats, wait).items():
+        rows.append(f"| op | {name} | {device.type} | {n} | {n / s:,.0f} | |")
     return rows
 
 
@@ -197,7 +183,9 @@ def main() -> None:
                 "blur (sigma U(0.2, 3), kernel 7..21; Kornia: 21 for the whole batch) -> area "
                 "resize to 64 x 64 -> Gaussian noise (sigma U(1, 30)/255) -> JPEG (quality "
                 "U(30, 95)). Images/s = batch / median wall time of "
-                f"{args.repeats} runs after a warm-up, "
+                f"{args.repeats} rounds after a warm-up round; in each round every chain "
+                "(and, separately, every op) runs once in turn, so drift in machine speed hits "
+                "all alike; "
                 "including degkit's parameter sampling and records. 'degkit / this' is the "
                 "degkit codec-JPEG chain's rate divided by the row's rate (same device, batch). "
                 "Op rows: one degkit op at the size it sees in the chain.",

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import math
 import os
 import shlex
 import sys
@@ -329,19 +330,28 @@ def _torch_threads(workers: int) -> Iterator[None]:
 def _chunk_rows(
     config: BuildConfig, plan: _Plan, pending: list[ShardPlan], stack: contextlib.ExitStack
 ) -> Iterator[ChunkRows]:
-    """Rows of every chunk of the pending shards, in order (see :mod:`degkit.data.rows`)."""
+    """Rows of every chunk of the pending shards, in order (see :mod:`degkit.data.rows`).
+
+    When workers degrade (CPU), a chunk holds at most a quarter of each worker's
+    share of the samples, so a small build still keeps every worker busy.
+    """
+    on_cpu = torch.device(config.device).type == "cpu"
+    workers_degrade = config.workers > 0 and on_cpu and config.captioner is None
+    chunk_samples = config.batch_size
+    if workers_degrade:
+        share = math.ceil(sum(len(s.samples) for s in pending) / (4 * config.workers))
+        chunk_samples = max(1, min(chunk_samples, share))
     chunks = (
         chunk
         for position, shard in enumerate(pending)
         for chunk in chunk_tasks(
             position,
             list(_image_tasks(shard, plan.sources, plan.crops, config.seed, config.png_level)),
-            config.batch_size,
+            chunk_samples,
         )
     )
     window = 2 * config.workers + 2
-    on_cpu = torch.device(config.device).type == "cpu"
-    if config.workers > 0 and on_cpu and config.captioner is None:
+    if workers_degrade:
         initargs = (
             config.recipe, plan.recipe.hash, plan.scale, config.seed, config.png_level,
             config.batch_size,

@@ -41,7 +41,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from kornia.color import rgb_to_grayscale
-from scipy import stats
+from scipy import special
 
 from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_range, register
 from degkit.ops.quantize import to_uint8
@@ -119,7 +119,7 @@ def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     rates = np.arange(256) / 255.0 * vals
     size = int(vals + 12 * math.sqrt(vals) + 30)
-    cdf = stats.poisson.cdf(np.arange(size)[None, :], rates[:, None])
+    cdf = special.pdtr(np.arange(size)[None, :], rates[:, None])  # Poisson CDF
     cdf[:, -1] = 1.0
     starts = np.arange(size) / size
     guide = np.stack([np.searchsorted(row, starts, side="right") for row in cdf])

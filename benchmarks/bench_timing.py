@@ -1,0 +1,36 @@
+"""Wall-clock timing shared by the benchmarks: runs take turns, medians are reported.
+
+On a shared machine the speed drifts by tens of percent within a minute. Timing
+competing implementations in alternation (one run of each per round) spreads
+that drift over all of them alike, so their ratios stay meaningful.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def interleaved_seconds(
+    runs: dict[str, Callable[[], object]],
+    repeats: int,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Median wall seconds of each run over ``repeats`` rounds, after one warm-up round.
+
+    ``sync``, if given, is called before and after each timed call
+    (``torch.cuda.synchronize`` for GPU work).
+    """
+    wait = sync or (lambda: None)
+    for fn in runs.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            wait()
+            start = time.perf_counter()
+            fn()
+            wait()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
