@@ -1,7 +1,8 @@
 """Rows/s of ``degkit build`` beside the I/O floor of the same crops, as a ratio.
 
-Both runs use the embedded photos, ``--per-image`` random 256 x 256 crops each,
-the same worker processes and the same PNG level:
+All runs use the embedded photos with ``--per-image`` random 256 x 256 crops
+each (by default 1, the CLI's default, then 8), the same worker processes and
+the same PNG level:
 
 * **build**: the whole ``degkit build`` of a recipe (``realesrgan`` by default,
   x4): read, decode, crop, PNG-encode HR, degrade in batches, encode LR,
@@ -16,7 +17,7 @@ the same worker processes and the same PNG level:
   thread, no I/O, which gives the bound a CPU build can reach.
 
 Medians over rounds in which the runs take turns (so drifting machine load hits
-all alike), each build into a fresh folder. Usage::
+all alike, see ``bench_timing``), each build into a fresh folder. Usage::
 
     python benchmarks/build_throughput.py --out reports/build_throughput.md
 """
@@ -115,70 +116,88 @@ def build(recipe: str, per_image: int, workers: int, batch_size: int, device: st
         return build_dataset(config).rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", default="realesrgan")
-    parser.add_argument("--per-image", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=None, help="write the Markdown table here")
-    args = parser.parse_args()
-
+def measure(per_image: int, args: argparse.Namespace, identity: Path) -> list[str]:
+    """Markdown section for one ``--per-image`` value: rates, ratios and the bound."""
     floor_name = "I/O floor (decode + crop + PNG encode HR and LR)"
-    with tempfile.TemporaryDirectory() as tmp:
-        identity = Path(tmp) / "identity.yaml"
-        identity.write_text(IDENTITY_RECIPE)
-        options = (args.per_image, args.workers, args.batch_size, args.device)
-        rows = io_floor(args.per_image, args.workers)
-        seconds = interleaved_seconds(
-            {
-                floor_name: lambda: io_floor(args.per_image, args.workers),
-                "degkit build, identity recipe": lambda: build(str(identity), *options),
-                f"degkit build, {args.recipe}": lambda: build(args.recipe, *options),
-            },
-            args.repeats,
-        )
+    options = (per_image, args.workers, args.batch_size, args.device)
+    rows = io_floor(per_image, args.workers)
+    seconds = interleaved_seconds(
+        {
+            floor_name: lambda: io_floor(per_image, args.workers),
+            "degkit build, identity recipe": lambda: build(str(identity), *options),
+            f"degkit build, {args.recipe}": lambda: build(args.recipe, *options),
+        },
+        args.repeats,
+    )
     rates = {name: rows / s for name, s in seconds.items()}
     floor = rates[floor_name]
     alone = statistics.median(
-        degradation_alone(args.recipe, args.per_image, args.batch_size) for _ in range(3)
+        degradation_alone(args.recipe, per_image, args.batch_size) for _ in range(3)
     )
     cores = os.cpu_count() or 1
     bound = 1 / (1 / floor + 1 / (alone * cores))
-    device = (
-        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
-    )
     lines = [
-        "# degkit build throughput",
-        "",
-        f"{rows} rows: {len(embedded_images())} embedded photos x {args.per_image} random "
-        f"{CROP} x {CROP} crops, x{SCALE}; {args.workers} worker processes, batch "
-        f"{args.batch_size}, device {args.device} ({device or 'cpu'}), {os.cpu_count()} CPU "
-        f"cores, torch {torch.__version__}, PNG level {DEFAULT_PNG_LEVEL}. Median rows/s of "
-        f"{args.repeats} rounds in which the runs take turns, after a warm-up round.",
+        f"## --per-image {per_image}: {rows} rows ({len(embedded_images())} embedded photos "
+        f"x {per_image} random crops)",
         "",
         "| run | rows/s | / I/O floor |",
         "|---|---|---|",
     ]
-    for name, rate in rates.items():
-        lines.append(f"| {name} | {rate:.1f} | {rate / floor:.2f} |")
-    lines += [
+    lines += [f"| {name} | {rate:.1f} | {rate / floor:.2f} |" for name, rate in rates.items()]
+    return lines + [
         f"| {args.recipe} alone, no I/O, 1 process, 1 thread | {alone:.1f} | |",
         "",
         f"Bound: with the I/O floor using all {cores} cores and the degradation needing "
         f"{1000 / alone:.1f} CPU-ms per row, a build that overlaps them perfectly makes at "
         f"most 1 / (1 / {floor:.1f} + 1 / ({alone:.1f} x {cores})) = {bound:.1f} rows/s, "
-        f"{bound / floor:.2f} of the floor: the degradation's own cost, not the builder, "
-        "sets the ratio on a CPU.",
-        "",
-        "Produced by `python benchmarks/build_throughput.py"
-        + (f" --out {args.out}`." if args.out else "`."),
+        f"{bound / floor:.2f} of the floor.",
         "",
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", default="realesrgan")
+    parser.add_argument(
+        "--per-image", type=int, nargs="+", default=[1, 8], help="crops per photo (1: the CLI's)"
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=None, help="write the Markdown report here")
+    args = parser.parse_args()
+
+    device = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
+    )
+    command = "python benchmarks/build_throughput.py " + " ".join(
+        [f"--per-image {' '.join(map(str, args.per_image))}", f"--repeats {args.repeats}"]
+        + ([f"--out {args.out}"] if args.out else [])
+    )
+    lines = [
+        "# degkit build throughput",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Protocol: random {CROP} x {CROP} crops of the embedded photos, x{SCALE}, recipe "
+        f"{args.recipe}; {args.workers} worker processes, batch {args.batch_size}, device "
+        f"{args.device} ({device or 'cpu'}), {os.cpu_count()} CPU cores, torch "
+        f"{torch.__version__}, PNG level {DEFAULT_PNG_LEVEL}. Rows/s = rows / median wall "
+        f"time of {args.repeats} rounds in which the three runs take turns, after a warm-up "
+        "round; each build writes into a fresh folder and is timed from the call to its "
+        "return (worker start, shards, card included). The identity recipe only resizes to "
+        "LR (bicubic) and rounds, so its gap to the floor is the builder's own overhead.",
+        "",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        identity = Path(tmp) / "identity.yaml"
+        identity.write_text(IDENTITY_RECIPE)
+        for per_image in args.per_image:
+            section = measure(per_image, args, identity)
+            print("\n".join(section), flush=True)
+            lines += section
     text = "\n".join(lines)
-    print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
