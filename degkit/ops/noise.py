@@ -160,25 +160,38 @@ def poisson_by_inversion(levels: np.ndarray, uniforms: np.ndarray, vals: int) ->
 def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
     """Real-ESRGAN Poisson noise at scale 1, ``N x C x H x W`` float32 on the CPU.
 
-    Computed from the image copied to the CPU, so the field is the same on any device.
+    Computed from the image copied to the CPU, so the field is the same on any
+    device. Each sample draws its uniforms from its own generator; the samples
+    sharing a ``vals`` are then inverted together (one vectorised pass instead
+    of many small ones).
     """
     x_cpu = x.detach().to("cpu", torch.float32)
     n, c, h, w = x_cpu.shape
-    fields = np.empty((n, c, h, w), dtype=np.float32)
     seed_list, gray_list = seeds.tolist(), gray.tolist()
-    sources = [
-        rgb_to_grayscale(x_cpu[i : i + 1])[0] if gray_list[i] else x_cpu[i] for i in range(n)
+    levels = [
+        to_uint8(rgb_to_grayscale(x_cpu[i : i + 1])[0] if gray_list[i] else x_cpu[i]).numpy()
+        for i in range(n)
     ]
-
-    def draw(i: int) -> None:
-        levels = to_uint8(sources[i]).numpy()
-        distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
-        vals = 2 ** math.ceil(math.log2(distinct))
-        uniforms = field_generator(seed_list[i]).random(levels.shape)
-        counts = poisson_by_inversion(levels, uniforms, vals)
-        fields[i] = counts / vals - levels / 255.0
-
-    map_in_threads(draw, range(n))
+    vals = [
+        2 ** math.ceil(math.log2(np.count_nonzero(np.bincount(lv.ravel(), minlength=256))))
+        for lv in levels
+    ]
+    uniforms = map_in_threads(
+        lambda i: field_generator(seed_list[i]).random(levels[i].shape), range(n)
+    )
+    fields = np.empty((n, c, h, w), dtype=np.float32)
+    for v in set(vals):
+        members = [i for i in range(n) if vals[i] == v]
+        counts = poisson_by_inversion(
+            np.concatenate([levels[i].ravel() for i in members]),
+            np.concatenate([uniforms[i].ravel() for i in members]),
+            v,
+        )
+        start = 0
+        for i in members:
+            own = counts[start : start + levels[i].size].reshape(levels[i].shape)
+            fields[i] = own / v - levels[i] / 255.0
+            start += levels[i].size
     return torch.from_numpy(fields)
 
 
