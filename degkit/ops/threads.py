@@ -34,15 +34,21 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 def map_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """``[fn(item) for item in items]``, spread over ``torch.get_num_threads()`` threads.
 
-    Each thread takes every ``workers``-th item (one task per thread, not per
-    item: per-item tasks cost more than a small image's work).
+    Thread ``k`` takes every ``workers``-th item from item ``k`` (one task per
+    thread, not per item: per-item tasks cost more than a small image's work);
+    the calling thread is thread 0.
     """
     items = list(items)
     workers = min(torch.get_num_threads(), len(items))
     if workers < 2:
         return [fn(item) for item in items]
-    chunks = _pool(workers).map(lambda k: [fn(item) for item in items[k::workers]], range(workers))
+
+    def run_share(k: int) -> list[R]:
+        return [fn(item) for item in items[k::workers]]
+
+    others = [_pool(workers - 1).submit(run_share, k) for k in range(1, workers)]
     out: list[R] = [None] * len(items)  # type: ignore[list-item]
-    for k, results in enumerate(chunks):
-        out[k::workers] = results
+    out[0::workers] = run_share(0)
+    for k, future in enumerate(others, start=1):
+        out[k::workers] = future.result()
     return out
