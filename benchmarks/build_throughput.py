@@ -37,12 +37,11 @@ import torch
 from bench_timing import interleaved_seconds
 
 from degkit import recipes
-from degkit.data.build import BuildConfig, build_dataset
+from degkit.data.build import BuildConfig, build_dataset, crop_uniforms
 from degkit.data.parallel import ordered_map
 from degkit.data.prepare import CropPlan
 from degkit.data.sources import embedded_images
 from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask, encode_png, run_image_task
-from degkit.rng import stream
 
 CROP, SCALE = 256, 4
 IDENTITY_RECIPE = """\
@@ -68,7 +67,7 @@ def crop_tasks(per_image: int, seed: int = 0) -> list[ImageTask]:
     tasks = []
     for ordinal, source in enumerate(embedded_images()):
         indices = tuple(ordinal * per_image + k for k in range(per_image))
-        uniforms = tuple(tuple(stream(seed, i, "crop").random(2).tolist()) for i in indices)
+        uniforms = crop_uniforms(seed, indices)
         tasks.append(
             ImageTask(source, tuple(range(per_image)), indices, plan, uniforms, DEFAULT_PNG_LEVEL)
         )

@@ -1,20 +1,25 @@
 """Counter-based randomness: every sample owns its own random streams.
 
-A stream is identified by the triple ``(seed, sample index, op path)`` and is a
-NumPy ``Philox`` counter-based generator whose 128-bit key is the BLAKE2b hash
-of that triple. Nothing else enters the key, so what a sample draws depends
-only on the dataset seed, the sample's global index and where the op sits in
-the pipeline (its *path*, e.g. ``"stage1/blur"``), never on batch size, batch
-position, worker count, device or the order in which samples are processed.
+A stream is identified by the triple ``(seed, sample index, op path)``: its
+key is the BLAKE2b hash of that triple, and its ``k``-th 64-bit draw is the
+keyed BLAKE2b hash of the counter ``k`` (a counter-mode generator, like Philox
+but with a cryptographic mixing function). Nothing else enters the key, so
+what a sample draws depends only on the dataset seed, the sample's global
+index and where the op sits in the pipeline (its *path*, e.g.
+``"stage1/blur"``), never on batch size, batch position, worker count, device
+or the order in which samples are processed. Opening a stream costs one hash,
+which keeps per-sample streams cheap at any batch size.
 
 ``BatchStreams`` bundles the streams of the samples in one batch for one op
 path. Ops draw their per-sample parameters from it (``uniform``, ``integers``,
-``choice``, ``bernoulli``, ``normal``), always one value (or one fixed-size
-block) per sample from that sample's own stream, so drawing for a batch equals
-drawing for each sample alone. Noise fields are not drawn here: an op draws a
-64-bit ``field seed`` per sample, records it, and later regenerates the field
-from it with :func:`field_generator`, which keeps ``apply`` pure and every
-record replayable.
+``choice``, ``bernoulli``, ``permutation``, ``field_seeds``), always one value
+per sample from that sample's own stream, so drawing for a batch equals
+drawing for each sample alone. Uniform floats take the top 53 bits of a draw;
+integers are unbiased (draws past the largest multiple of the range are
+rejected). Noise fields are not drawn here: an op draws a 63-bit *field seed*
+per sample, records it, and later regenerates the field from it with
+:func:`field_generator` (a NumPy ``Philox`` generator, for fast vectorised
+fields), which keeps ``apply`` pure and every record replayable.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["BatchStreams", "stream", "field_generator", "derive_key"]
+__all__ = ["BatchStreams", "SampleStream", "field_generator", "derive_key"]
 
-_MASK64 = (1 << 64) - 1
+_TWO_64 = 1 << 64
 
 
 def derive_key(*parts: object) -> int:
@@ -36,9 +41,32 @@ def derive_key(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "little")
 
 
-def stream(seed: int, index: int, path: str) -> np.random.Generator:
-    """Return the Philox stream of one sample at one op path."""
-    return np.random.Generator(np.random.Philox(key=derive_key("degkit", seed, index, path)))
+class SampleStream:
+    """The draws of one sample at one op path: keyed BLAKE2b of a counter."""
+
+    __slots__ = ("_key", "_counter")
+
+    def __init__(self, seed: int, index: int, path: str) -> None:
+        self._key = derive_key("degkit", seed, index, path).to_bytes(16, "little")
+        self._counter = 0
+
+    def bits(self) -> int:
+        """The next 64 random bits, as an int in ``[0, 2**64)``."""
+        counter = self._counter.to_bytes(8, "little")
+        self._counter += 1
+        digest = hashlib.blake2b(counter, digest_size=8, key=self._key).digest()
+        return int.from_bytes(digest, "little")
+
+    def random(self) -> float:
+        """A float in ``[0, 1)`` with 53 random bits."""
+        return (self.bits() >> 11) * 2.0**-53
+
+    def below(self, n: int) -> int:
+        """An unbiased integer in ``[0, n)``."""
+        limit = _TWO_64 - _TWO_64 % n
+        while (draw := self.bits()) >= limit:
+            pass
+        return draw % n
 
 
 def field_generator(field_seed: int) -> np.random.Generator:
@@ -61,7 +89,7 @@ class BatchStreams:
         self.seed = int(seed)
         self.indices = [int(i) for i in indices]
         self.path = path
-        self._streams: list[np.random.Generator] | None = None
+        self._streams: list[SampleStream] | None = None
 
     @property
     def n(self) -> int:
@@ -72,10 +100,10 @@ class BatchStreams:
         return self.n
 
     @property
-    def streams(self) -> list[np.random.Generator]:
-        """One generator per sample, created on first use."""
+    def streams(self) -> list[SampleStream]:
+        """One stream per sample, created on first use."""
         if self._streams is None:
-            self._streams = [stream(self.seed, i, self.path) for i in self.indices]
+            self._streams = [SampleStream(self.seed, i, self.path) for i in self.indices]
         return self._streams
 
     def child(self, name: str | int) -> BatchStreams:
@@ -99,7 +127,8 @@ class BatchStreams:
     # -- per-sample draws -------------------------------------------------
     def uniform(self, low: float, high: float) -> torch.Tensor:
         """One float64 draw in ``[low, high)`` per sample."""
-        return torch.tensor([g.uniform(low, high) for g in self.streams], dtype=torch.float64)
+        span = high - low
+        return torch.tensor([low + span * g.random() for g in self.streams], dtype=torch.float64)
 
     def log_uniform(self, low: float, high: float) -> torch.Tensor:
         """One draw per sample, uniform in log space (``low``, ``high`` > 0)."""
@@ -107,7 +136,7 @@ class BatchStreams:
 
     def integers(self, low: int, high: int) -> torch.Tensor:
         """One int64 draw in ``[low, high]`` (inclusive) per sample."""
-        return torch.tensor([int(g.integers(low, high + 1)) for g in self.streams])
+        return torch.tensor([low + g.below(high - low + 1) for g in self.streams])
 
     def bernoulli(self, p: float) -> torch.Tensor:
         """One boolean per sample, True with probability ``p``."""
@@ -125,10 +154,16 @@ class BatchStreams:
         return torch.tensor([min(p, n_options - 1) for p in picks])
 
     def permutation(self, n_items: int) -> list[list[int]]:
-        """One random permutation of ``range(n_items)`` per sample."""
-        return [g.permutation(n_items).tolist() for g in self.streams]
+        """One random permutation of ``range(n_items)`` per sample (Fisher-Yates)."""
+        orders = []
+        for g in self.streams:
+            order = list(range(n_items))
+            for i in range(n_items - 1, 0, -1):
+                j = g.below(i + 1)
+                order[i], order[j] = order[j], order[i]
+            orders.append(order)
+        return orders
 
     def field_seeds(self) -> torch.Tensor:
         """One signed 64-bit seed per sample for regenerating a noise field."""
-        seeds = [int(g.integers(0, 1 << 63, dtype=np.uint64)) for g in self.streams]
-        return torch.tensor(seeds, dtype=torch.int64)
+        return torch.tensor([g.bits() >> 1 for g in self.streams], dtype=torch.int64)

@@ -67,7 +67,7 @@ from degkit.data.sources import SourceImage, describe_source, resolve_source
 from degkit.data.state import OutputState, fingerprint_of, write_text_atomic
 from degkit.data.stats import collect_stats, skipped_lines
 from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask
-from degkit.rng import stream
+from degkit.rng import BatchStreams
 
 __all__ = ["BuildConfig", "BuildSummary", "build_dataset", "finalize"]
 
@@ -192,6 +192,12 @@ def canonical_command(config: BuildConfig, scale: int, rows_per_shard: int) -> s
     return shlex.join(args)
 
 
+def crop_uniforms(seed: int, indices: Sequence[int]) -> tuple[tuple[float, float], ...]:
+    """Each sample's ``(u_y, u_x)`` for its random crop, from its own stream at path ``crop``."""
+    rng = BatchStreams(seed, indices, "crop")
+    return tuple(zip(rng.uniform(0.0, 1.0).tolist(), rng.uniform(0.0, 1.0).tolist(), strict=True))
+
+
 def _image_tasks(
     shard: ShardPlan, sources: Sequence[SourceImage], plan: CropPlan, seed: int, png_level: int
 ) -> Iterator[ImageTask]:
@@ -201,7 +207,7 @@ def _image_tasks(
         indices = tuple(ordinal * shard.per_image + k for k in crops)
         uniforms = None
         if plan.crop is not None and plan.mode == "random":
-            uniforms = tuple(tuple(stream(seed, i, "crop").random(2).tolist()) for i in indices)
+            uniforms = crop_uniforms(seed, indices)
         yield ImageTask(sources[ordinal], crops, indices, plan, uniforms, png_level)
 
 
