@@ -234,28 +234,28 @@ class Op:
                     f"{self.name}: parameter {key!r} must have one row per sample ({n}), "
                     f"got shape {tuple(value.shape)}"
                 )
-            v = value.double()
-            bad = ~torch.isfinite(v) | (v < lo) | (v > hi)
+            v = value.detach().to("cpu", torch.float64).numpy().reshape(n, -1)
+            bad = ~np.isfinite(v) | (v < lo) | (v > hi)
             if bad.any():
-                i = int(bad.nonzero()[0, 0])
+                i = int(bad.any(axis=1).argmax())
                 raise OpError(
                     f"{self.name}: parameter {key!r} must be in [{lo:g}, {hi:g}], "
-                    f"got {v.view(n, -1)[i].tolist()} at sample {i}"
+                    f"got {v[i].tolist()} at sample {i}"
                 )
 
     def describe(self, params: Params) -> list[Record]:
         """One record per sample: ``{"op": name, param: python value, ...}``."""
-        n = next(iter(params.values())).shape[0] if params else 0
-        records: list[Record] = []
-        for i in range(n):
-            rec: Record = {"op": self.name}
-            for key, value in params.items():
-                item = value[i].tolist()
-                if key in self.categories:
-                    item = self.categories[key][int(item)]
-                rec[key] = item
-            records.append(rec)
-        return records
+        columns: dict[str, list[Any]] = {}
+        for key, value in params.items():
+            items = value.tolist()
+            if key in self.categories:
+                items = [self.categories[key][int(item)] for item in items]
+            columns[key] = items
+        n = len(next(iter(columns.values()))) if columns else 0
+        return [
+            {"op": self.name, **{key: column[i] for key, column in columns.items()}}
+            for i in range(n)
+        ]
 
     def params_from_records(self, records: Sequence[Record]) -> Params:
         """Rebuild the parameters that :meth:`describe` recorded (for replay)."""
