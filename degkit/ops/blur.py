@@ -322,9 +322,12 @@ class Blur(_KernelSizeOp):
             if bool((sub_sizes == 1).all()):
                 return xs
             if is_separable:
-                h, v = sigma_h[positions], sigma_v[positions]
-                rows = kernels_by_size(sub_sizes, lambda k, i: gaussian_kernels_1d(k, h[i]))
-                cols = kernels_by_size(sub_sizes, lambda k, i: gaussian_kernels_1d(k, v[i]))
+                # Row and column kernels built together: first the rows, then the columns.
+                sigmas = torch.cat([sigma_h[positions], sigma_v[positions]])
+                both = kernels_by_size(
+                    sub_sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, sigmas[i])
+                )
+                rows, cols = both.split(len(positions))
                 return filter_separable_per_sample(xs, rows, cols, clamp=True)
             sub = {key: value[positions] for key, value in params.items()}
             kernels = kernels_by_size(

@@ -152,12 +152,14 @@ def each_plane(
 
 
 def _trimmed(kernels: torch.Tensor) -> list[np.ndarray]:
-    """Each kernel cropped to its own support, as contiguous float32 arrays."""
-    sizes = _support(kernels).tolist()
-    return [
-        np.ascontiguousarray(_crop(k[None], s)[0].float().cpu().numpy())
-        for k, s in zip(kernels.detach(), sizes, strict=True)
-    ]
+    """Each kernel cropped to its own support (:func:`_support`), as contiguous float32 arrays."""
+    taps = kernels.detach().to("cpu", torch.float32).numpy()
+    centre = taps.shape[-1] // 2
+    out = []
+    for kernel, size in zip(taps, _support(kernels).tolist(), strict=True):
+        window = (slice(centre - size // 2, centre + size // 2 + 1),) * kernel.ndim
+        out.append(np.ascontiguousarray(kernel[window]))
+    return out
 
 
 # OpenCV's filter2D takes a DFT for float32 kernels of 130 taps or more, which on
