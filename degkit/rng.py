@@ -18,8 +18,9 @@ drawing for each sample alone. Uniform floats take the top 53 bits of a draw;
 integers are unbiased (draws past the largest multiple of the range are
 rejected). Noise fields are not drawn here: an op draws a 63-bit *field seed*
 per sample, records it, and later regenerates the field from it with
-:func:`field_generator` (a NumPy ``Philox`` generator, for fast vectorised
-fields), which keeps ``apply`` pure and every record replayable.
+:func:`field_generator` (a NumPy ``SFC64`` generator seeded with a hash of
+the field seed: fast vectorised fields, the same bits on every platform),
+which keeps ``apply`` pure and every record replayable.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class SampleStream:
 
 def field_generator(field_seed: int) -> np.random.Generator:
     """Return the generator of a recorded noise-field seed (a signed 64-bit int)."""
-    return np.random.Generator(np.random.Philox(key=derive_key("field", int(field_seed))))
+    return np.random.Generator(np.random.SFC64(derive_key("field", int(field_seed))))
 
 
 class BatchStreams:

@@ -111,7 +111,7 @@ def test_gaussian_std_matches_sigma(sigma: float) -> None:
     assert abs(z) < stats.norm.ppf(1 - P_FAIL / 2)
 
 
-def test_gaussian_field_is_the_recorded_seeds_philox_draw() -> None:
+def test_gaussian_field_is_the_recorded_seeds_generator_draw() -> None:
     """A user can regenerate the field outside degkit from the record alone."""
     x = _gray_image(1, 24)
     params = _params("gaussian_noise", 10.0, 1)

@@ -25,7 +25,7 @@ channel-correlated (BSRGAN, ``correlated_prob``; recorded as ``correlated``):
 the colour field is mixed by a random matrix drawn from the same seed, giving
 covariance ``U^T D U`` (``D`` uniform eigenvalues, ``U`` random orthogonal).
 Every field is regenerated in ``apply`` from the sample's recorded ``seed``
-with :func:`degkit.rng.field_generator` (NumPy Philox on the CPU, one
+with :func:`degkit.rng.field_generator` (NumPy SFC64 on the CPU, one
 vectorised draw per sample) and moved to the image's device, so it never
 depends on batch size, batch position or device. Outputs are clamped to
 ``[0, 1]``; all four ops pass gradients to the image.
