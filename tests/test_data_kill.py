@@ -71,7 +71,7 @@ def test_killed_builds_resume_to_the_uninterrupted_result(tmp_path):
     before = _shards(out)
     code = _run_and_kill(
         _cli(out, source, "--resume", "--workers", "0"),
-        lambda: _shards(out) >= before + 4 and time.sleep(0.03) is None,
+        lambda: _shards(out) >= before + 2 and time.sleep(0.01) is None,
     )
     assert code == -signal.SIGKILL
     assert _shards(out) < total
