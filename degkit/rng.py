@@ -31,7 +31,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["BatchStreams", "SampleStream", "field_generator", "derive_key"]
+__all__ = ["STREAM_VERSION", "BatchStreams", "SampleStream", "field_generator", "derive_key"]
+
+# Raised whenever what a seed draws changes (2: keyed-BLAKE2b streams and SFC64
+# fields, replacing NumPy Philox for both). Builds record it and refuse to
+# resume a dataset begun under another version.
+STREAM_VERSION = 2
 
 _TWO_64 = 1 << 64
 

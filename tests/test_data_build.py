@@ -192,6 +192,20 @@ def test_other_settings_in_the_same_folder_are_refused(corpus, built):
         build_dataset(_config(root, recipe, "reference", seed=8, resume=True))
 
 
+def test_a_build_begun_with_other_random_streams_is_not_resumed(corpus):
+    """A folder started by a degkit whose seeds drew other values must not be mixed into."""
+    root, _, recipe = corpus
+    out = root / "streams"
+    build_dataset(_config(root, recipe, "streams"))
+    info_path = out / ".degkit" / "build.json"
+    info = json.loads(info_path.read_text())
+    info["settings"]["stream_version"] = 1
+    info["fingerprint"] = "from an older degkit"
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="stream_version: 1 -> 2"):
+        build_dataset(_config(root, recipe, "streams", resume=True))
+
+
 def test_cli_errors_name_the_option(corpus, tmp_path, capsys):
     root, _, recipe = corpus
     base = ["build", str(recipe), "--out", str(tmp_path / "o"), "--quiet"]

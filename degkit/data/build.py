@@ -67,7 +67,7 @@ from degkit.data.sources import SourceImage, describe_source, resolve_source
 from degkit.data.state import OutputState, fingerprint_of, write_text_atomic
 from degkit.data.stats import collect_stats, skipped_lines
 from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask
-from degkit.rng import BatchStreams
+from degkit.rng import STREAM_VERSION, BatchStreams
 
 __all__ = ["BuildConfig", "BuildSummary", "build_dataset", "finalize"]
 
@@ -151,6 +151,7 @@ def _settings(
         "recipe": recipe.name,
         "recipe_hash": recipe.hash,
         "seed": config.seed,
+        "stream_version": STREAM_VERSION,
         "scale": scale,
         "crop": config.crop,
         "per_image": config.per_image,
