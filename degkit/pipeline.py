@@ -564,8 +564,9 @@ class Pipeline:
 
     def replay(self, hr: Images, records: Sequence[Sequence[Record]], scale: int) -> PipelineResult:
         """Re-apply recorded records (one list per sample); reproduces the LR exactly."""
-        if len(_per_sample(hr)) != len(records):
-            raise PipelineError(f"{len(_per_sample(hr))} HR images but {len(records)} record lists")
+        n = len(_per_sample(hr))
+        if n != len(records):
+            raise PipelineError(f"{n} HR images but {len(records)} record lists")
         known = set(self.ops) | {AUTO_FINAL_RESIZE}
         for i, recs in enumerate(records):
             for rec in recs:

@@ -26,7 +26,7 @@ from degkit.ops.base import (
     collate,
     register,
 )
-from degkit.ops.filtering import each_plane, map_samples_cpu
+from degkit.ops.filtering import each_plane, map_samples_cpu, use_opencv
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "INTERPOLATIONS", "resize_one"]
@@ -54,16 +54,9 @@ def _full_weights(modes: Sequence[str], weights: Sequence[float] | None) -> list
 
 
 def _is_box_reduction(x: torch.Tensor, size: tuple[int, int], mode: str) -> bool:
-    """Area resize by whole factors of a CPU float32 batch that needs no gradient."""
+    """Area resize by whole factors on the OpenCV path (CPU float32, no gradient)."""
     (h, w), (out_h, out_w) = x.shape[-2:], size
-    return (
-        mode == "area"
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not (torch.is_grad_enabled() and x.requires_grad)
-        and h % out_h == 0
-        and w % out_w == 0
-    )
+    return mode == "area" and use_opencv(x, 1) and h % out_h == 0 and w % out_w == 0
 
 
 def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:

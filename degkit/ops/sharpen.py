@@ -10,13 +10,14 @@ so the default 50 gives 51) and OpenCV's sigma for ``sigma = 0``,
     out       = soft_mask * clamp(x + weight * residual, 0, 1) + (1 - soft_mask) * x
 
 ``weight`` 0 (or ``radius`` 1) is the identity. Borders are OpenCV's
-``BORDER_REFLECT_101`` (see :mod:`degkit.ops.filtering`). On the CPU without
-autograd each sample runs through OpenCV and NumPy one channel at a time, which
-keeps the intermediates in cache (about twice as fast as whole-batch tensors);
-elsewhere the same formula runs on batched tensors. The two agree up to float
-rounding. For small sizes
+``BORDER_REFLECT_101`` (see :mod:`degkit.ops.filtering`). For small sizes
 OpenCV switches to fixed tables (up to 7 in OpenCV 4, 9 in OpenCV 5); here the
 sigma rule holds for every size.
+
+On the CPU without autograd each sample runs through OpenCV and NumPy one
+channel at a time, which keeps the intermediates in cache (about twice as fast
+as whole-batch tensors); elsewhere the same formula runs on batched tensors.
+The two agree up to float rounding.
 """
 
 from __future__ import annotations
