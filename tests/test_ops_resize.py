@@ -73,6 +73,50 @@ def test_area_downsampling_equals_block_mean() -> None:
     np.testing.assert_allclose(pooled.detach().numpy(), ref, atol=1e-6)
 
 
+def _interpolation_matrix(n_in: int, n_out: int, mode: str) -> np.ndarray:
+    """``n_out x n_in`` float64 weights of half-pixel bilinear / bicubic (a = -0.75) resampling."""
+    src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    weights = np.zeros((n_out, n_in))
+    for j, position in enumerate(src):
+        if mode == "bilinear":
+            position = max(position, 0.0)  # torch and OpenCV clamp the left edge
+            base = int(np.floor(position))
+            t = position - base
+            taps = {base: 1 - t, base + 1: t}
+        else:
+            base = int(np.floor(position))
+            t = position - base
+            a = -0.75
+            distances = [1 + t, t, 1 - t, 2 - t]
+            cubic = [
+                ((a + 2) * d - (a + 3)) * d * d + 1
+                if d <= 1
+                else ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+                for d in distances
+            ]
+            taps = {base - 1 + k: w for k, w in enumerate(cubic)}
+        for index, w in taps.items():
+            weights[j, min(max(index, 0), n_in - 1)] += w  # edge pixels repeat
+    return weights
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("size", [(17, 23), (40, 40), (64, 30), (90, 131)])
+def test_interpolation_matches_float64_reference(mode: str, size: tuple[int, int]) -> None:
+    """OpenCV (CPU) and torch (autograd) paths both equal an independent float64 resampler."""
+    x = torch.rand(2, 3, 48, 56)
+    rows = _interpolation_matrix(48, size[0], mode)
+    cols = _interpolation_matrix(56, size[1], mode)
+    ref = np.clip(np.einsum("ih,nchw,jw->ncij", rows, x.double().numpy(), cols), 0, 1)
+    op = create_op("final_resize", modes=(mode,))
+    code = ["area", "bilinear", "bicubic", "nearest"].index(mode)
+    params = {"size": torch.tensor([list(size)] * 2), "mode": torch.tensor([code] * 2)}
+    np.testing.assert_allclose(op.apply(x, params).numpy(), ref, atol=2e-6)
+    with torch.enable_grad():
+        autograd = op.apply(x.clone().requires_grad_(True), params).detach().numpy()
+    np.testing.assert_allclose(autograd, ref, atol=3e-5)  # torch maps coordinates in float32
+
+
 def test_ragged_batch_flows_through_next_op() -> None:
     x = torch.rand(4, 3, 32, 32)
     first = create_op("resize", scale=(0.5, 1.5), p_up=0.5, p_down=0.5)

@@ -80,7 +80,7 @@ def group_by_shape(x: Images) -> Iterator[tuple[list[int], torch.Tensor]]:
     for pos, img in enumerate(x):
         groups.setdefault(tuple(img.shape), []).append(pos)
     for positions in groups.values():
-        yield positions, torch.stack([x[p] for p in positions])
+        yield positions, collate([x[p] for p in positions])
 
 
 def image_sizes(x: Images) -> torch.Tensor:
@@ -116,7 +116,13 @@ def map_groups(
 
 
 def collate(images: Sequence[torch.Tensor]) -> Images:
-    """Stack per-sample ``C x H x W`` tensors when their shapes agree, else keep a list."""
+    """Stack per-sample ``C x H x W`` tensors when their shapes agree, else keep a list.
+
+    A single image becomes a batch view of itself, not a copy (ops never write
+    to their input).
+    """
+    if len(images) == 1:
+        return images[0].unsqueeze(0)
     if len({tuple(img.shape) for img in images}) <= 1 and len(images) > 0:
         return torch.stack(list(images))
     return list(images)

@@ -27,9 +27,13 @@ import torch
 
 from degkit.ops.base import Op, OpError, Params, check_prob, check_range, map_groups, register
 from degkit.ops.filtering import (
+    filter2d_opencv,
     filter2d_per_sample,
     filter_separable_per_sample,
     kernels_by_size,
+    run_sample_filters,
+    separable_opencv,
+    use_opencv,
 )
 from degkit.ops.kernels import (
     MAX_AUTO_SIZE,
@@ -317,23 +321,43 @@ class Blur(_KernelSizeOp):
         separable, sigma_h, sigma_v = _separable_sigmas(params)
         sizes = params["kernel_size"]
 
-        def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
+        def kernels_of(positions: torch.Tensor, is_separable: int) -> tuple[torch.Tensor, ...]:
+            """``(rows, cols)`` of separable samples, else ``(kernels,)``, at ``positions``."""
             sub_sizes = sizes[positions]
-            if bool((sub_sizes == 1).all()):
-                return xs
             if is_separable:
                 # Row and column kernels built together: first the rows, then the columns.
                 sigmas = torch.cat([sigma_h[positions], sigma_v[positions]])
                 both = kernels_by_size(
                     sub_sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, sigmas[i])
                 )
-                rows, cols = both.split(len(positions))
-                return filter_separable_per_sample(xs, rows, cols, clamp=True)
+                return tuple(both.split(len(positions)))
             sub = {key: value[positions] for key, value in params.items()}
-            kernels = kernels_by_size(
-                sub_sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
+            return (
+                kernels_by_size(
+                    sub_sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
+                ),
             )
-            return filter2d_per_sample(xs, kernels, clamp=True)
+
+        if bool((sizes == 1).all()):
+            return x
+        if use_opencv(x, int(sizes.max())):
+            # One threaded pass over the batch, each sample with its own kind of filter.
+            filters: list = [None] * x.shape[0]
+            for is_separable in separable.unique().tolist():
+                positions = (separable == is_separable).nonzero().flatten()
+                kernels = kernels_of(positions, is_separable)
+                made = separable_opencv(*kernels) if is_separable else filter2d_opencv(*kernels)
+                for p, f in zip(positions.tolist(), made, strict=True):
+                    filters[p] = f
+            return run_sample_filters(x, filters, clamp=True)
+
+        def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
+            if bool((sizes[positions] == 1).all()):
+                return xs
+            kernels = kernels_of(positions, is_separable)
+            if is_separable:
+                return filter_separable_per_sample(xs, *kernels, clamp=True)
+            return filter2d_per_sample(xs, *kernels, clamp=True)
 
         return map_groups(x, separable.long(), run)
 

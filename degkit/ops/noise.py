@@ -108,23 +108,27 @@ def gaussian_fields(
 
 
 @functools.cache
-def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray]:
     """CDF and guide tables of ``Poisson(level / 255 * vals)`` for the 256 8-bit levels.
 
     Row ``l`` of the CDF (``256 x K``) holds ``P(X <= k)``, its last entry set
-    to 1 (the tail cut off is below 1e-30). ``[0, 1)`` is cut into ``K`` equal
-    buckets starting at ``starts``; guide column ``j`` holds the first ``k``
-    whose CDF exceeds ``starts[j]`` (column ``K``: the last ``k``), so a
-    uniform in bucket ``j`` inverts to a ``k`` between columns ``j`` and ``j + 1``.
+    to 1 (the tail cut off is below 1e-30). ``[0, 1)`` is cut into ``B``
+    equal buckets, ``B`` a power of two (so ``u * B`` is exact) of at least
+    ``4 K``. Guide entry ``(l, j)`` is the first ``k`` whose CDF exceeds
+    ``j / B``, stored as ``-1 - k`` when the next bucket's first ``k`` differs
+    (a CDF step may fall inside bucket ``j``, so ``u`` must be compared).
     """
     rates = np.arange(256) / 255.0 * vals
     size = int(vals + 12 * math.sqrt(vals) + 30)
     cdf = special.pdtr(np.arange(size)[None, :], rates[:, None])  # Poisson CDF
     cdf[:, -1] = 1.0
-    starts = np.arange(size) / size
-    guide = np.stack([np.searchsorted(row, starts, side="right") for row in cdf])
-    guide = np.concatenate([guide, np.full((256, 1), size - 1)], axis=1)
-    return cdf, guide.astype(np.int32), starts
+    buckets = 4 << (size - 1).bit_length()
+    starts = np.arange(buckets + 1) / buckets
+    first = np.stack([np.searchsorted(row, starts, side="right") for row in cdf])
+    first = np.minimum(first, size - 1)
+    mixed = np.zeros(first.shape, dtype=bool)
+    mixed[:, :-1] = first[:, 1:] > first[:, :-1]
+    return cdf, np.where(mixed, -1 - first, first).astype(np.int16)
 
 
 def poisson_by_inversion(levels: np.ndarray, uniforms: np.ndarray, vals: int) -> np.ndarray:
@@ -132,29 +136,35 @@ def poisson_by_inversion(levels: np.ndarray, uniforms: np.ndarray, vals: int) ->
 
     ``levels`` are uint8, ``uniforms`` in ``[0, 1)`` of the same shape; the count
     is the smallest ``k`` with ``P(X <= k) > u`` (SciPy's ``poisson.ppf(u)``).
-    Most uniforms land on their count at the guide's first candidate; the rest
-    (tail buckets span many counts) are found by bisection within their bucket.
+    A uniform's guide entry is its count unless a CDF step falls inside its
+    bucket (a few percent); those are compared with the CDF, most settle in
+    one step, and the rest (tail buckets span many counts) are found by
+    bisection up to the next bucket's first count.
     """
-    cdf, guide, starts = _poisson_tables(vals)
-    size = cdf.shape[1]
+    cdf, guide = _poisson_tables(vals)
+    size, span = cdf.shape[1], guide.shape[1]
     flat_cdf, flat_guide = cdf.ravel(), guide.ravel()
     u = uniforms.ravel()
-    level = levels.ravel().astype(np.int32)
-    bucket = np.minimum((u * size).astype(np.int32), size - 1)
-    bucket -= starts[bucket] > u  # u * size may round up past a bucket edge
-    guide_at = level * (size + 1) + bucket
-    row = level * size
-    index = row + flat_guide[guide_at]
-    behind = np.flatnonzero(flat_cdf[index] <= u)
-    low, high = index[behind] + 1, row[behind] + flat_guide[guide_at[behind] + 1]
-    u_behind = u[behind]
-    while (open_ := low < high).any():
-        middle = (low + high) // 2
-        right = flat_cdf[middle] <= u_behind
-        low = np.where(open_ & right, middle + 1, low)
-        high = np.where(open_ & ~right, middle, high)
-    index[behind] = low
-    return (index - row).reshape(levels.shape)
+    level = levels.ravel().astype(np.intp)
+    guide_at = level * span + (u * (span - 1)).astype(np.intp)
+    counts = flat_guide[guide_at].astype(np.intp)
+    mixed = np.flatnonzero(counts < 0)
+    u_mixed, rows = u[mixed], level[mixed] * size
+    k = -1 - counts[mixed]
+    k += flat_cdf[rows + k] <= u_mixed
+    behind = np.flatnonzero(flat_cdf[rows + k] <= u_mixed)
+    if behind.size:
+        upper = flat_guide[guide_at[mixed[behind]] + 1].astype(np.intp)
+        low, high = k[behind] + 1, np.where(upper < 0, -1 - upper, upper)
+        u_behind, rows_behind = u_mixed[behind], rows[behind]
+        while (open_ := low < high).any():
+            middle = (low + high) // 2
+            right = flat_cdf[rows_behind + middle] <= u_behind
+            low = np.where(open_ & right, middle + 1, low)
+            high = np.where(open_ & ~right, middle, high)
+        k[behind] = low
+    counts[mixed] = k
+    return counts.reshape(levels.shape)
 
 
 def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
