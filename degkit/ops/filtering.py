@@ -242,7 +242,7 @@ def _filter2d_fft(src: np.ndarray, kernel: np.ndarray, dst: np.ndarray) -> None:
     for plane, out in zip(src, padded.numpy(), strict=True):
         cv2.copyMakeBorder(plane, c, c, c, c, cv2.BORDER_REFLECT_101, dst=out)
     flipped = _aligned_copy(kernel[::-1, ::-1])
-    spectrum = torch.fft.rfft2(padded, s=shape) * torch.fft.rfft2(flipped, s=shape)
+    spectrum = torch.fft.rfft2(padded, s=shape).mul_(torch.fft.rfft2(flipped, s=shape))
     result = torch.fft.irfft2(spectrum, s=shape)
     np.copyto(dst, result[:, 2 * c : 2 * c + h, 2 * c : 2 * c + w].numpy())
 
