@@ -5,7 +5,8 @@ Source images are cut into chunks of about ``batch_size`` samples (see
 source bytes to finished rows (decode, crop, degrade, quantise the LR to 8 bits
 as ``round(255 * x)``, PNG-encode, caption), so the build scales with the
 cores. On a GPU (or with a captioner model) the workers decode, crop and encode
-HR while the main process degrades batches on ``--device``. The main process
+HR, one source image per job, while the main process regroups them into chunks
+and degrades batches on ``--device``. The main process
 writes shards in index order either way.
 
 Determinism: every sample's crop position, degradation and captions depend
@@ -57,7 +58,6 @@ from degkit.data.rows import (
     ChunkRows,
     RowMaker,
     chunk_tasks,
-    prepare_chunk,
     rows_of_chunk,
     start_worker,
     worker_chunk_rows,
@@ -66,7 +66,7 @@ from degkit.data.shards import row_features, write_shard
 from degkit.data.sources import SourceImage, describe_source, resolve_source
 from degkit.data.state import OutputState, fingerprint_of, write_text_atomic
 from degkit.data.stats import collect_stats, skipped_lines
-from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask
+from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask, run_image_task
 from degkit.rng import STREAM_VERSION, BatchStreams
 
 __all__ = ["BuildConfig", "BuildSummary", "build_dataset", "finalize"]
@@ -375,10 +375,22 @@ def _chunk_rows(
     maker = RowMaker(
         plan.recipe, plan.scale, config.seed, config.png_level, config.device, captioner
     )
+    # Workers prepare one source image per job, so all of them stay busy however
+    # few chunks there are; the main process regroups the images into chunks.
+    planned = list(chunks)
     prepared = stack.enter_context(
-        contextlib.closing(ordered_map(prepare_chunk, chunks, config.workers, window))
+        contextlib.closing(
+            ordered_map(
+                run_image_task, (t for c in planned for t in c.tasks), config.workers, window
+            )
+        )
     )
-    return (rows_of_chunk(c.shard, images, maker, config.batch_size) for c, images in prepared)
+    return (
+        rows_of_chunk(
+            c.shard, list(itertools.islice(prepared, len(c.tasks))), maker, config.batch_size
+        )
+        for c in planned
+    )
 
 
 def build_dataset(config: BuildConfig) -> BuildSummary:

@@ -36,7 +36,6 @@ __all__ = [
     "ChunkRows",
     "RowMaker",
     "chunk_tasks",
-    "prepare_chunk",
     "rows_of_chunk",
     "start_worker",
     "worker_chunk_rows",
@@ -193,11 +192,6 @@ def rows_of_chunk(
     if batch:
         flush()
     return out
-
-
-def prepare_chunk(chunk: Chunk) -> tuple[Chunk, list[PreparedImage]]:
-    """Worker job of main-process degradation: read, decode, crop and encode HR."""
-    return chunk, [run_image_task(task) for task in chunk.tasks]
 
 
 _WORKER: tuple[RowMaker, int] | None = None
