@@ -171,7 +171,8 @@ def main() -> None:
         torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
     )
     command = "python benchmarks/build_throughput.py " + " ".join(
-        [f"--per-image {' '.join(map(str, args.per_image))}", f"--repeats {args.repeats}"]
+        ([f"--device {args.device}"] if args.device != "cpu" else [])
+        + [f"--per-image {' '.join(map(str, args.per_image))}", f"--repeats {args.repeats}"]
         + ([f"--out {args.out}"] if args.out else [])
     )
     lines = [
