@@ -44,16 +44,3 @@ def test_an_error_in_any_share_reaches_the_caller() -> None:
             map_in_threads(fail_on_three, range(6))
     finally:
         torch.set_num_threads(before)
-
-
-def test_items_run_with_one_torch_thread_and_the_count_comes_back() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
-        assert map_in_threads(lambda _: torch.get_num_threads(), range(5)) == [1] * 5
-        assert torch.get_num_threads() == 3
-        with pytest.raises(ValueError):
-            map_in_threads(lambda _: int("x"), range(2))
-        assert torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(before)

@@ -13,7 +13,12 @@ samples are grouped by support size and each group runs depthwise ``conv2d``.
 The paths agree up to float rounding (about 1e-6). Measured per sample on
 this project's 2-core CPU, OpenCV is 1.5-2.8x faster than a grouped ``conv2d``
 for images up to 192 pixels and 13-21 tap kernels, and on a par at 256 pixels;
-for separable kernels it is about twice as fast.
+for separable kernels it is about twice as fast. A 2-D kernel of more than 129
+taps (OpenCV's direct limit) is correlated in strips of rows or through real
+FFTs, whichever a cost model (:data:`FFT_COST_FACTOR`) finds cheaper for the
+sample. Ops that mix kinds of filter in one batch (separable and 2-D blur)
+build one :data:`SampleFilter` per sample and run the batch in one pass
+(:func:`run_sample_filters`).
 """
 
 from __future__ import annotations
@@ -201,8 +206,8 @@ def _filter2d_plane(src: np.ndarray, kernel: np.ndarray, dst: np.ndarray) -> Non
 
 # An FFT correlation of an L x L plane (forward and back) costs about as much as
 # FFT_COST_FACTOR * L^2 * log2(L^2) taps of direct correlation (measured on this
-# project's 2-core CPU with torch's FFT in float32 and OpenCV's filter2D).
-FFT_COST_FACTOR = 7.0
+# project's 2-core CPU with SciPy's pocketfft in float32 and OpenCV's filter2D).
+FFT_COST_FACTOR = 10.0
 
 
 def _fft_shape(h: int, w: int, k: int) -> tuple[int, int]:
@@ -217,34 +222,25 @@ def _fft_is_cheaper(h: int, w: int, k: int) -> bool:
     return k * k * h * w > FFT_COST_FACTOR * fh * fw * math.log2(fh * fw)
 
 
-def _aligned_copy(array: np.ndarray) -> torch.Tensor:
-    """``array`` copied into a fresh torch buffer (64-byte aligned, unlike NumPy's)."""
-    out = torch.empty(array.shape, dtype=torch.float32)
-    np.copyto(out.numpy(), array)
-    return out
-
-
 def _filter2d_fft(src: np.ndarray, kernel: np.ndarray, dst: np.ndarray) -> None:
     """Correlate the ``C x H x W`` planes of one sample with ``kernel`` through real FFTs.
 
     The planes are reflect-padded by ``c = k // 2`` as OpenCV would, so the
     circular convolution with the flipped kernel, read at offset ``2c``, is the
     border-reflected correlation (float32 rounding, about 4e-7 at most).
-    Torch's FFT (MKL on x86) is about twice as fast as SciPy's here; its
-    inputs always sit in torch's aligned buffers, because MKL's rounding can
-    depend on alignment and a sample must give the same bits every time.
+    SciPy's FFT runs on the calling thread only (``workers=1``): samples are
+    already spread over threads, and torch's faster MKL FFT would fan out into
+    its own thread pool from every one of them.
     """
     k = kernel.shape[0]
     c = k // 2
     h, w = src.shape[-2:]
     shape = _fft_shape(h, w, k)
-    padded = torch.empty((src.shape[0], h + 2 * c, w + 2 * c))
-    for plane, out in zip(src, padded.numpy(), strict=True):
-        cv2.copyMakeBorder(plane, c, c, c, c, cv2.BORDER_REFLECT_101, dst=out)
-    flipped = _aligned_copy(kernel[::-1, ::-1])
-    spectrum = torch.fft.rfft2(padded, s=shape).mul_(torch.fft.rfft2(flipped, s=shape))
-    result = torch.fft.irfft2(spectrum, s=shape)
-    np.copyto(dst, result[:, 2 * c : 2 * c + h, 2 * c : 2 * c + w].numpy())
+    padded = np.stack([cv2.copyMakeBorder(p, c, c, c, c, cv2.BORDER_REFLECT_101) for p in src])
+    spectrum = sfft.rfft2(padded, s=shape, workers=1)
+    spectrum *= sfft.rfft2(kernel[::-1, ::-1], s=shape, workers=1)
+    result = sfft.irfft2(spectrum, s=shape, workers=1, overwrite_x=True)
+    np.copyto(dst, result[:, 2 * c : 2 * c + h, 2 * c : 2 * c + w])
 
 
 def _filter2d_sample(src: np.ndarray, dst: np.ndarray, kernel: np.ndarray) -> None:

@@ -3,12 +3,6 @@
 OpenCV filters and codecs and NumPy's random fills release the GIL, so
 per-sample loops over them run in parallel on torch's thread count. Results
 are identical to a serial loop: each item writes only its own output.
-
-While the items run, torch itself is held to one thread: per-sample work that
-calls torch (FFTs, small conversions) would otherwise fan out into torch's
-intra-op pool from every pool thread (16 x 16 threads on a 16-core machine,
-several times slower), and one thread makes a sample's result independent of
-the machine's thread count.
 """
 
 from __future__ import annotations
@@ -45,19 +39,7 @@ def map_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     the calling thread is thread 0.
     """
     items = list(items)
-    threads = torch.get_num_threads()
-    workers = min(threads, len(items))
-    if threads > 1:
-        torch.set_num_threads(1)
-    try:
-        return _run_shares(fn, items, workers)
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
-
-
-def _run_shares(fn: Callable[[T], R], items: list[T], workers: int) -> list[R]:
-    """Thread ``k`` runs items ``k, k + workers, ...``; the calling thread is thread 0."""
+    workers = min(torch.get_num_threads(), len(items))
     if workers < 2:
         return [fn(item) for item in items]
 
