@@ -30,6 +30,7 @@ from degkit import recipes
 from degkit.data.captioner import ContentCaptioner
 from degkit.data.shards import image_cell
 from degkit.data.work import ImageTask, PreparedImage, encode_png, run_image_task
+from degkit.ops.threads import map_in_threads
 
 __all__ = [
     "Chunk",
@@ -117,6 +118,11 @@ class RowMaker:
             )
         lr8 = lr.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         content, origins = self._content_captions(batch)
+        # Pillow releases the GIL while encoding: on a GPU build the main process
+        # encodes its batch's LR images on torch's thread count.
+        lr_pngs = map_in_threads(
+            lambda i: encode_png(np.ascontiguousarray(lr8[i]), self.png_level), range(len(batch))
+        )
         rows = []
         for i, sample in enumerate(batch):
             records = result.records[i]
@@ -129,7 +135,7 @@ class RowMaker:
                     "crop_top": sample.box[0],
                     "crop_left": sample.box[1],
                     "hr": image_cell(sample.hr_png),
-                    "lr": image_cell(encode_png(np.ascontiguousarray(lr8[i]), self.png_level)),
+                    "lr": image_cell(lr_pngs[i]),
                     "scale": self.scale,
                     "recipe": self.recipe.name,
                     "recipe_hash": self.recipe.hash,

@@ -171,37 +171,32 @@ def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> 
     """Real-ESRGAN Poisson noise at scale 1, ``N x C x H x W`` float32 on the CPU.
 
     Computed from the image copied to the CPU, so the field is the same on any
-    device. Each sample draws its uniforms from its own generator; the samples
-    sharing a ``vals`` are then inverted together (one vectorised pass instead
-    of many small ones).
+    device. The 8-bit levels (luma for gray samples) are rounded for the whole
+    batch at once; then each sample counts its levels, draws its uniforms from
+    its own generator and inverts them, spread over :func:`map_in_threads`
+    (NumPy only, so the threads run in parallel).
     """
     x_cpu = x.detach().to("cpu", torch.float32)
     n, c, h, w = x_cpu.shape
     seed_list, gray_list = seeds.tolist(), gray.tolist()
-    levels = [
-        to_uint8(rgb_to_grayscale(x_cpu[i : i + 1])[0] if gray_list[i] else x_cpu[i]).numpy()
-        for i in range(n)
-    ]
-    vals = [
-        2 ** math.ceil(math.log2(np.count_nonzero(np.bincount(lv.ravel(), minlength=256))))
-        for lv in levels
-    ]
-    uniforms = map_in_threads(
-        lambda i: field_generator(seed_list[i]).random(levels[i].shape), range(n)
-    )
+    levels = list(to_uint8(x_cpu).numpy())
+    gray_rows = [i for i in range(n) if gray_list[i]]
+    if gray_rows:
+        luma = to_uint8(rgb_to_grayscale(x_cpu[gray_rows])).numpy()
+        for i, plane in zip(gray_rows, luma, strict=True):
+            levels[i] = plane
     fields = np.empty((n, c, h, w), dtype=np.float32)
-    for v in set(vals):
-        members = [i for i in range(n) if vals[i] == v]
+
+    def draw(i: int) -> None:
+        level = levels[i]
+        distinct = np.count_nonzero(np.bincount(level.ravel(), minlength=256))
+        vals = 2 ** math.ceil(math.log2(distinct))
         counts = poisson_by_inversion(
-            np.concatenate([levels[i].ravel() for i in members]),
-            np.concatenate([uniforms[i].ravel() for i in members]),
-            v,
+            level, field_generator(seed_list[i]).random(level.shape), vals
         )
-        start = 0
-        for i in members:
-            own = counts[start : start + levels[i].size].reshape(levels[i].shape)
-            fields[i] = own / v - levels[i] / 255.0
-            start += levels[i].size
+        fields[i] = counts / vals - level / 255.0
+
+    map_in_threads(draw, range(n))
     return torch.from_numpy(fields)
 
 
