@@ -182,13 +182,14 @@ def test_poisson_mean_and_variance_law(levels: list[int], vals: int) -> None:
 
 
 def test_poisson_gray_uses_luma_and_adds_it_to_every_channel() -> None:
-    x = torch.rand(1, 3, 64, 64) * 0.4 + 0.3
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5)) * 0.4 + 0.3
     params = _params("poisson_noise", 1.0, 1, gray=True)
     noise = (create_op("poisson_noise").apply(x, params) - x).double()
     # Independent reference: BT.601 luma rounded to 8 bits, SciPy's Poisson quantile
-    # function at the sample's uniforms.
+    # function at the sample's uniforms. The luma is scaled by 255 in float32, as the op
+    # does (in float64 a value next to a half level can round the other way).
     luma = 0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2]
-    q = np.round(luma.double().numpy() * 255) / 255
+    q = np.round(luma.numpy() * np.float32(255)).astype(np.float64) / 255
     vals = 2 ** math.ceil(math.log2(len(np.unique(q))))
     uniforms = field_generator(int(params["seed"][0])).random((1, 64, 64))
     counts = stats.poisson.ppf(uniforms, q[None] * vals)

@@ -123,9 +123,11 @@ def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray]:
     cdf = special.pdtr(np.arange(size)[None, :], rates[:, None])  # Poisson CDF
     cdf[:, -1] = 1.0
     buckets = 4 << (size - 1).bit_length()
-    starts = np.arange(buckets + 1) / buckets
-    first = np.stack([np.searchsorted(row, starts, side="right") for row in cdf])
-    first = np.minimum(first, size - 1)
+    # first[l, j] = #{k : cdf[l, k] <= j / B}, and cdf <= j / B iff ceil(cdf * B) <= j
+    # (exact: B is a power of two): count each row's ceilings, then accumulate.
+    steps = np.ceil(cdf * buckets).astype(np.intp) + (buckets + 1) * np.arange(256)[:, None]
+    first = np.bincount(steps.ravel(), minlength=256 * (buckets + 1))
+    first = np.minimum(first.reshape(256, buckets + 1).cumsum(axis=1), size - 1)
     mixed = np.zeros(first.shape, dtype=bool)
     mixed[:, :-1] = first[:, 1:] > first[:, :-1]
     return cdf, np.where(mixed, -1 - first, first).astype(np.int16)
