@@ -42,8 +42,8 @@ import torch
 from kornia.enhance import jpeg_codec_differentiable
 
 from degkit.ops.base import Op, OpError, Params, check_range, register
-from degkit.ops.filtering import map_samples_cpu
 from degkit.ops.quantize import to_uint8
+from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams
 
 __all__ = ["JPEG", "MODES", "SUBSAMPLINGS", "jpeg_codec", "jpeg_differentiable"]
@@ -68,19 +68,22 @@ def jpeg_codec(x: torch.Tensor, quality: list[int], subsampling: str = "4:2:0") 
     at a third of the per-image overhead.
     """
     sampling = _OPENCV_SAMPLING[subsampling]
+    pixels = to_uint8(x.detach()).cpu().numpy()  # planar, rounded for the whole batch
+    out = torch.empty(x.shape, dtype=torch.float32)
+    decoded = out.numpy()
 
-    def encode_decode(i: int, src: np.ndarray, dst: np.ndarray) -> None:
-        red, green, blue = to_uint8(torch.from_numpy(src)).numpy()
+    def encode_decode(i: int) -> None:
+        red, green, blue = pixels[i]
         flags = [cv2.IMWRITE_JPEG_QUALITY, int(quality[i]), cv2.IMWRITE_JPEG_SAMPLING_FACTOR]
         ok, encoded = cv2.imencode(".jpg", cv2.merge([blue, green, red]), [*flags, sampling])
         if not ok:
             raise OpError(f"jpeg: libjpeg could not encode sample {i} at quality {quality[i]}")
         blue, green, red = cv2.split(cv2.imdecode(encoded, cv2.IMREAD_COLOR))
         for channel, plane in enumerate((red, green, blue)):
-            np.divide(plane, np.float32(255), out=dst[channel])
+            np.divide(plane, np.float32(255), out=decoded[i, channel])
 
+    map_in_threads(encode_decode, range(len(quality)))
     # Divide on the CPU: CUDA divides by a scalar through its reciprocal, one ulp off.
-    out = map_samples_cpu(x.detach().to("cpu", torch.float32), encode_decode)
     return out.to(x.device)
 
 
