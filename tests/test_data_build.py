@@ -18,9 +18,11 @@ from PIL import Image
 from degkit import recipes
 from degkit.cli import main
 from degkit.data.build import BuildConfig, build_dataset
-from degkit.data.prepare import decode_rgb8
+from degkit.data.prepare import CropPlan, decode_rgb8
+from degkit.data.rows import chunk_tasks
 from degkit.data.sources import embedded_images
 from degkit.data.state import STATE_DIR
+from degkit.data.work import ImageTask
 
 CROP, SCALE, PER_IMAGE = 32, 4, 2
 
@@ -264,3 +266,27 @@ def test_whole_images_are_mod_cropped_and_batched_by_shape(corpus):
             assert lr.shape == (h // SCALE, w // SCALE, 3)
     reasons = [json.loads(line)["reason"] for line in (out / "skipped.jsonl").open()]
     assert not any("smaller than the crop" in r for r in reasons)  # small.png is kept whole
+
+
+def test_chunks_follow_a_shrinking_limit_and_keep_image_order() -> None:
+    """Each chunk holds at most the limit asked before it (a single larger image excepted)."""
+    sizes = [3, 1, 2, 2, 1, 4]
+    plan = CropPlan(32, 4, 4, "grid")
+    tasks, start = [], 0
+    for n in sizes:
+        indices = tuple(range(start, start + n))
+        tasks.append(ImageTask(embedded_images()[0], tuple(range(n)), indices, plan, None))
+        start += n
+    limits = iter([4, 3, 1, 1, 1])
+    asked: list[int] = []
+
+    def limit() -> int:
+        asked.append(next(limits))
+        return asked[-1]
+
+    chunks = list(chunk_tasks(7, tasks, limit))
+    assert [[len(t.indices) for t in c.tasks] for c in chunks] == [[3, 1], [2], [2], [1], [4]]
+    assert all(c.shard == 7 for c in chunks)
+    assert [t for c in chunks for t in c.tasks] == tasks
+    for chunk, most in zip(chunks, asked, strict=True):
+        assert sum(len(t.indices) for t in chunk.tasks) <= most or len(chunk.tasks) == 1

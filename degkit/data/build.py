@@ -55,6 +55,7 @@ from degkit.data.plan import (
 )
 from degkit.data.prepare import DEFAULT_MAX_PIXELS, CropPlan
 from degkit.data.rows import (
+    Chunk,
     ChunkRows,
     RowMaker,
     chunk_tasks,
@@ -339,22 +340,30 @@ def _chunk_rows(
 ) -> Iterator[ChunkRows]:
     """Rows of every chunk of the pending shards, in order (see :mod:`degkit.data.rows`).
 
-    When workers degrade (CPU), a chunk holds at most a quarter of each worker's
-    share of the samples, so a small build still keeps every worker busy.
+    When workers degrade (CPU), chunks shrink as the work runs out (at most the
+    samples left over twice the worker count, and at most ``batch_size``), so
+    the workers finish together instead of one running a last large chunk alone.
     """
     on_cpu = torch.device(config.device).type == "cpu"
     workers_degrade = config.workers > 0 and on_cpu and config.captioner is None
-    chunk_samples = config.batch_size
-    if workers_degrade:
-        share = math.ceil(sum(len(s.samples) for s in pending) / (4 * config.workers))
-        chunk_samples = max(1, min(chunk_samples, share))
+    left = [sum(len(s.samples) for s in pending)]
+
+    def limit() -> int:
+        if not workers_degrade:
+            return config.batch_size
+        return max(1, min(config.batch_size, math.ceil(left[0] / (2 * config.workers))))
+
+    def counted(chunk: Chunk) -> Chunk:
+        left[0] -= sum(len(t.indices) for t in chunk.tasks)
+        return chunk
+
     chunks = (
-        chunk
+        counted(chunk)
         for position, shard in enumerate(pending)
         for chunk in chunk_tasks(
             position,
             list(_image_tasks(shard, plan.sources, plan.crops, config.seed, config.png_level)),
-            chunk_samples,
+            limit,
         )
     )
     window = 2 * config.workers + 2

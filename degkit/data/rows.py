@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,14 +62,20 @@ class ChunkRows:
     n_samples: int
 
 
-def chunk_tasks(shard: int, tasks: Sequence[ImageTask], batch_size: int) -> Iterator[Chunk]:
-    """Group a shard's image tasks into chunks of at most ``batch_size`` samples."""
+def chunk_tasks(
+    shard: int, tasks: Sequence[ImageTask], limit: Callable[[], int]
+) -> Iterator[Chunk]:
+    """Group a shard's image tasks into chunks of at most ``limit()`` samples.
+
+    ``limit`` is asked afresh for each chunk, so the caller can shrink chunks
+    as the work runs out.
+    """
     group: list[ImageTask] = []
-    size = 0
+    size, most = 0, limit()
     for task in tasks:
-        if group and size + len(task.indices) > batch_size:
+        if group and size + len(task.indices) > most:
             yield Chunk(shard, tuple(group))
-            group, size = [], 0
+            group, size, most = [], 0, limit()
         group.append(task)
         size += len(task.indices)
     if group:
