@@ -346,26 +346,22 @@ def _chunk_rows(
     """
     on_cpu = torch.device(config.device).type == "cpu"
     workers_degrade = config.workers > 0 and on_cpu and config.captioner is None
-    left = [sum(len(s.samples) for s in pending)]
 
-    def limit() -> int:
-        if not workers_degrade:
-            return config.batch_size
-        return max(1, min(config.batch_size, math.ceil(left[0] / (2 * config.workers))))
+    def plan_chunks() -> Iterator[Chunk]:
+        left = sum(len(s.samples) for s in pending)
 
-    def counted(chunk: Chunk) -> Chunk:
-        left[0] -= sum(len(t.indices) for t in chunk.tasks)
-        return chunk
+        def limit() -> int:
+            if not workers_degrade:
+                return config.batch_size
+            return max(1, min(config.batch_size, math.ceil(left / (2 * config.workers))))
 
-    chunks = (
-        counted(chunk)
-        for position, shard in enumerate(pending)
-        for chunk in chunk_tasks(
-            position,
-            list(_image_tasks(shard, plan.sources, plan.crops, config.seed, config.png_level)),
-            limit,
-        )
-    )
+        for position, shard in enumerate(pending):
+            tasks = _image_tasks(shard, plan.sources, plan.crops, config.seed, config.png_level)
+            for chunk in chunk_tasks(position, list(tasks), limit):
+                left -= sum(len(t.indices) for t in chunk.tasks)
+                yield chunk
+
+    chunks = plan_chunks()
     window = 2 * config.workers + 2
     if workers_degrade:
         initargs = (

@@ -27,6 +27,7 @@ import torch
 
 from degkit.ops.base import Op, OpError, Params, check_prob, check_range, map_groups, register
 from degkit.ops.filtering import (
+    SampleFilter,
     filter2d_opencv,
     filter2d_per_sample,
     filter_separable_per_sample,
@@ -342,14 +343,13 @@ class Blur(_KernelSizeOp):
             return x
         if use_opencv(x, int(sizes.max())):
             # One threaded pass over the batch, each sample with its own kind of filter.
-            filters: list = [None] * x.shape[0]
+            filters: dict[int, SampleFilter] = {}
             for is_separable in separable.unique().tolist():
                 positions = (separable == is_separable).nonzero().flatten()
                 kernels = kernels_of(positions, is_separable)
                 made = separable_opencv(*kernels) if is_separable else filter2d_opencv(*kernels)
-                for p, f in zip(positions.tolist(), made, strict=True):
-                    filters[p] = f
-            return run_sample_filters(x, filters, clamp=True)
+                filters.update(zip(positions.tolist(), made, strict=True))
+            return run_sample_filters(x, [filters[i] for i in range(x.shape[0])], clamp=True)
 
         def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
             if bool((sizes[positions] == 1).all()):
