@@ -38,14 +38,20 @@ without touching any image (a dry run).
 A sample whose last resize-family op is not ``final_resize`` (or that has
 none while its HR size differs from the target) gets an extra bicubic
 ``final_resize`` at path ``auto_final_resize``, recorded like any op.
+
+**Profiling.** Inside ``with op_cpu_seconds() as spent:`` every op run adds the
+process CPU seconds it took (all threads) to ``spent[path]``, which shows
+where a recipe spends its time (``benchmarks/build_throughput.py`` prints it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import numbers
+import time
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
@@ -77,6 +83,7 @@ __all__ = [
     "PipelineError",
     "AUTO_FINAL_RESIZE",
     "MAX_SHUFFLE_CHILDREN",
+    "op_cpu_seconds",
 ]
 
 AUTO_FINAL_RESIZE = "auto_final_resize"
@@ -85,6 +92,25 @@ MAX_SHUFFLE_CHILDREN = 8
 
 class PipelineError(ValueError):
     """An invalid pipeline, or records that do not fit the pipeline."""
+
+
+# The dicts of the op_cpu_seconds() blocks now open.
+_OP_CLOCKS: list[dict[str, float]] = []
+
+
+@contextlib.contextmanager
+def op_cpu_seconds() -> Iterator[dict[str, float]]:
+    """Within the block, add the process CPU seconds of every op run to ``spent[path]``.
+
+    Process CPU time counts every thread an op uses, so this is the op's cost,
+    not its wall time; measure one pipeline at a time per process.
+    """
+    spent: dict[str, float] = {}
+    _OP_CLOCKS.append(spent)
+    try:
+        yield spent
+    finally:
+        _OP_CLOCKS.remove(spent)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -238,7 +264,11 @@ class OpNode(Node):
             params = self.op.params_from_records(records)
         except (KeyError, ValueError) as exc:
             raise PipelineError(f"{path}: cannot replay records: {exc}") from exc
+        started = time.process_time()
         state.scatter(positions, self.op.apply(state.gather(positions), params))
+        elapsed = time.process_time() - started
+        for spent in _OP_CLOCKS:
+            spent[path] = spent.get(path, 0.0) + elapsed
 
 
 class Sequential(Node):

@@ -71,6 +71,8 @@ def _shipped_recipes_dir() -> Path:
 
 
 RECIPES_DIR = _shipped_recipes_dir()
+# libyaml's parser where PyYAML has it (about 8x faster: recipes load in every worker).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_LEVEL_KEYS = ("description", "scale", "pipeline", "extends", "overrides")
 NODE_KEYS = {
     "op": None,  # plus the op's config fields
@@ -324,7 +326,7 @@ def _locate(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"

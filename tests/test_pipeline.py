@@ -6,6 +6,7 @@ import collections
 import itertools
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from degkit.pipeline import (
     Sequential,
     Shuffle,
     Stage,
+    op_cpu_seconds,
 )
 from degkit.testing import image_batches, seeds
 
@@ -120,6 +122,22 @@ def test_records_carry_stage_paths_in_run_order() -> None:
             "final_resize",
         ]
         json.dumps(recs)  # JSON-ready
+
+
+def test_op_cpu_seconds_charges_every_path_that_ran_while_open() -> None:
+    pipe, hr = _noise_branches(), _photo_batch(8, 64)
+    with op_cpu_seconds() as outer:
+        with op_cpu_seconds() as inner:
+            started = time.process_time()
+            records = pipe(hr, 0, range(8), 2).records
+            total = time.process_time() - started
+    ran = {r["path"] for recs in records for r in recs}
+    assert set(outer) == set(inner) == ran
+    assert outer == inner
+    assert all(s >= 0 for s in inner.values()) and sum(inner.values()) <= total
+    before = dict(outer)
+    pipe(hr, 0, range(8), 2)
+    assert outer == before, "a closed block kept counting"
 
 
 def test_duplicate_paths_are_rejected_with_a_hint() -> None:
