@@ -80,15 +80,19 @@ def io_floor(per_image: int, workers: int) -> int:
     return sum(ordered_map(_floor_task, crop_tasks(per_image), workers))
 
 
-def degradation_alone(
-    recipe_name: str, per_image: int, batch_size: int
-) -> tuple[float, dict[str, float]]:
-    """Rows/s of the recipe alone on the same crops, one process, one torch thread,
-    and the CPU seconds per row of each op path (:func:`degkit.pipeline.op_cpu_seconds`)."""
-    recipe = recipes.load(recipe_name)
+def build_crops(per_image: int) -> tuple[list[np.ndarray], list[int]]:
+    """The HR crops of the build (``H x W x 3`` uint8) and their sample indices."""
     prepared = [run_image_task(task) for task in crop_tasks(per_image)]
     crops = [c for p in prepared for c in p.crops]
-    indices = [i for p in prepared for i in p.task.indices]
+    return crops, [i for p in prepared for i in p.task.indices]
+
+
+def degradation_alone(
+    recipe_name: str, crops: list[np.ndarray], indices: list[int], batch_size: int
+) -> tuple[float, dict[str, float]]:
+    """Rows/s of the recipe alone on the crops, one process, one torch thread, and
+    the CPU seconds per row of each op path (:func:`degkit.pipeline.op_cpu_seconds`)."""
+    recipe = recipes.load(recipe_name)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -136,8 +140,9 @@ def measure(per_image: int, args: argparse.Namespace, identity: Path) -> list[st
     )
     rates = {name: rows / s for name, s in seconds.items()}
     floor = rates[floor_name]
+    crops, indices = build_crops(per_image)
     runs = sorted(
-        (degradation_alone(args.recipe, per_image, args.batch_size) for _ in range(3)),
+        (degradation_alone(args.recipe, crops, indices, args.batch_size) for _ in range(3)),
         key=lambda run: run[0],
     )
     alone, op_seconds = runs[1]  # the median run
