@@ -167,7 +167,9 @@ def test_recorded_modes_are_honoured_per_sample() -> None:
 @given(x=image_batches(), seed=seeds())
 def test_contract_and_determinism(mode: str, x: torch.Tensor, seed: int) -> None:
     op = create_op("jpeg", mode=mode)
-    check_op(op, x, seed)
+    # Kornia's batched DCT rounds differently per batch size (a few float32 ulps);
+    # the libjpeg codec is bit-identical.
+    check_op(op, x, seed, atol=1e-6 if mode == "differentiable" else 0.0)
 
 
 # -- errors ---------------------------------------------------------------------------
