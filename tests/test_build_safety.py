@@ -17,6 +17,7 @@ import huggingface_hub.constants
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from data_corpus import file_digests, photo_like, png_bytes, write_fast_recipe
 from hypothesis import given
 from hypothesis import strategies as st
@@ -400,3 +401,17 @@ def test_a_source_with_no_images_names_what_it_holds(tmp_path, capsys):
     argv = ["build", "deplsr", "--source", str(folder), "--out", str(tmp_path / "o"), "--quiet"]
     err = _cli_error(capsys, argv)
     assert "holds no images; a.gif: unsupported file type '.gif'" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_is_refused_where_there_is_none(tmp_path):
+    with pytest.raises(ValueError, match=r"^BuildConfig.device \(--device\) 'cuda': cuda is not"):
+        BuildConfig(recipe="deplsr", out=tmp_path / "o", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_index_past_the_last_gpu_is_refused(tmp_path):
+    count = torch.cuda.device_count()
+    assert BuildConfig(recipe="deplsr", out=tmp_path / "o", device="cuda:0").device == "cuda:0"
+    with pytest.raises(ValueError, match=f"this machine has {count} cuda device"):
+        BuildConfig(recipe="deplsr", out=tmp_path / "o", device=f"cuda:{count}")
