@@ -260,11 +260,13 @@ class _ShardWriter:
         self.skipped.update((entry["source_id"], entry["reason"]) for entry in chunk.skipped)
 
     def row_bytes(self) -> float:
-        """Mean image bytes per row so far (the shard being collected, else those written)."""
+        """Mean bytes per row: of the shard files written, else of the images collected."""
+        if self.rows:
+            return self.bytes / self.rows
         if self.position is not None and self.columns["index"]:
             images = sum(len(cell["bytes"]) for c in ("hr", "lr") for cell in self.columns[c])
             return images / len(self.columns["index"])
-        return self.bytes / self.rows if self.rows else 0.0
+        return 0.0
 
     def finish(self) -> None:
         """Commit the shard being collected (if any)."""
