@@ -85,7 +85,7 @@ from degkit.data.validate import check_crop_fits_scale, field_name, validate_con
 from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask, run_image_task
 from degkit.rng import STREAM_VERSION, BatchStreams
 
-__all__ = ["BuildConfig", "BuildSummary", "build_dataset", "finalize"]
+__all__ = ["BuildConfig", "BuildSummary", "DiskFullError", "build_dataset", "finalize"]
 
 
 @dataclasses.dataclass
@@ -506,7 +506,7 @@ def build_dataset(config: BuildConfig) -> BuildSummary:
     captioner = ContentCaptioner(config.captioner, config.device) if config.captioner else None
     writer, rows_left = None, sum(len(s.samples) for s in select_job(plan.shards, job, jobs))
     try:
-        state, note = OutputState.open(config.out, plan.info)
+        state = OutputState.open(config.out, plan.info)
         pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
         rows_left = sum(len(s.samples) for s in pending)
         features = row_features(captions_module.FLAT_COLUMNS)
@@ -541,7 +541,11 @@ def build_dataset(config: BuildConfig) -> BuildSummary:
         shards_total=len(plan.shards),
         wall_s=time.perf_counter() - start,
         skipped_files=len(plan.skipped_files),
-        notes=(note,) if note else (),
+        notes=(
+            (f"replaced the settings of an earlier build that wrote no shard ({state.replaced})",)
+            if state.replaced
+            else ()
+        ),
     )
 
 

@@ -125,17 +125,18 @@ def finished_shard_meta(out: Path, file: str, fingerprint: str) -> dict[str, Any
 class OutputState:
     """Opens an output folder for one build (one fingerprint) and tracks finished shards."""
 
-    def __init__(self, out: Path, info: dict[str, Any]) -> None:
+    def __init__(self, out: Path, info: dict[str, Any], replaced: str | None = None) -> None:
         self.out = Path(out)
         self.info = info
         self.fingerprint = info["fingerprint"]
+        self.replaced = replaced
 
     @classmethod
-    def open(cls, out: Path, info: dict[str, Any]) -> tuple[OutputState, str | None]:
+    def open(cls, out: Path, info: dict[str, Any]) -> OutputState:
         """Check the folder holds this build or nothing, and record ``build.json``.
 
-        Returns the state and, when the settings of an earlier build that wrote
-        no shard file were replaced, a note saying so (else None).
+        When the settings of an earlier build that wrote no shard file are
+        replaced, :attr:`replaced` says which settings changed (else it is None).
 
         Raises:
             ValueError: the folder is not degkit's, or holds shards of a build
@@ -147,7 +148,7 @@ class OutputState:
             previous = read_build_info(out)
         except FileNotFoundError:
             previous = None
-        note = None
+        replaced = None
         if previous is not None and previous["fingerprint"] != info["fingerprint"]:
             changes = _differences(previous["settings"], info["settings"])
             if _shard_files(out):
@@ -156,11 +157,11 @@ class OutputState:
                     "choose another --out or repeat the original options"
                 )
             _forget_shards(out)
-            note = f"replaced the settings of an earlier build that wrote no shard ({changes})"
-        if previous is None or note is not None:
+            replaced = changes
+        if previous is None or replaced is not None:
             write_text_atomic(out / STATE_DIR / "build.json", json.dumps(info, indent=1) + "\n")
         (out / "data").mkdir(parents=True, exist_ok=True)
-        return cls(out, info), note
+        return cls(out, info, replaced)
 
     def path_of(self, shard: ShardPlan) -> Path:
         """Final path of a shard's parquet file."""
