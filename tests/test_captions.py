@@ -30,9 +30,9 @@ BLUR = {
 }
 GAUSS = {"op": "gaussian_noise", "sigma": 12.345, "gray": False, "seed": 1}
 POISSON = {"op": "poisson_noise", "scale": 2.96, "gray": True, "seed": 2}
-JPEG = {"op": "jpeg", "quality": 57, "mode": "codec"}
+JPEG = {"op": "jpeg", "quality": 57, "mode": "codec", "subsampling": "4:2:0"}
 RINGING = {"op": "ringing", "kernel_size": 11, "cutoff": 1.2}
-RESIZE = {"op": "resize", "scale": 0.5, "mode": "area", "direction": "down"}
+RESIZE = {"op": "resize", "scale": 0.5, "mode": "area", "antialias": False}
 
 
 # -- the paper's numeric caption ------------------------------------------------------

@@ -31,10 +31,13 @@ from degkit.testing import (
 DIFFERENTIABLE_PSNR_BOUND = 40.0
 
 
-def _params(quality: list[float], mode: str = "codec") -> dict[str, torch.Tensor]:
+def _params(
+    quality: list[float], mode: str = "codec", subsampling: str = "4:2:0"
+) -> dict[str, torch.Tensor]:
     return {
         "quality": torch.tensor(quality, dtype=torch.float64),
         "mode": torch.full((len(quality),), MODES.index(mode)),
+        "subsampling": torch.full((len(quality),), SUBSAMPLINGS.index(subsampling)),
     }
 
 
@@ -81,7 +84,7 @@ def test_codec_equals_pillow_byte_for_byte(
 ) -> None:
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(rng.random((len(qualities), 3, h, w), dtype=np.float32))
-    y = create_op("jpeg", subsampling=subsampling).apply(x, _params(qualities))
+    y = create_op("jpeg").apply(x, _params(qualities, subsampling=subsampling))
     # Reference: numpy rounds to 8 bits, Pillow encodes and decodes on its own.
     pixels = np.round(x.numpy() * 255).clip(0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     for i, q in enumerate(qualities):
@@ -100,7 +103,7 @@ def test_codec_samples_integer_qualities_in_range() -> None:
 
 def test_quality_100_is_near_lossless() -> None:
     x = _photo_crops()
-    y = create_op("jpeg", subsampling="4:4:4").apply(x, _params([100.0] * 3))
+    y = create_op("jpeg").apply(x, _params([100.0] * 3, subsampling="4:4:4"))
     assert _psnr((y * 255).round().numpy(), (x * 255).round().numpy()) > 45
 
 
@@ -153,8 +156,8 @@ def test_recorded_modes_are_honoured_per_sample() -> None:
     x = torch.rand(2, 3, 16, 16)
     op = create_op("jpeg")
     records = [
-        {"op": "jpeg", "quality": 60.0, "mode": "codec"},
-        {"op": "jpeg", "quality": 60.5, "mode": "differentiable"},
+        {"op": "jpeg", "quality": 60.0, "mode": "codec", "subsampling": "4:2:0"},
+        {"op": "jpeg", "quality": 60.5, "mode": "differentiable", "subsampling": "4:2:0"},
     ]
     y = op.replay(x, records)
     assert torch.equal(y[0:1], op.apply(x[0:1], _params([60.0], "codec")))

@@ -24,7 +24,7 @@ def _params(scale: list[float], mode: list[int]) -> dict[str, torch.Tensor]:
     return {
         "scale": torch.tensor(scale, dtype=torch.float64),
         "mode": torch.tensor(mode),
-        "direction": torch.zeros(len(scale), dtype=torch.long),
+        "antialias": torch.zeros(len(scale), dtype=torch.bool),
     }
 
 
@@ -61,7 +61,11 @@ def test_area_downsampling_equals_block_mean() -> None:
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-6)
     # Unequal factors per axis, and the autograd path (torch pooling) agrees with OpenCV's.
     y = create_op("final_resize", modes=("area",)).apply(
-        x, {"size": torch.tensor([[16, 8], [16, 8]]), "mode": torch.tensor([0, 0])}
+        x, {
+            "size": torch.tensor([[16, 8], [16, 8]]),
+            "mode": torch.tensor([0, 0]),
+            "antialias": torch.tensor([False, False]),
+        }
     )
     np.testing.assert_allclose(
         y.numpy(), x.numpy().reshape(2, 3, 16, 2, 8, 3).mean((3, 5)), atol=1e-6
@@ -110,7 +114,11 @@ def test_interpolation_matches_float64_reference(mode: str, size: tuple[int, int
     ref = np.clip(np.einsum("ih,nchw,jw->ncij", rows, x.double().numpy(), cols), 0, 1)
     op = create_op("final_resize", modes=(mode,))
     code = ["area", "bilinear", "bicubic", "nearest"].index(mode)
-    params = {"size": torch.tensor([list(size)] * 2), "mode": torch.tensor([code] * 2)}
+    params = {
+        "size": torch.tensor([list(size)] * 2),
+        "mode": torch.tensor([code] * 2),
+        "antialias": torch.tensor([False, False]),
+    }
     np.testing.assert_allclose(op.apply(x, params).numpy(), ref, atol=2e-6)
     with torch.enable_grad():
         autograd = op.apply(x.clone().requires_grad_(True), params).detach().numpy()
@@ -162,6 +170,7 @@ def test_antialias_smooths_downsampled_noise(mode: str, seed: int) -> None:
     noise = torch.from_numpy(np.random.default_rng(seed).random((1, 3, 64, 64)).astype("float32"))
     code = ["area", "bilinear", "bicubic", "nearest"].index(mode)
     params = _params([0.25], [code])
-    aa = create_op("resize", modes=(mode,), antialias=True).apply(noise, params)
-    plain = create_op("resize", modes=(mode,)).apply(noise, params)
+    op = create_op("resize", modes=(mode,))
+    aa = op.apply(noise, {**params, "antialias": torch.tensor([True])})
+    plain = op.apply(noise, params)
     assert aa.var() < 0.5 * plain.var()

@@ -184,14 +184,22 @@ class Op:
     """Base class of degradation ops (subclasses are dataclasses).
 
     Subclasses set ``name``, implement :meth:`sample` and :meth:`_apply`, and
-    declare ``param_limits`` (valid interval of each numeric parameter) and
-    ``categories`` (labels of categorical parameters stored as integer codes).
+    declare every parameter ``_apply`` reads: ``param_limits`` (valid interval
+    of each numeric parameter), ``categories`` (labels of categorical
+    parameters stored as integer codes) and ``optional_params`` (parameters
+    that may be absent, with their intervals). A parameter outside these is
+    rejected, so records hold exactly what changes the pixels. ``version`` is
+    the op's semantic version: raise it whenever what ``apply`` computes from
+    the same parameters, or what ``sample`` draws from the same
+    configuration, changes (recipe hashes include it).
     """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    version: ClassVar[int] = 1
     param_limits: ClassVar[dict[str, tuple[float, float]]] = {}
     categories: ClassVar[dict[str, tuple[str, ...]]] = {}
+    optional_params: ClassVar[dict[str, tuple[float, float]]] = {}
 
     # -- to implement -----------------------------------------------------
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
@@ -229,25 +237,40 @@ class Op:
         params = self.sample(rng, batch_size(x), context)
         return self.apply(x, params), self.describe(params)
 
+    @classmethod
+    def param_intervals(cls) -> dict[str, tuple[float, float]]:
+        """Valid interval of every required parameter (category codes included)."""
+        codes = {key: (0, len(labels) - 1) for key, labels in cls.categories.items()}
+        return {**codes, **cls.param_limits}
+
     def check_params(self, params: Params, n: int) -> None:
-        """Raise :class:`OpError` naming the first invalid parameter."""
-        for key, (lo, hi) in self.param_limits.items():
+        """Raise :class:`OpError` naming the first missing, unknown or invalid parameter."""
+        required = self.param_intervals()
+        unknown = sorted(set(params) - set(required) - set(self.optional_params))
+        if unknown:
+            known = sorted({*required, *self.optional_params})
+            raise OpError(f"{self.name}: unknown parameter(s) {unknown}; known: {known}")
+        for key in required:
             if key not in params:
                 raise OpError(f"{self.name}: missing parameter {key!r}")
-            value = params[key]
-            if value.shape[:1] != (n,):
-                raise OpError(
-                    f"{self.name}: parameter {key!r} must have one row per sample ({n}), "
-                    f"got shape {tuple(value.shape)}"
-                )
-            v = value.detach().to("cpu", torch.float64).numpy().reshape(n, -1)
-            bad = ~np.isfinite(v) | (v < lo) | (v > hi)
-            if bad.any():
-                i = int(bad.any(axis=1).argmax())
-                raise OpError(
-                    f"{self.name}: parameter {key!r} must be in [{lo:g}, {hi:g}], "
-                    f"got {v[i].tolist()} at sample {i}"
-                )
+        for key, (lo, hi) in {**required, **self.optional_params}.items():
+            if key in params:
+                self._check_values(key, params[key], n, lo, hi)
+
+    def _check_values(self, key: str, value: torch.Tensor, n: int, lo: float, hi: float) -> None:
+        if not isinstance(value, torch.Tensor) or value.shape[:1] != (n,):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise OpError(
+                f"{self.name}: parameter {key!r} must have one row per sample ({n}), got {shape}"
+            )
+        v = value.detach().to("cpu", torch.float64).numpy().reshape(n, -1)
+        bad = ~np.isfinite(v) | (v < lo) | (v > hi)
+        if bad.any():
+            i = int(bad.any(axis=1).argmax())
+            raise OpError(
+                f"{self.name}: parameter {key!r} must be in [{lo:g}, {hi:g}], "
+                f"got {v[i].tolist()} at sample {i}"
+            )
 
     def describe(self, params: Params) -> list[Record]:
         """One record per sample: ``{"op": name, param: python value, ...}``."""

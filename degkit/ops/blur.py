@@ -199,6 +199,7 @@ class Blur(_KernelSizeOp):
     """
 
     name = "blur"
+    version = 1
     family = "blur"
     categories = {"kernel": KERNEL_LABELS}
     param_limits = {
@@ -381,6 +382,7 @@ class MotionBlur(_KernelSizeOp):
     """
 
     name = "motion_blur"
+    version = 1
     family = "blur"
     param_limits = {
         "kernel_size": (1, MAX_KERNEL_SIZE),
@@ -414,6 +416,7 @@ class DefocusBlur(_KernelSizeOp):
     """Defocus (out-of-focus) blur: an anti-aliased disk of ``radius`` pixels."""
 
     name = "defocus_blur"
+    version = 1
     family = "blur"
     param_limits = {"kernel_size": (1, MAX_KERNEL_SIZE), "radius": (0.0, MAX_KERNEL_SIZE / 2 - 1)}
 
@@ -443,6 +446,7 @@ class Ringing(_KernelSizeOp):
     """
 
     name = "ringing"
+    version = 1
     family = "blur"
     param_limits = {"kernel_size": (1, MAX_KERNEL_SIZE), "cutoff": (0.0, math.pi)}
 

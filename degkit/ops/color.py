@@ -48,6 +48,7 @@ class LowLight(Op):
     """Low-light exposure: gamma darkening, brightness gain and signal-dependent noise."""
 
     name = "low_light"
+    version = 1
     family = "color"
     param_limits = {
         "gamma": (1.0, 10.0),
@@ -95,6 +96,7 @@ class ColorShift(Op):
     """Saturation change, hue rotation and per-channel gains (a colour cast)."""
 
     name = "color_shift"
+    version = 1
     family = "color"
     param_limits = {"saturation": (0.0, 10.0), "hue": (-math.pi, math.pi), "gains": (0.0, 4.0)}
 

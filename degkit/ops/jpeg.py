@@ -2,7 +2,7 @@
 
 ``mode="codec"`` (default) runs the real codec: the image is rounded to 8 bits,
 encoded by libjpeg(-turbo) through OpenCV at an integer quality (1..100) with
-the configured chroma ``subsampling``, decoded and divided by 255. The result
+the chroma ``subsampling`` (recorded per sample), decoded and divided by 255. The result
 equals Pillow's own encode-decode of the same uint8 image byte for byte (the
 tests check it against Pillow; OpenCV is used for its lower per-image cost). Codec mode draws
 integer qualities, so the recorded quality is the one libjpeg used; it does
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from kornia.enhance import jpeg_codec_differentiable
 
-from degkit.ops.base import Op, OpError, Params, check_range, register
+from degkit.ops.base import Op, OpError, Params, check_range, map_groups, register
 from degkit.ops.quantize import to_uint8
 from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams
@@ -100,8 +100,9 @@ class JPEG(Op):
 
     name = "jpeg"
     family = "jpeg"
-    categories = {"mode": MODES}
-    param_limits = {"quality": (1.0, 100.0), "mode": (0, len(MODES) - 1)}
+    version = 1
+    categories = {"mode": MODES, "subsampling": SUBSAMPLINGS}
+    param_limits = {"quality": (1.0, 100.0)}
 
     quality: tuple[float, float] = (30.0, 95.0)
     mode: str = "codec"
@@ -132,33 +133,37 @@ class JPEG(Op):
             quality = rng.integers(math.ceil(lo), math.floor(hi)).double()
         else:
             quality = rng.uniform(lo, hi)
-        return {"quality": quality, "mode": torch.full((n,), MODES.index(self.mode))}
+        return {
+            "quality": quality,
+            "mode": torch.full((n,), MODES.index(self.mode)),
+            "subsampling": torch.full((n,), SUBSAMPLINGS.index(self.subsampling)),
+        }
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         if x.shape[1] != 3:
             raise OpError(f"{self.name}: images must have 3 (RGB) channels, got {x.shape[1]}")
         quality, mode = params["quality"].double(), params["mode"]
-        out = torch.empty_like(x)
-        codec = (mode == MODES.index("codec")).nonzero().flatten()
-        if len(codec):
-            q = quality[codec]
-            if not torch.equal(q, q.round()):
-                raise OpError(
-                    f"{self.name}: parameter 'quality' must be an integer in codec mode, "
-                    f"got {q.tolist()}"
-                )
-            qualities = [int(v) for v in q.tolist()]
-            if len(codec) == x.shape[0]:
-                return jpeg_codec(x, qualities, self.subsampling)
-            rows = codec.to(x.device)
-            out[rows] = jpeg_codec(x[rows], qualities, self.subsampling)
-        differentiable = (mode == MODES.index("differentiable")).nonzero().flatten()
-        if len(differentiable):
-            if self.subsampling != "4:2:0":
-                raise OpError(
-                    f"{self.name}: differentiable mode needs subsampling '4:2:0', "
-                    f"this op has {self.subsampling!r}"
-                )
-            rows = differentiable.to(x.device)
-            out[rows] = jpeg_differentiable(x[rows], quality[differentiable])
-        return out
+        subsampling = params["subsampling"]
+        differentiable = mode == MODES.index("differentiable")
+        if (differentiable & (subsampling != SUBSAMPLINGS.index("4:2:0"))).any():
+            raise OpError(
+                f"{self.name}: differentiable mode needs subsampling '4:2:0' (Kornia's model "
+                f"subsamples chroma 2 x 2), got {[SUBSAMPLINGS[s] for s in subsampling.tolist()]}"
+            )
+        codec = ~differentiable
+        q = quality[codec]
+        if not torch.equal(q, q.round()):
+            raise OpError(
+                f"{self.name}: parameter 'quality' must be an integer in codec mode, "
+                f"got {q.tolist()}"
+            )
+        # Codec samples grouped by chroma subsampling, differentiable ones as key -1.
+        keys = torch.where(differentiable, -1, subsampling)
+
+        def run(xs: torch.Tensor, positions: torch.Tensor, key: int) -> torch.Tensor:
+            if key < 0:
+                return jpeg_differentiable(xs, quality[positions])
+            qualities = [int(v) for v in quality[positions].tolist()]
+            return jpeg_codec(xs, qualities, SUBSAMPLINGS[key])
+
+        return map_groups(x, keys, run)

@@ -230,8 +230,10 @@ class GaussianNoise(_FieldNoise):
     """Additive Gaussian noise, ``sigma`` on the 0-255 scale, gray with ``gray_prob``."""
 
     name = "gaussian_noise"
+    version = 1
     level, level_max = "sigma", 255.0
     param_limits = {"sigma": (0.0, 255.0), "gray": (0, 1), "seed": SEED_LIMITS}
+    optional_params = {"correlated": (0, 1)}  # absent: no sample is correlated
 
     sigma: tuple[float, float] = (1.0, 30.0)
     gray_prob: float = 0.4
@@ -266,6 +268,7 @@ class PoissonNoise(_FieldNoise):
     """Real-ESRGAN's Poisson (shot) noise times ``scale``, gray with ``gray_prob``."""
 
     name = "poisson_noise"
+    version = 1
     level, level_max = "scale", 10.0
     param_limits = {"scale": (0.0, 10.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
@@ -283,6 +286,7 @@ class SpeckleNoise(_FieldNoise):
     """Multiplicative noise ``x + x * sigma * n``, gray with ``gray_prob``."""
 
     name = "speckle_noise"
+    version = 1
     level, level_max = "sigma", 1.0
     param_limits = {"sigma": (0.0, 1.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
@@ -300,6 +304,7 @@ class SaltPepperNoise(Op):
     """Impulse noise: a fraction ``amount`` of pixels set to white (``salt_ratio``) or black."""
 
     name = "salt_pepper_noise"
+    version = 1
     family = "noise"
     param_limits = {"amount": (0.0, 1.0), "salt_ratio": (0.0, 1.0), "seed": SEED_LIMITS}
 

@@ -40,6 +40,7 @@ class Quantize(Op):
     """Round to ``bits`` bits per channel and clamp to ``[0, 1]``."""
 
     name = "quantize"
+    version = 1
     family = "quantize"
     param_limits = {"bits": (1, MAX_BITS)}
 

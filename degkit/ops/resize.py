@@ -1,7 +1,9 @@
 """Resize ops: random up / down / keep with a per-sample scale and interpolation,
 and the final resize to the LR size (``H / scale``).
 
-Output sizes are ``floor(reference * scale)`` (at least 1 pixel), as
+``resize`` records ``scale``, ``mode``, ``antialias`` and (when
+``relative_to="target"``) ``ref_size``; ``final_resize`` records ``size``,
+``mode`` and ``antialias``. Output sizes are ``floor(reference * scale)`` (at least 1 pixel), as
 ``torch.nn.functional.interpolate`` computes them from a scale factor. Samples
 of one batch may end with different sizes; the batch then becomes ragged (see
 :mod:`degkit.ops.base`). Results are clamped to ``[0, 1]`` (bicubic overshoots).
@@ -32,7 +34,6 @@ from degkit.rng import BatchStreams
 __all__ = ["Resize", "FinalResize", "INTERPOLATIONS", "resize_one"]
 
 INTERPOLATIONS = ("area", "bilinear", "bicubic", "nearest")
-DIRECTIONS = ("up", "down", "keep")
 
 
 def _check_modes(op: str, modes: Sequence[str], weights: Sequence[float] | None) -> None:
@@ -94,19 +95,21 @@ def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: boo
 
 
 def _resize_per_sample(
-    x: torch.Tensor, sizes: torch.Tensor, modes: torch.Tensor, labels: Sequence[str], aa: bool
+    x: torch.Tensor, sizes: torch.Tensor, modes: torch.Tensor, antialias: torch.Tensor
 ) -> Images:
-    """Resize sample ``i`` to ``sizes[i]`` with ``labels[modes[i]]``, batching equal requests."""
+    """Resize sample ``i`` to ``sizes[i]`` with interpolation ``modes[i]`` (an index into
+    :data:`INTERPOLATIONS`) and ``antialias[i]``, batching equal requests."""
     out: list[torch.Tensor | None] = [None] * x.shape[0]
-    groups: dict[tuple[int, int, int], list[int]] = {}
-    for i, (size, mode) in enumerate(zip(sizes.tolist(), modes.tolist(), strict=True)):
-        groups.setdefault((size[0], size[1], mode), []).append(i)
+    groups: dict[tuple[int, int, int, bool], list[int]] = {}
+    requests = zip(sizes.tolist(), modes.tolist(), antialias.tolist(), strict=True)
+    for i, (size, mode, aa) in enumerate(requests):
+        groups.setdefault((size[0], size[1], mode, bool(aa)), []).append(i)
     if len(groups) == 1:
-        ((h, w, mode),) = groups
-        return resize_one(x, (h, w), labels[mode], aa)
-    for (h, w, mode), positions in groups.items():
+        ((h, w, mode, aa),) = groups
+        return resize_one(x, (h, w), INTERPOLATIONS[mode], aa)
+    for (h, w, mode, aa), positions in groups.items():
         index = torch.tensor(positions, device=x.device)
-        y = resize_one(x.index_select(0, index), (h, w), labels[mode], aa)
+        y = resize_one(x.index_select(0, index), (h, w), INTERPOLATIONS[mode], aa)
         for p, img in zip(positions, y, strict=True):
             out[p] = img
     return collate(out)  # type: ignore[arg-type]
@@ -126,8 +129,10 @@ class Resize(Op):
 
     name = "resize"
     family = "resize"
-    categories = {"mode": INTERPOLATIONS, "direction": DIRECTIONS}
-    param_limits = {"scale": (1e-3, 64.0)}
+    version = 1
+    categories = {"mode": INTERPOLATIONS}
+    param_limits = {"scale": (1e-3, 64.0), "antialias": (0, 1)}
+    optional_params = {"ref_size": (1, 1 << 16)}
 
     scale: tuple[float, float] = (0.15, 1.5)
     p_up: float = 0.2
@@ -171,7 +176,8 @@ class Resize(Op):
             down = self.scale[0] + u * (1.0 - self.scale[0])
         scale = torch.where(direction == 0, up, torch.where(direction == 1, down, 1.0))
         mode = rng.choice(len(INTERPOLATIONS), _full_weights(self.modes, self.mode_weights))
-        params = {"scale": scale.double(), "mode": mode, "direction": direction}
+        antialias = torch.full((n,), self.antialias, dtype=torch.bool)
+        params = {"scale": scale.double(), "mode": mode, "antialias": antialias}
         if self.relative_to == "target":
             params["ref_size"] = _target_size(self.name, context, n)
         return params
@@ -181,7 +187,7 @@ class Resize(Op):
         if ref is None:
             ref = torch.tensor([list(x.shape[-2:])] * x.shape[0], dtype=torch.float64)
         sizes = torch.floor(ref.double() * params["scale"].double().unsqueeze(1)).clamp_min(1)
-        return _resize_per_sample(x, sizes.long(), params["mode"], INTERPOLATIONS, self.antialias)
+        return _resize_per_sample(x, sizes.long(), params["mode"], params["antialias"])
 
 
 def _target_size(op: str, context: Params | None, n: int) -> torch.Tensor:
@@ -203,8 +209,9 @@ class FinalResize(Op):
 
     name = "final_resize"
     family = "resize"
+    version = 1
     categories = {"mode": INTERPOLATIONS}
-    param_limits = {"size": (1, 1 << 16)}
+    param_limits = {"size": (1, 1 << 16), "antialias": (0, 1)}
 
     modes: tuple[str, ...] = ("area", "bilinear", "bicubic")
     mode_weights: tuple[float, ...] | None = None
@@ -216,7 +223,8 @@ class FinalResize(Op):
 
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         mode = rng.choice(len(INTERPOLATIONS), _full_weights(self.modes, self.mode_weights))
-        return {"size": _target_size(self.name, context, n), "mode": mode}
+        antialias = torch.full((n,), self.antialias, dtype=torch.bool)
+        return {"size": _target_size(self.name, context, n), "mode": mode, "antialias": antialias}
 
     def _apply(self, x: torch.Tensor, params: Params) -> Images:
-        return _resize_per_sample(x, params["size"], params["mode"], INTERPOLATIONS, self.antialias)
+        return _resize_per_sample(x, params["size"], params["mode"], params["antialias"])

@@ -59,6 +59,7 @@ class UnsharpMask(Op):
     """Unsharp masking with a soft threshold mask (Real-ESRGAN's ``usm_sharp``)."""
 
     name = "usm"
+    version = 1
     family = "sharpen"
     param_limits = {
         "weight": (0.0, 10.0),

@@ -93,6 +93,7 @@ class Haze(Op):
     """Haze by atmospheric scattering over a smooth random depth map."""
 
     name = "haze"
+    version = 1
     family = "weather"
     param_limits = {"beta": (0.0, 10.0), "airlight": (0.0, 1.0), "seed": SEED_LIMITS}
 
@@ -128,6 +129,7 @@ class Rain(Op):
     """Rain streaks: sparse drops drawn as anti-aliased motion lines."""
 
     name = "rain"
+    version = 1
     family = "weather"
     param_limits = {
         "density": (0.0, 1.0),
@@ -177,6 +179,7 @@ class Snow(Op):
     """Snowfall: sparse flakes of random radius with a slight motion, brightening the scene."""
 
     name = "snow"
+    version = 1
     family = "weather"
     param_limits = {
         "density": (0.0, 1.0),
