@@ -26,10 +26,15 @@ See :mod:`degkit.pipeline` for what they do and how paths are formed.
 
 Every error is a :class:`RecipeError` naming the file, the field path
 (``pipeline[1].steps[0]``) and what is allowed. A recipe's **hash** is the
-SHA-256 of the canonical JSON (sorted keys, every number as a float) of its
-resolved content: the scale and the pipeline tree after ``extends`` and
-``overrides``, with every op's full configuration, defaults included. The name
-and description do not enter it; anything that can change the output does.
+SHA-256 of the canonical JSON (sorted keys, every number as a float) of what
+determines its output: the scale, the random-stream version
+(:data:`degkit.rng.STREAM_VERSION`) and the pipeline tree after ``extends``
+and ``overrides``, each op given by its name, its semantic version
+(``Op.version``, raised whenever its maths change) and the configuration
+fields that differ from the op's defaults. So adding an op field whose
+default changes nothing keeps every hash, and changing an op's maths changes
+the hash of every recipe using it. The recipe's name and description do not
+enter it.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from typing import Any
 
 import yaml
 
-from degkit.ops.base import OpError, create_op, op_class
+from degkit.ops.base import Op, OpError, create_op, op_class
 from degkit.pipeline import (
     Maybe,
     Node,
@@ -59,8 +64,18 @@ from degkit.pipeline import (
     Shuffle,
     Stage,
 )
+from degkit.rng import STREAM_VERSION
 
-__all__ = ["Recipe", "RecipeError", "RECIPES_DIR", "available", "load", "from_dict", "canonical"]
+__all__ = [
+    "Recipe",
+    "RecipeError",
+    "RECIPES_DIR",
+    "available",
+    "load",
+    "from_dict",
+    "canonical",
+    "op_config",
+]
 
 
 def _shipped_recipes_dir() -> Path:
@@ -276,11 +291,30 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot put {value!r} into a recipe's canonical form")
 
 
+@functools.cache
+def _default_config(op_name: str) -> dict[str, Any]:
+    """The canonical form of every field of an op built with its defaults."""
+    default = create_op(op_name)
+    return {f.name: _plain(getattr(default, f.name)) for f in dataclasses.fields(default)}
+
+
+def op_config(op: Op) -> dict[str, Any]:
+    """An op's configuration without the fields left at their defaults (canonical form)."""
+    defaults = _default_config(op.name)
+    config = {f.name: _plain(getattr(op, f.name)) for f in dataclasses.fields(op)}
+    return {key: value for key, value in config.items() if value != defaults[key]}
+
+
 def canonical(node: Node) -> dict[str, Any]:
-    """The canonical description of a node tree (op configs in full, defaults included)."""
+    """The canonical description of a node tree: each op's name, semantic version and
+    the configuration fields that differ from its defaults."""
     if isinstance(node, OpNode):
-        config = {f.name: getattr(node.op, f.name) for f in dataclasses.fields(node.op)}
-        return {"op": node.op.name, "name": node.name, "config": _plain(config)}
+        return {
+            "op": node.op.name,
+            "version": float(node.op.version),
+            "name": node.name,
+            "config": op_config(node.op),
+        }
     items = [canonical(c) for c in node.children()]
     if isinstance(node, Stage):
         return {"stage": node.name, "steps": items}
@@ -332,32 +366,46 @@ def _read(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError(f"{path}: {where}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
+    return data
+
+
+def _check_top_level(where: str | Path, data: Any) -> None:
+    if not isinstance(data, Mapping):
         raise RecipeError(
-            f"{path}: the top level must be a mapping with keys {list(TOP_LEVEL_KEYS)}"
+            f"{where}: the top level must be a mapping with keys {list(TOP_LEVEL_KEYS)}"
         )
     unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
     if unknown:
         raise RecipeError(
-            f"{path}: unknown top-level key(s) {unknown}; allowed: {list(TOP_LEVEL_KEYS)}"
+            f"{where}: unknown top-level key(s) {unknown}; allowed: {list(TOP_LEVEL_KEYS)}"
         )
-    return data
 
 
 def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The file's description, scale and raw pipeline after extends and overrides."""
+    """A recipe file's description, scale and raw pipeline after extends and overrides."""
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(p.stem for p in (*chain, path))
         raise RecipeError(f"{path}: extends: cycle {cycle}")
-    data = _read(path)
+    return _resolve_data(_read(path), path, path.parent, (*chain, path))
+
+
+def _resolve_data(
+    data: Any, path: str | Path, base_dir: Path | None, chain: tuple[Path, ...]
+) -> dict[str, Any]:
+    """Recipe data (a file's content or a dict) after extends and overrides.
+
+    ``extends`` paths are relative to ``base_dir`` (the working directory when
+    None); ``chain`` holds the files being resolved (to report cycles).
+    """
+    _check_top_level(path, data)
     resolved: dict[str, Any] = {"description": "", "scale": None, "pipeline": None}
     if "extends" in data:
         parent = data["extends"]
         if not isinstance(parent, str):
             raise RecipeError(f"{path}: extends: must be a recipe name or path, got {parent!r}")
         try:
-            resolved = _resolve(_locate(parent, path.parent), (*chain, path))
+            resolved = _resolve(_locate(parent, base_dir), chain)
         except RecipeError as exc:
             raise RecipeError(f"{path}: extends: {exc}") from None
     for key in ("description", "scale", "pipeline"):
@@ -375,7 +423,7 @@ def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     return resolved
 
 
-def _apply_overrides(path: Path, pipeline: Any, overrides: Any) -> None:
+def _apply_overrides(path: str | Path, pipeline: Any, overrides: Any) -> None:
     """Set fields of the nodes named by path in ``pipeline`` (raw YAML data), in place."""
     if not isinstance(overrides, dict):
         raise RecipeError(f"{path}: overrides: must map node paths to {{field: value}} mappings")
@@ -405,19 +453,34 @@ def _apply_overrides(path: Path, pipeline: Any, overrides: Any) -> None:
 
 
 def from_dict(data: Mapping[str, Any], name: str = "custom", path: str | Path = "<dict>") -> Recipe:
-    """Build a recipe from already-resolved data (``description``, ``scale``, ``pipeline``)."""
+    """Build a recipe from the content of a recipe file, as a mapping.
+
+    Every key of a recipe file works here, ``extends`` and ``overrides``
+    included, so a dict gives the same pipeline and hash as a YAML file with
+    the same content. ``path`` names the data in error messages; relative
+    ``extends`` paths are taken from its folder when it is a file, else from
+    the working directory.
+    """
+    file = Path(path)
+    is_file = file.is_file()
+    chain = (file.resolve(),) if is_file else ()
+    resolved = _resolve_data(data, path, file.parent if is_file else None, chain)
     builder = _Builder(str(path))
-    root = builder.node(data["pipeline"], "pipeline")
+    root = builder.node(resolved["pipeline"], "pipeline")
     try:
         pipeline = Pipeline(root, name=name)
     except PipelineError as exc:
         raise RecipeError(f"{path}: pipeline: {exc}") from None
-    scale = data["scale"]
-    spec = {"scale": float(scale), "pipeline": canonical(pipeline.root)}
+    scale = resolved["scale"]
+    spec = {
+        "scale": float(scale),
+        "stream_version": float(STREAM_VERSION),
+        "pipeline": canonical(pipeline.root),
+    }
     return Recipe(
         name=name,
-        path=Path(path),
-        description=str(data.get("description", "")).strip(),
+        path=file,
+        description=resolved["description"].strip(),
         scale=int(scale),
         pipeline=pipeline,
         spec=spec,
@@ -428,4 +491,4 @@ def from_dict(data: Mapping[str, Any], name: str = "custom", path: str | Path = 
 def load(name_or_path: str | Path) -> Recipe:
     """Load a shipped recipe by name (``"realesrgan"``) or any recipe file by path."""
     path = _locate(name_or_path)
-    return from_dict(_resolve(path), name=path.stem, path=path)
+    return from_dict(_read(path), name=path.stem, path=path)

@@ -80,6 +80,7 @@ REALESRGAN_KERNEL_WEIGHTS = {
     "plateau_aniso": 0.03,
 }
 MAX_KERNEL_SIZE = 101
+SIGMA_DISTRIBUTIONS = ("uniform", "sqrt_uniform")
 _SINC = KERNEL_LABELS.index("sinc")
 
 
@@ -192,7 +193,9 @@ class Blur(_KernelSizeOp):
     Real-ESRGAN's probabilities of the listed types. ``kernel_size`` is an odd
     range or ``"auto"`` (``2 ceil(3 sigma) + 1`` clipped to [1, 21], sigma the
     larger of the two). ``sigma_step`` draws sigma from the grid ``{lo, lo +
-    step, ..., hi}`` instead of ``U(lo, hi)``. Betas are drawn half the time
+    step, ..., hi}`` instead of ``U(lo, hi)``; ``sigma_distribution="sqrt_uniform"``
+    draws ``sigma = sqrt(U(lo**2, hi**2))`` instead, i.e. uniform variances
+    (covariance eigenvalues), BSRGAN's anisotropic rule. Betas are drawn half the time
     from ``U(lo, 1)`` and half from ``U(1, hi)`` (when the range straddles 1).
     With probability ``sinc_prob`` the kernel is a sinc with cutoff ``U(pi/3,
     pi)`` below size 13, else ``U(pi/5, pi)``.
@@ -216,6 +219,7 @@ class Blur(_KernelSizeOp):
     kernel_weights: tuple[float, ...] | None = None
     sigma: tuple[float, float] = (0.2, 3.0)
     sigma_step: float | None = None
+    sigma_distribution: str = "uniform"
     rotation: tuple[float, float] = (-math.pi, math.pi)
     beta_generalized: tuple[float, float] = (0.5, 4.0)
     beta_plateau: tuple[float, float] = (1.0, 2.0)
@@ -253,6 +257,16 @@ class Blur(_KernelSizeOp):
             raise OpError(
                 f"blur.sigma_step must be None or a number in (0, 50], got {self.sigma_step!r}"
             )
+        if self.sigma_distribution not in SIGMA_DISTRIBUTIONS:
+            raise OpError(
+                f"blur.sigma_distribution must be one of {SIGMA_DISTRIBUTIONS}, "
+                f"got {self.sigma_distribution!r}"
+            )
+        if self.sigma_step is not None and self.sigma_distribution != "uniform":
+            raise OpError(
+                "blur.sigma_step needs blur.sigma_distribution 'uniform' "
+                f"(a grid of sigmas), got {self.sigma_distribution!r}"
+            )
         self.rotation = check_range("blur.rotation", self.rotation, -2 * math.pi, 2 * math.pi)
         self.beta_generalized = check_range("blur.beta_generalized", self.beta_generalized, 0.1, 10)
         self.beta_plateau = check_range("blur.beta_plateau", self.beta_plateau, 0.1, 10)
@@ -273,6 +287,8 @@ class Blur(_KernelSizeOp):
 
     def _draw_sigma(self, rng: BatchStreams) -> torch.Tensor:
         lo, hi = self.sigma
+        if self.sigma_distribution == "sqrt_uniform":
+            return torch.sqrt(rng.uniform(lo * lo, hi * hi))
         if self.sigma_step is None:
             return rng.uniform(lo, hi)
         steps = math.floor((hi - lo) / self.sigma_step + 1e-9)

@@ -42,6 +42,7 @@ __all__ = [
     "disk_size",
     "gaussian_kernels_1d",
     "gaussian_kernels",
+    "shifted_gaussian_kernels",
     "generalized_gaussian_kernels",
     "plateau_kernels",
     "sinc_kernels",
@@ -135,6 +136,19 @@ def gaussian_kernels(
 ) -> torch.Tensor:
     """(Anisotropic, rotated) Gaussians; ``sigma_y`` defaults to ``sigma_x`` (isotropic)."""
     q = _quadratic_form(size, sigma_x, sigma_x if sigma_y is None else sigma_y, theta)
+    return _normalize(torch.exp(-0.5 * q))
+
+
+def shifted_gaussian_kernels(size: int, sigma: Values, shift: Values) -> torch.Tensor:
+    """Isotropic Gaussians centred ``shift`` pixels right of and below the centre tap.
+
+    Computed relative to each kernel's largest tap, so a tiny sigma with a
+    fractional shift still gives a finite kernel (its mass on the nearest taps).
+    """
+    s, d = _batch(sigma, shift)
+    xx, yy = _grid(_check_size(size))
+    q = ((xx - d) ** 2 + (yy - d) ** 2) / s.clamp_min(MIN_SIGMA) ** 2
+    q = q - q.amin(dim=(-2, -1), keepdim=True)
     return _normalize(torch.exp(-0.5 * q))
 
 

@@ -1,9 +1,18 @@
 """Resize ops: random up / down / keep with a per-sample scale and interpolation,
-and the final resize to the LR size (``H / scale``).
+the final resize to the LR size (``H / scale``) and BSRGAN's shifted-kernel
+subsampling.
 
 ``resize`` records ``scale``, ``mode``, ``antialias`` and (when
 ``relative_to="target"``) ``ref_size``; ``final_resize`` records ``size``,
-``mode`` and ``antialias``. Output sizes are ``floor(reference * scale)`` (at least 1 pixel), as
+``mode`` and ``antialias``. ``shifted_subsample`` (BSRGAN's shifted-kernel
+branch) blurs with an isotropic Gaussian whose centre is shifted by ``(factor
+- 1) / 2`` pixels right and down, then keeps every ``factor``-th pixel
+starting at the first (``x[..., ::factor, ::factor]``): LR pixel ``(i, j)`` is
+the Gaussian-weighted mean around HR position ``(factor i + (factor - 1) / 2,
+factor j + (factor - 1) / 2)``, the centre of its ``factor x factor`` block;
+it records ``kernel_size``, ``sigma``, ``shift`` and ``factor``.
+
+Resize output sizes are ``floor(reference * scale)`` (at least 1 pixel), as
 ``torch.nn.functional.interpolate`` computes them from a scale factor. Samples
 of one batch may end with different sizes; the batch then becomes ragged (see
 :mod:`degkit.ops.base`). Results are clamped to ``[0, 1]`` (bicubic overshoots).
@@ -28,10 +37,17 @@ from degkit.ops.base import (
     collate,
     register,
 )
-from degkit.ops.filtering import each_plane, map_samples_cpu, use_opencv
+from degkit.ops.filtering import (
+    each_plane,
+    filter2d_per_sample,
+    kernels_by_size,
+    map_samples_cpu,
+    use_opencv,
+)
+from degkit.ops.kernels import shifted_gaussian_kernels
 from degkit.rng import BatchStreams
 
-__all__ = ["Resize", "FinalResize", "INTERPOLATIONS", "resize_one"]
+__all__ = ["Resize", "FinalResize", "ShiftedSubsample", "INTERPOLATIONS", "resize_one"]
 
 INTERPOLATIONS = ("area", "bilinear", "bicubic", "nearest")
 
@@ -228,3 +244,86 @@ class FinalResize(Op):
 
     def _apply(self, x: torch.Tensor, params: Params) -> Images:
         return _resize_per_sample(x, params["size"], params["mode"], params["antialias"])
+
+
+MAX_SUBSAMPLE_KERNEL = 101
+
+
+@register
+@dataclasses.dataclass
+class ShiftedSubsample(Op):
+    """Blur with a shifted isotropic Gaussian, then nearest subsampling by ``factor``.
+
+    BSRGAN's third way down: ``sigma ~ U(sigma)``, a ``kernel_size`` kernel
+    (odd) centred ``(factor - 1) / 2`` pixels right of and below its centre tap,
+    borders reflected (OpenCV's ``BORDER_REFLECT_101``), clamped to ``[0, 1]``,
+    then ``x[..., ::factor, ::factor]`` (``ceil(H / factor)`` rows).
+    """
+
+    name = "shifted_subsample"
+    family = "resize"
+    version = 1
+    param_limits = {
+        "kernel_size": (1, MAX_SUBSAMPLE_KERNEL),
+        "sigma": (0.0, 50.0),
+        "shift": (-50.0, 50.0),
+        "factor": (1, 64),
+    }
+
+    factor: int = 4
+    sigma: tuple[float, float] = (0.1, 2.4)
+    kernel_size: int = 25
+
+    def __post_init__(self) -> None:
+        if isinstance(self.factor, bool) or not isinstance(self.factor, int):
+            raise OpError(
+                f"shifted_subsample.factor must be an integer in [1, 64], got {self.factor!r}"
+            )
+        if not 1 <= self.factor <= 64:
+            raise OpError(
+                f"shifted_subsample.factor must be an integer in [1, 64], got {self.factor}"
+            )
+        self.sigma = check_range("shifted_subsample.sigma", self.sigma, 0.0, 50.0)
+        size = self.kernel_size
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or size % 2 == 0
+            or not 1 <= size <= MAX_SUBSAMPLE_KERNEL
+        ):
+            raise OpError(
+                f"shifted_subsample.kernel_size must be an odd integer in "
+                f"[1, {MAX_SUBSAMPLE_KERNEL}], got {size!r}"
+            )
+
+    def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
+        return {
+            "kernel_size": torch.full((n,), self.kernel_size, dtype=torch.int64),
+            "sigma": rng.uniform(*self.sigma),
+            "shift": torch.full((n,), (self.factor - 1) / 2, dtype=torch.float64),
+            "factor": torch.full((n,), self.factor, dtype=torch.int64),
+        }
+
+    def check_params(self, params: Params, n: int) -> None:
+        super().check_params(params, n)
+        for key in ("kernel_size", "factor"):
+            value = params[key]
+            if value.is_floating_point() and not torch.equal(value, value.round()):
+                raise OpError(
+                    f"{self.name}: parameter {key!r} must be integers, got {value.tolist()}"
+                )
+        sizes = params["kernel_size"]
+        if (sizes % 2 != 1).any():
+            raise OpError(f"{self.name}: parameter 'kernel_size' must be odd, got {sizes.tolist()}")
+
+    def _apply(self, x: torch.Tensor, params: Params) -> Images:
+        sigma, shift = params["sigma"], params["shift"]
+        kernels = kernels_by_size(
+            params["kernel_size"],
+            lambda size, i: shifted_gaussian_kernels(size, sigma[i], shift[i]),
+        )
+        blurred = filter2d_per_sample(x, kernels, clamp=True)
+        factors = [int(f) for f in params["factor"].tolist()]
+        return collate(
+            [img[:, ::f, ::f].contiguous() for img, f in zip(blurred, factors, strict=True)]
+        )
