@@ -138,7 +138,8 @@ def test_ragged_batch_flows_through_next_op() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"scale": (2.0, 3.0)}, "resize.scale must contain 1"),
+        ({"scale": (2.0, 3.0)}, "resize.scale must have low <= 1"),
+        ({"scale": (0.2, 0.5)}, "resize.scale must have high >= 1"),
         ({"scale": (0.5, "x")}, "resize.scale must be a number or a [low, high] pair"),
         ({"p_up": 1.5}, "resize.p_up must be a probability"),
         ({"p_up": 0.6, "p_down": 0.6}, "resize.p_up + resize.p_down must be <= 1"),

@@ -136,11 +136,13 @@ def _resize_per_sample(
 class Resize(Op):
     """Random resize: up with ``p_up``, down with ``p_down``, else keep the size.
 
-    The scale is drawn from ``U(1, scale[1])`` going up and ``U(scale[0], 1)``
-    going down (Real-ESRGAN's rule), or ``1 / U(1, 1 / scale[0])`` going down
-    with ``down_distribution="reciprocal"`` (BSRGAN's rule). ``relative_to="target"`` measures the
-    scale against the pipeline's LR target size instead of the input size
-    (Real-ESRGAN's second stage).
+    With ``scale = [lo, hi]`` the scale is drawn from ``U(max(lo, 1), hi)``
+    going up and ``U(lo, min(hi, 1))`` going down (Real-ESRGAN's rule), or
+    ``1 / U(1 / min(hi, 1), 1 / lo)`` going down with
+    ``down_distribution="reciprocal"`` (BSRGAN's rule). A range below 1 (e.g.
+    ``scale: 0.5`` with ``p_down: 1``) draws downscales only.
+    ``relative_to="target"`` measures the scale against the pipeline's LR
+    target size instead of the input size (Real-ESRGAN's second stage).
     """
 
     name = "resize"
@@ -161,11 +163,19 @@ class Resize(Op):
 
     def __post_init__(self) -> None:
         lo, hi = check_range("resize.scale", self.scale, 1e-3, 64.0)
-        if lo > 1 or hi < 1:
-            raise OpError(f"resize.scale must contain 1 (low <= 1 <= high), got [{lo:g}, {hi:g}]")
         self.scale = (lo, hi)
         check_prob("resize.p_up", self.p_up)
         check_prob("resize.p_down", self.p_down)
+        if self.p_down > 0 and lo > 1:
+            raise OpError(
+                f"resize.scale must have low <= 1 when resize.p_down > 0 (downscales), "
+                f"got [{lo:g}, {hi:g}]"
+            )
+        if self.p_up > 0 and hi < 1:
+            raise OpError(
+                f"resize.scale must have high >= 1 when resize.p_up > 0 (upscales), "
+                f"got [{lo:g}, {hi:g}]"
+            )
         if self.p_up + self.p_down > 1 + 1e-9:
             raise OpError(
                 f"resize.p_up + resize.p_down must be <= 1, got {self.p_up + self.p_down:g}"
@@ -185,11 +195,13 @@ class Resize(Op):
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         direction = rng.choice(3, [self.p_up, self.p_down, max(0.0, 1 - self.p_up - self.p_down)])
         u = rng.uniform(0.0, 1.0)
-        up = 1.0 + u * (self.scale[1] - 1.0)
+        lo, hi = self.scale
+        up_lo, down_hi = max(lo, 1.0), min(hi, 1.0)
+        up = up_lo + u * (hi - up_lo)
         if self.down_distribution == "reciprocal":
-            down = 1.0 / (1.0 + u * (1.0 / self.scale[0] - 1.0))
+            down = 1.0 / (1.0 / down_hi + u * (1.0 / lo - 1.0 / down_hi))
         else:
-            down = self.scale[0] + u * (1.0 - self.scale[0])
+            down = lo + u * (down_hi - lo)
         scale = torch.where(direction == 0, up, torch.where(direction == 1, down, 1.0))
         mode = rng.choice(len(INTERPOLATIONS), _full_weights(self.modes, self.mode_weights))
         antialias = torch.full((n,), self.antialias, dtype=torch.bool)
