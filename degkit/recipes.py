@@ -171,8 +171,7 @@ def _conforms(value: Any, tp: Any) -> bool:
 
 
 @functools.cache
-def _field_types(op_name: str) -> dict[str, Any]:
-    cls = op_class(op_name)
+def _field_types(cls: type[Op]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
 
@@ -223,9 +222,9 @@ class _Builder:
         name = data["op"]
         if not isinstance(name, str):
             raise self.error(f"{where}.op", f"must be an op name, got {name!r}")
-        op_class(name)  # unknown op -> OpError listing the known ones
+        cls = op_class(name)  # unknown op -> OpError listing the known ones
         config = {k: v for k, v in data.items() if k not in ("op", "name")}
-        field_types = _field_types(name)
+        field_types = _field_types(cls)
         for key, value in config.items():
             if key in field_types and not _conforms(value, field_types[key]):
                 raise self.error(
@@ -292,15 +291,15 @@ def _plain(value: Any) -> Any:
 
 
 @functools.cache
-def _default_config(op_name: str) -> dict[str, Any]:
-    """The canonical form of every field of an op built with its defaults."""
-    default = create_op(op_name)
+def _default_config(cls: type[Op]) -> dict[str, Any]:
+    """The canonical form of every field of an op class built with its defaults."""
+    default = cls()
     return {f.name: _plain(getattr(default, f.name)) for f in dataclasses.fields(default)}
 
 
 def op_config(op: Op) -> dict[str, Any]:
     """An op's configuration without the fields left at their defaults (canonical form)."""
-    defaults = _default_config(op.name)
+    defaults = _default_config(type(op))
     config = {f.name: _plain(getattr(op, f.name)) for f in dataclasses.fields(op)}
     return {key: value for key, value in config.items() if value != defaults[key]}
 

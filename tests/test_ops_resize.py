@@ -61,11 +61,12 @@ def test_area_downsampling_equals_block_mean() -> None:
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-6)
     # Unequal factors per axis, and the autograd path (torch pooling) agrees with OpenCV's.
     y = create_op("final_resize", modes=("area",)).apply(
-        x, {
+        x,
+        {
             "size": torch.tensor([[16, 8], [16, 8]]),
             "mode": torch.tensor([0, 0]),
             "antialias": torch.tensor([False, False]),
-        }
+        },
     )
     np.testing.assert_allclose(
         y.numpy(), x.numpy().reshape(2, 3, 16, 2, 8, 3).mean((3, 5)), atol=1e-6

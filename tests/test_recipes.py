@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -11,11 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from degkit import recipes
 from degkit.captions import captions_for
 from degkit.cli import main
+from degkit.ops import base as ops_base
+from degkit.ops.blur import Blur
+from degkit.ops.jpeg import JPEG
 from degkit.recipes import RecipeError
 
 MALFORMED = {
@@ -175,6 +181,84 @@ def test_hash_ignores_spelling_and_names_but_not_content(tmp_path: Path) -> None
     assert base.hash == spelled.hash
     assert len({base.hash, other.hash, renamed.hash}) == 3
     assert recipes.load("realesrgan").hash != recipes.load("realesrgan_x2").hash
+
+
+def test_adding_a_defaulted_field_keeps_every_hash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    before = {name: recipes.load(name).hash for name in recipes.available()}
+
+    @dataclasses.dataclass
+    class JPEGWithExtra(JPEG):
+        trellis: bool = False  # a new field whose default changes nothing
+
+    monkeypatch.setitem(ops_base._REGISTRY, "jpeg", JPEGWithExtra)
+    after = {name: recipes.load(name).hash for name in recipes.available()}
+    assert after == before
+    text = "scale: 4\npipeline:\n  - {op: jpeg, trellis: %s}\n"
+    default = _write(tmp_path, "a", text % "false")
+    changed = _write(tmp_path, "b", text % "true")
+    assert default.hash == _write(tmp_path, "c", "scale: 4\npipeline:\n  - {op: jpeg}\n").hash
+    assert changed.hash != default.hash
+
+
+def _uses(recipe: recipes.Recipe, op_name: str) -> bool:
+    return any(op.name == op_name for op in recipe.pipeline.ops.values())
+
+
+def test_bumping_an_op_version_changes_the_hashes_of_its_recipes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shipped = {name: recipes.load(name) for name in recipes.available()}
+    monkeypatch.setattr(Blur, "version", Blur.version + 1)
+    users = {name for name, recipe in shipped.items() if _uses(recipe, "blur")}
+    assert users and users != set(shipped)
+    for name, recipe in shipped.items():
+        changed = recipes.load(name).hash != recipe.hash
+        assert changed == (name in users), name
+
+
+def test_the_stream_version_enters_every_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {name: recipes.load(name).hash for name in recipes.available()}
+    monkeypatch.setattr(recipes, "STREAM_VERSION", recipes.STREAM_VERSION + 1)
+    after = {name: recipes.load(name).hash for name in recipes.available()}
+    assert all(after[name] != before[name] for name in before)
+
+
+def test_a_dict_with_extends_and_overrides_equals_the_yaml_file(tmp_path: Path) -> None:
+    data = {
+        "extends": "realesrgan",
+        "description": "milder noise",
+        "overrides": {
+            "stage1/gaussian_noise": {"sigma": [1, 10]},
+            "stage2/maybe_blur": {"p": 0.5},
+        },
+    }
+    snapshot = copy.deepcopy(data)
+    from_dict = recipes.from_dict(data)
+    path = tmp_path / "milder.yaml"
+    path.write_text(yaml.safe_dump(data))
+    from_file = recipes.load(path)
+    assert data == snapshot  # the caller's dict is left alone
+    assert from_dict.hash == from_file.hash != recipes.load("realesrgan").hash
+    assert from_dict.scale == from_file.scale == 4
+    assert from_dict.description == from_file.description == "milder noise"
+    assert tuple(from_dict.pipeline.ops["stage1/gaussian_noise"].sigma) == (1.0, 10.0)
+    hr = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    lr_dict = from_dict.pipeline(hr, seed=5, indices=range(2), scale=4).lr
+    lr_file = from_file.pipeline(hr, seed=5, indices=range(2), scale=4).lr
+    assert torch.equal(lr_dict, lr_file)
+
+
+def test_from_dict_rejects_what_a_file_rejects() -> None:
+    with pytest.raises(RecipeError, match=r"<dict>: unknown top-level key\(s\) \['extend'\]"):
+        recipes.from_dict({"extend": "realesrgan"})
+    with pytest.raises(RecipeError, match="<dict>: extends: unknown recipe 'nope'"):
+        recipes.from_dict({"extends": "nope"})
+    with pytest.raises(RecipeError, match="<dict>: scale: must be a positive integer"):
+        recipes.from_dict({"pipeline": [{"op": "jpeg"}]})
+    with pytest.raises(RecipeError, match=r"<dict>: overrides\['jpg'\]: no node has this path"):
+        recipes.from_dict({"extends": "single_jpeg", "overrides": {"jpg": {"quality": 50}}})
 
 
 def test_extends_with_overrides_equals_writing_it_out(tmp_path: Path) -> None:
