@@ -261,6 +261,12 @@ def test_from_dict_rejects_what_a_file_rejects() -> None:
         recipes.from_dict({"extends": "single_jpeg", "overrides": {"jpg": {"quality": 50}}})
 
 
+def test_readme_states_the_shipped_hashes() -> None:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| `([0-9a-f]{16})` \|$", text, re.M))
+    assert table == {name: recipes.load(name).hash[:16] for name in recipes.available()}
+
+
 def test_extends_with_overrides_equals_writing_it_out(tmp_path: Path) -> None:
     derived = _write(
         tmp_path,
