@@ -25,11 +25,18 @@ def run_ops(args: argparse.Namespace) -> int:
         ops = {args.name: ops[args.name]}
     for name, cls in ops.items():
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{name}  [{cls.family}]  {summary}")
+        print(f"{name}  [{cls.family}]  version {cls.version}  {summary}")
         for field, default in cls.config_fields():
             print(f"    {field} = {default!r}")
-        if cls.param_limits or cls.categories:
-            limits = [f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in cls.param_limits.items()]
+        if cls.param_limits or cls.categories or cls.optional_params:
+            limits = [
+                f"{k} in [{lo:g}, {hi:g}]"
+                for k, (lo, hi) in cls.param_limits.items()
+                if k not in cls.categories
+            ]
             cats = [f"{k} in {v}" for k, v in cls.categories.items()]
-            print(f"    per-sample parameters: {'; '.join(limits + cats)}")
+            optional = [
+                f"{k} in [{lo:g}, {hi:g}] (optional)" for k, (lo, hi) in cls.optional_params.items()
+            ]
+            print(f"    per-sample parameters: {'; '.join(limits + cats + optional)}")
     return 0
