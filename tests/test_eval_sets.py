@@ -104,6 +104,8 @@ def test_severity_sets_carry_type_and_a_forced_level(kind: str) -> None:
         stages = {r["path"].split("/")[0] for r in pair.meta["records"] if "/" in r["path"]}
         assert stages == {level}
     assert counts["light"] == counts["medium"] == counts["heavy"] == len(pairs) // 3
+    by_level = load_set(f"severity_{kind}_x4").describe()["level_recipe_hashes"]
+    assert sorted(by_level) == sorted(counts) and len(set(by_level.values())) == 3
 
 
 def test_hr_crops_are_the_photo_pixels_at_the_recorded_box() -> None:
@@ -201,6 +203,10 @@ def test_cache_is_used_and_a_tampered_cache_is_rebuilt(
     arrays["lr_0"] = arrays["lr_0"] ^ 1
     np.savez(cached, **arrays)
     assert load_set(small_set).hash == digest  # recomputed, not the tampered pixels
+    cached.write_bytes(cached.read_bytes()[:1000])  # truncated
+    assert load_set(small_set).hash == digest
+    with np.load(cached) as data:
+        assert str(data["hash"]) == digest  # rewritten whole
 
 
 def test_set_file_changes_change_the_pairs(small_set: Path) -> None:

@@ -199,6 +199,9 @@ class TestSet:
                     "crop_mode": spec.crop_mode,
                 },
                 levels=list(spec.levels),
+                level_recipe_hashes={
+                    level: recipe.hash for level, recipe in self._variants if level is not None
+                },
                 stream_version=STREAM_VERSION,
             )
         else:
