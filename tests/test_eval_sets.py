@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from data_corpus import photo_like
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -235,6 +236,28 @@ def test_paired_folders_match_names_and_infer_the_scale(tmp_path: Path) -> None:
         assert np.array_equal(pair.hr, hr[name])  # a 3 / 2 px larger HR is mod-cropped
         assert np.array_equal(pair.lr, lr[name])
     assert test_set.describe()["layout"] == "paired_folders"
+
+
+@given(
+    names=st.dictionaries(
+        st.from_regex(r"[a-z]{1,3}[0-9]{1,4}", fullmatch=True),
+        st.tuples(st.sampled_from(["", "_HR", "_x1"]), st.sampled_from(["", "x4", "_x4", "_LR4"])),
+        min_size=1,
+        max_size=4,
+    )
+)
+@settings(max_examples=10)
+def test_paired_folders_match_every_naming_style(names: dict) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        expected = {}
+        for i, (stem, (hr_tag, lr_tag)) in enumerate(sorted(names.items())):
+            expected[stem] = write_png(root / f"LR/{stem}{lr_tag}.png", photo_like(3, 2, i))
+            write_png(root / f"HR/{stem}{hr_tag}.png", photo_like(12, 8, i))
+        path = write_yaml(root / "p.yaml", "kind: paired_folders\nhr: HR\nlr: LR\nscale: 4\n")
+        pairs = load_set(path).pairs()
+        assert [p.id for p in pairs] == sorted(names)
+        assert all(np.array_equal(p.lr, expected[p.id]) for p in pairs)
 
 
 def test_paired_folders_scale_mismatch_is_a_one_line_error(tmp_path: Path) -> None:
