@@ -464,6 +464,11 @@ def from_dict(data: Mapping[str, Any], name: str = "custom", path: str | Path = 
     is_file = file.is_file()
     chain = (file.resolve(),) if is_file else ()
     resolved = _resolve_data(data, path, file.parent if is_file else None, chain)
+    return _build(resolved, name, file)
+
+
+def _build(resolved: dict[str, Any], name: str, path: Path) -> Recipe:
+    """The recipe of resolved data (description, scale and raw pipeline)."""
     builder = _Builder(str(path))
     root = builder.node(resolved["pipeline"], "pipeline")
     try:
@@ -478,7 +483,7 @@ def from_dict(data: Mapping[str, Any], name: str = "custom", path: str | Path = 
     }
     return Recipe(
         name=name,
-        path=file,
+        path=path,
         description=resolved["description"].strip(),
         scale=int(scale),
         pipeline=pipeline,
@@ -487,7 +492,14 @@ def from_dict(data: Mapping[str, Any], name: str = "custom", path: str | Path = 
     )
 
 
-def load(name_or_path: str | Path) -> Recipe:
-    """Load a shipped recipe by name (``"realesrgan"``) or any recipe file by path."""
+def load(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """Load a shipped recipe by name (``"realesrgan"``) or any recipe file by path.
+
+    ``overrides`` (``{node path: {field: value}}``, as in a recipe file) are
+    applied after the file's own; the hash reflects them.
+    """
     path = _locate(name_or_path)
-    return from_dict(_read(path), name=path.stem, path=path)
+    resolved = _resolve(path)
+    if overrides:
+        _apply_overrides(path, resolved["pipeline"], dict(overrides))
+    return _build(resolved, name=path.stem, path=path)

@@ -42,6 +42,7 @@ from degkit.data.shards import read_shard_fingerprint, read_shard_meta, temp_pat
 __all__ = [
     "OutputState",
     "fingerprint_of",
+    "write_bytes_atomic",
     "write_text_atomic",
     "read_build_info",
     "finished_shard_meta",
@@ -57,19 +58,24 @@ def fingerprint_of(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling, then rename it to ``path``.
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, then rename it to ``path``.
 
     The temporary file is removed if writing fails (e.g. the disk is full).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temporary sibling, then rename it to ``path``."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def read_build_info(out: Path) -> dict[str, Any]:
