@@ -12,7 +12,7 @@ which keeps per-sample streams cheap at any batch size.
 
 ``BatchStreams`` bundles the streams of the samples in one batch for one op
 path. Ops draw their per-sample parameters from it (``uniform``, ``integers``,
-``choice``, ``bernoulli``, ``permutation``, ``field_seeds``), always one value
+``grid``, ``choice``, ``bernoulli``, ``permutation``, ``field_seeds``), always one value
 per sample from that sample's own stream, so drawing for a batch equals
 drawing for each sample alone. Uniform floats take the top 53 bits of a draw;
 integers are unbiased (draws past the largest multiple of the range are
@@ -26,6 +26,7 @@ which keeps ``apply`` pure and every record replayable.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -143,6 +144,12 @@ class BatchStreams:
     def integers(self, low: int, high: int) -> torch.Tensor:
         """One int64 draw in ``[low, high]`` (inclusive) per sample."""
         return torch.tensor([low + g.below(high - low + 1) for g in self.streams])
+
+    def grid(self, low: float, high: float, step: float) -> torch.Tensor:
+        """One float64 draw per sample, uniform over ``{low, low + step, ..., <= high}``
+        (rounded to 9 decimals, so a step of 0.1 gives 0.3, not 0.30000000000000004)."""
+        steps = math.floor((high - low) / step + 1e-9)
+        return torch.round(low + self.integers(0, steps).double() * step, decimals=9)
 
     def bernoulli(self, p: float) -> torch.Tensor:
         """One boolean per sample, True with probability ``p``."""

@@ -73,6 +73,12 @@ def test_resize_rejects_unknown_distribution(config: dict, message: str) -> None
         create_op("resize", **config)
 
 
+@pytest.mark.parametrize("field", ["sigma_step", "correlated_sigma"])
+def test_noise_rejects_bad_steps_and_levels(field: str) -> None:
+    with pytest.raises(OpError, match=f"gaussian_noise.{field} must be None or a number"):
+        create_op("gaussian_noise", **{field: 0})
+
+
 def test_noise_rejects_probabilities_over_one() -> None:
     with pytest.raises(OpError, match="gray_prob \\+ gaussian_noise.correlated_prob"):
         create_op("gaussian_noise", gray_prob=0.7, correlated_prob=0.5)
@@ -168,6 +174,20 @@ def test_downsample_branches_follow_the_published_laws(planned, sf: int) -> None
     assert all(r["factor"] == sf and r["kernel_size"] == 25 for r in shifted)
     assert all(r["shift"] == (sf - 1) / 2 for r in shifted)
     _check_law([r["sigma"] for r in shifted], stats.uniform(0.1, 0.6 * sf - 0.1).cdf, "sigma")
+
+
+def test_noise_levels_are_whole_and_correlated_noise_has_level_25(planned) -> None:
+    noise = _at(planned, "sf4/gaussian_noise") + _at(planned, "sf2/gaussian_noise")
+    assert len(noise) == N_PLANNED
+    correlated = [r for r in noise if r["correlated"]]
+    gray = [r for r in noise if r["gray"]]
+    _check_rate(len(correlated), N_PLANNED, 0.2, "correlated noise")
+    _check_rate(len(gray), N_PLANNED, 0.4, "gray noise")
+    assert all(r["sigma"] == 25 for r in correlated)
+    levels = np.array([r["sigma"] for r in noise if not r["correlated"]])
+    counts = np.array([(levels == level).sum() for level in range(2, 26)])
+    assert counts.sum() == len(levels)  # every level a whole number in 2..25
+    assert stats.chisquare(counts).pvalue > 1e-4
 
 
 @pytest.mark.parametrize("sigma", [0.1, 0.7, 1.2, 2.4])

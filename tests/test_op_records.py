@@ -44,7 +44,10 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "final_resize": [
         {"modes": ["bilinear", "nearest"], "mode_weights": [3.0, 1.0], "antialias": True}
     ],
-    "gaussian_noise": [{"sigma": [5.0, 10.0], "gray_prob": 0.2, "correlated_prob": 0.5}],
+    "gaussian_noise": [
+        {"sigma": [5.0, 10.0], "gray_prob": 0.2, "correlated_prob": 0.5},
+        {"sigma_step": 2.0, "correlated_prob": 0.3, "correlated_sigma": 40.0},
+    ],
     "haze": [{"beta": [1.0, 3.0], "airlight": [0.3, 0.5]}],
     "jpeg": [
         {"quality": [10.0, 20.0], "subsampling": "4:4:4"},

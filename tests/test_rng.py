@@ -121,3 +121,11 @@ def test_field_seeds_regenerate_the_same_field() -> None:
     a = field_generator(int(seeds_[0])).standard_normal(16)
     b = field_generator(int(seeds_[0])).standard_normal(16)
     assert (a == b).all()
+
+
+def test_grid_draws_cover_the_grid_evenly() -> None:
+    values = BatchStreams(0, range(3000)).grid(0.2, 1.0, 0.1)
+    grid = [round(0.2 + 0.1 * k, 9) for k in range(9)]
+    counts = np.array([(values == g).sum().item() for g in grid])
+    assert counts.sum() == 3000  # nothing off the grid, 1.0 included
+    assert np.abs(counts / 3000 - 1 / 9).max() < 5 * np.sqrt((1 / 9) * (8 / 9) / 3000)

@@ -291,8 +291,7 @@ class Blur(_KernelSizeOp):
             return torch.sqrt(rng.uniform(lo * lo, hi * hi))
         if self.sigma_step is None:
             return rng.uniform(lo, hi)
-        steps = math.floor((hi - lo) / self.sigma_step + 1e-9)
-        return torch.round(lo + rng.integers(0, steps).double() * self.sigma_step, decimals=9)
+        return rng.grid(lo, hi, self.sigma_step)
 
     @staticmethod
     def _draw_beta(side: torch.Tensor, u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:

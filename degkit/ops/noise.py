@@ -216,9 +216,12 @@ class _FieldNoise(Op):
         setattr(self, self.level, check_range(field, getattr(self, self.level), 0, self.level_max))
         self.gray_prob = check_prob(f"{self.name}.gray_prob", self.gray_prob)
 
+    def _draw_level(self, rng: BatchStreams) -> torch.Tensor:
+        return rng.uniform(*getattr(self, self.level))
+
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         return {
-            self.level: rng.uniform(*getattr(self, self.level)),
+            self.level: self._draw_level(rng),
             "gray": rng.bernoulli(self.gray_prob),
             "seed": rng.field_seeds(),
         }
@@ -227,7 +230,13 @@ class _FieldNoise(Op):
 @register
 @dataclasses.dataclass
 class GaussianNoise(_FieldNoise):
-    """Additive Gaussian noise, ``sigma`` on the 0-255 scale, gray with ``gray_prob``."""
+    """Additive Gaussian noise, ``sigma`` on the 0-255 scale, gray with ``gray_prob``.
+
+    ``sigma_step`` draws sigma from the grid ``{lo, lo + step, ..., hi}``
+    instead of ``U(lo, hi)`` (BSRGAN: whole levels 2..25). Channel-correlated
+    samples (``correlated_prob``) use ``correlated_sigma`` when it is set
+    (BSRGAN scales its correlated covariance by a fixed 25), else the drawn sigma.
+    """
 
     name = "gaussian_noise"
     version = 1
@@ -238,9 +247,21 @@ class GaussianNoise(_FieldNoise):
     sigma: tuple[float, float] = (1.0, 30.0)
     gray_prob: float = 0.4
     correlated_prob: float = 0.0
+    sigma_step: float | None = None
+    correlated_sigma: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for field in ("sigma_step", "correlated_sigma"):
+            value = getattr(self, field)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value <= 255
+            ):
+                raise OpError(
+                    f"gaussian_noise.{field} must be None or a number in (0, 255], got {value!r}"
+                )
         self.correlated_prob = check_prob("gaussian_noise.correlated_prob", self.correlated_prob)
         if self.gray_prob + self.correlated_prob > 1 + 1e-9:
             raise OpError(
@@ -253,7 +274,16 @@ class GaussianNoise(_FieldNoise):
         colour_left = 1.0 - self.gray_prob
         p_correlated = self.correlated_prob / colour_left if colour_left > 0 else 0.0
         params["correlated"] = ~params["gray"] & rng.bernoulli(min(1.0, p_correlated))
+        if self.correlated_sigma is not None:
+            params["sigma"] = torch.where(
+                params["correlated"], float(self.correlated_sigma), params["sigma"]
+            )
         return params
+
+    def _draw_level(self, rng: BatchStreams) -> torch.Tensor:
+        if self.sigma_step is None:
+            return super()._draw_level(rng)
+        return rng.grid(*self.sigma, self.sigma_step)
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         shape = tuple(x.shape[1:])
