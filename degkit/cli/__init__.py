@@ -25,11 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a sub-command; errors print one clear line and exit with status 2."""
+    """Run a sub-command; errors print one clear line and exit with status 2.
+
+    Besides bad input (ValueError, FileNotFoundError, KeyError), these are conditions a
+    user causes: ConnectionError (no network to the Hub), PermissionError (no token).
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, ConnectionError, PermissionError) as exc:
         print(f"degkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
