@@ -128,3 +128,17 @@ def test_dataloader_batches_with_workers(dataset_dir):
         assert all(isinstance(c, str) for c in batch["degradation_caption"])
         seen += batch["index"].tolist()
     assert sorted(seen) == list(range(42))
+
+
+def test_the_cards_loading_code_runs(dataset_dir, monkeypatch):
+    """The card's ``## Loading`` block: ``datasets.load_dataset("parquet", ...)`` and our loader."""
+    card = (dataset_dir / "README.md").read_text()
+    code = card.split("## Loading", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'load_dataset("parquet", data_files=' in code
+    monkeypatch.chdir(dataset_dir)  # the card's paths are relative to the dataset root
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    ds, loader = namespace["ds"], namespace["loader"]
+    assert ds["train"].num_rows == 42
+    assert isinstance(ds["train"].features["fine_captions"], datasets.List)
+    assert sorted(ds["train"]["index"]) == sorted(i for b in loader for i in b["index"].tolist())
