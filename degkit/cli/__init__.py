@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a sub-command; errors print one clear line and exit with status 2."""
+    """Run a sub-command; errors print one clear line and exit with status 2.
+
+    Besides bad input (ValueError, KeyError), OSError covers the conditions a user
+    causes: a missing file, a full disk, no network to the Hub (ConnectionError),
+    no token (PermissionError).
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -24,13 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--revision", default=None, help="branch to push to")
     p.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
-    p.add_argument("--dry-run", action="store_true", help="only list the files to upload")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the repo id; show the target, each file's size and the card's license",
+    )
     p.set_defaults(run=run_push)
 
 
 def _register_build(sub: argparse._SubParsersAction) -> None:
-    from degkit.data.prepare import CROP_MODES, DEFAULT_MAX_PIXELS
-    from degkit.data.work import DEFAULT_PNG_LEVEL
+    from degkit.data.defaults import CROP_MODES, DEFAULT_MAX_PIXELS, DEFAULT_PNG_LEVEL
 
     p = sub.add_parser(
         "build",
@@ -131,12 +134,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    """Upload the shards and card (or list them with --dry-run)."""
-    from degkit.data.hub import files_to_upload, push_dataset
+    """Upload the shards and card (or, with --dry-run, show the target, files and license)."""
+    from degkit.data.hub import push_dataset, push_plan
 
     if args.dry_run:
-        for name in files_to_upload(args.dir):
-            print(name)
+        print(push_plan(args.dir, args.repo_id, args.private, args.revision).text())
         return 0
     url = push_dataset(
         args.dir, args.repo_id, private=args.private, revision=args.revision, token=args.token
