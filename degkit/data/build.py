@@ -19,6 +19,11 @@ rounding flips).
 
 Resume: shards are committed one by one (:mod:`degkit.data.state`); with
 ``resume=True`` a run skips every finished shard and redoes the others.
+
+Scale-out: ``--shard k/n`` (or ``auto``, see :mod:`degkit.data.jobs`) writes
+one part of the build, ``degkit merge`` joins the parts, and ``engine="ray"``
+runs the shards as Ray tasks (:mod:`degkit.data.ray_engine`); the files are
+the same bytes in every case.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ from degkit import captions as captions_module
 from degkit import recipes
 from degkit.data.captioner import ContentCaptioner
 from degkit.data.card import render_card
+from degkit.data.jobs import record_job, shard_from_environment
 from degkit.data.parallel import ordered_map
 from degkit.data.plan import (
     ShardPlan,
@@ -70,7 +76,18 @@ from degkit.data.stats import collect_stats, skipped_lines
 from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask, run_image_task
 from degkit.rng import STREAM_VERSION, BatchStreams
 
-__all__ = ["BuildConfig", "BuildSummary", "build_dataset", "finalize"]
+__all__ = [
+    "BuildConfig",
+    "BuildPlan",
+    "BuildSummary",
+    "ShardsWritten",
+    "build_dataset",
+    "finalize",
+    "plan_build",
+    "write_shards",
+]
+
+ENGINES = ("local", "ray")
 
 
 @dataclasses.dataclass
@@ -100,6 +117,7 @@ class BuildConfig:
     captioner: str | None = None
     license: str = "other"
     progress: bool = True
+    engine: str = "local"
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -109,6 +127,11 @@ class BuildConfig:
             raise ValueError(f"--png-level must lie in [0, 9], got {self.png_level}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
+        # scale-out: the engine, and the k/n of --shard auto (read once, here)
+        if self.engine not in ENGINES:
+            raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.shard == "auto":
+            self.shard = shard_from_environment()
 
 
 @dataclasses.dataclass
@@ -213,6 +236,21 @@ def _image_tasks(
         yield ImageTask(sources[ordinal], crops, indices, plan, uniforms, png_level)
 
 
+@dataclasses.dataclass
+class ShardsWritten:
+    """What one run (or one Ray task) wrote: rows, bytes and the source ids it skipped."""
+
+    rows: int = 0
+    bytes: int = 0
+    skipped: set[str] = dataclasses.field(default_factory=set)
+
+    def add(self, other: ShardsWritten) -> None:
+        """Count ``other``'s shards in too."""
+        self.rows += other.rows
+        self.bytes += other.bytes
+        self.skipped |= other.skipped
+
+
 class _ShardWriter:
     """Collects chunk rows shard by shard (in order) and commits each finished shard."""
 
@@ -222,8 +260,7 @@ class _ShardWriter:
         self.features = features
         self.device = device
         self.position: int | None = None
-        self.rows = self.bytes = 0
-        self.skipped: set[str] = set()
+        self.written = ShardsWritten()
 
     def _start(self, position: int) -> None:
         self.position = position
@@ -241,7 +278,7 @@ class _ShardWriter:
                 column.append(row[name])
             self.origins[origin] += 1
         self.shard_skipped += chunk.skipped
-        self.skipped.update(entry["source_id"] for entry in chunk.skipped)
+        self.written.skipped.update(entry["source_id"] for entry in chunk.skipped)
 
     def finish(self) -> None:
         """Commit the shard being collected (if any)."""
@@ -261,15 +298,17 @@ class _ShardWriter:
         }
         if n_rows:
             path = self.state.path_of(shard)
-            self.bytes += write_shard(path, self.columns, self.features, meta)
+            self.written.bytes += write_shard(path, self.columns, self.features, meta)
         else:
             self.state.mark_empty(shard, meta)
-        self.rows += n_rows
+        self.written.rows += n_rows
         self.position = None
 
 
 @dataclasses.dataclass
-class _Plan:
+class BuildPlan:
+    """A build laid out: recipe, scale, crop plan, sources, every shard and ``build.json``."""
+
     recipe: Any
     scale: int
     crops: CropPlan
@@ -278,7 +317,7 @@ class _Plan:
     info: dict[str, Any]
 
 
-def _plan(config: BuildConfig) -> _Plan:
+def plan_build(config: BuildConfig) -> BuildPlan:
     """Resolve recipe and sources and lay out every shard (no image is read)."""
     recipe = recipes.load(config.recipe)
     scale = config.scale or recipe.scale
@@ -300,7 +339,7 @@ def _plan(config: BuildConfig) -> _Plan:
             {"file": s.file_name, "split": s.split, "planned": len(s.samples)} for s in shards
         ],
     }
-    return _Plan(recipe, scale, crops, sources, shards, info)
+    return BuildPlan(recipe, scale, crops, sources, shards, info)
 
 
 def _pending_shards(
@@ -336,7 +375,7 @@ def _torch_threads(workers: int) -> Iterator[None]:
 
 
 def _chunk_rows(
-    config: BuildConfig, plan: _Plan, pending: list[ShardPlan], stack: contextlib.ExitStack
+    config: BuildConfig, plan: BuildPlan, pending: list[ShardPlan], stack: contextlib.ExitStack
 ) -> Iterator[ChunkRows]:
     """Rows of every chunk of the pending shards, in order (see :mod:`degkit.data.rows`).
 
@@ -398,15 +437,33 @@ def _chunk_rows(
     )
 
 
+def write_shards(
+    config: BuildConfig,
+    plan: BuildPlan,
+    state: OutputState,
+    pending: list[ShardPlan],
+    on_samples: Callable[[int], object],
+) -> ShardsWritten:
+    """Write the ``pending`` shards here (and in local workers); report samples done as they go."""
+    features = row_features(captions_module.FLAT_COLUMNS)
+    writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
+    with contextlib.ExitStack() as stack:
+        for chunk in _chunk_rows(config, plan, pending, stack) if pending else ():
+            writer.add(chunk)
+            on_samples(chunk.n_samples)
+        writer.finish()
+    return writer.written
+
+
 def build_dataset(config: BuildConfig) -> BuildSummary:
     """Build (or resume) the dataset described by ``config``; see the module doc."""
     start = time.perf_counter()
     job, jobs = parse_shard_spec(config.shard)
-    plan = _plan(config)
+    plan = plan_build(config)
     state = OutputState.open(config.out, plan.info)
+    if jobs > 1:
+        record_job(config.out, job, jobs)
     pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
-    features = row_features(captions_module.FLAT_COLUMNS)
-    writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
     progress = tqdm(
         total=sum(len(s.samples) for s in pending),
         unit="row",
@@ -414,17 +471,19 @@ def build_dataset(config: BuildConfig) -> BuildSummary:
         file=sys.stderr,
         disable=not config.progress,
     )
-    with progress, contextlib.ExitStack() as stack:
-        for chunk in _chunk_rows(config, plan, pending, stack) if pending else ():
-            writer.add(chunk)
-            progress.update(chunk.n_samples)
-        writer.finish()
+    with progress:
+        if config.engine == "ray":
+            from degkit.data.ray_engine import write_shards_on_ray
+
+            written = write_shards_on_ray(config, plan, pending, progress.update)
+        else:
+            written = write_shards(config, plan, state, pending, progress.update)
     return BuildSummary(
         out=config.out,
-        rows=writer.rows,
+        rows=written.rows,
         shards_written=len(pending),
-        bytes_written=writer.bytes,
-        skipped_images=len(writer.skipped),
+        bytes_written=written.bytes,
+        skipped_images=len(written.skipped),
         shards_done=finalize(config.out),
         shards_total=len(plan.shards),
         wall_s=time.perf_counter() - start,
