@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -11,8 +12,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from data_corpus import photo_like, png_bytes
 from PIL import Image
+
+from degkit.data.parallel import _start_guarded_worker
 
 GRACE_S = 20.0  # how long the workers may take to notice (they need well under a second)
 
@@ -89,3 +93,21 @@ def test_workers_of_a_pool_started_off_the_main_thread_die_with_it():
     children = _wait_for_children(process, 2)
     time.sleep(0.5)  # let the workers start their watchdog (a parent gone earlier is also caught)
     assert _kill_main_and_wait(process, children) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks a process")
+@pytest.mark.parametrize("main_thread", [True, False])
+def test_a_worker_whose_parent_is_already_gone_exits_before_its_initializer(main_thread):
+    fork = multiprocessing.get_context("fork")
+    # parent pid -1: the process that started the pool is already gone
+    orphan = fork.Process(target=_start_guarded_worker, args=(-1, main_thread, os._exit, (7,)))
+    orphan.start()
+    orphan.join()
+    assert orphan.exitcode == 1
+    # with its parent alive, the worker goes on to the pool's initializer
+    worker = fork.Process(
+        target=_start_guarded_worker, args=(os.getpid(), main_thread, os._exit, (7,))
+    )
+    worker.start()
+    worker.join()
+    assert worker.exitcode == 7

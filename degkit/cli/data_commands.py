@@ -76,8 +76,8 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         "--engine",
         choices=("local", "ray"),
         default="local",
-        help="local: this machine's worker processes; ray: one Ray task per shard on the "
-        "cluster at RAY_ADDRESS or a local one (needs degkit[ray])",
+        help="local: this machine's --workers processes; ray: one Ray task (one CPU) per "
+        "shard on the cluster at RAY_ADDRESS, else a local one (needs degkit[ray])",
     )
     p.add_argument("--batch-size", type=int, default=32, help="samples degraded together")
     p.add_argument("--resume", action="store_true", help="continue a killed build")
