@@ -461,9 +461,9 @@ def build_dataset(config: BuildConfig) -> BuildSummary:
     job, jobs = parse_shard_spec(config.shard)
     plan = plan_build(config)
     state = OutputState.open(config.out, plan.info)
+    pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
     if jobs > 1:
         record_job(config.out, job, jobs)
-    pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
     progress = tqdm(
         total=sum(len(s.samples) for s in pending),
         unit="row",
