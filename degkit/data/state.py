@@ -46,6 +46,8 @@ __all__ = [
     "read_build_info",
     "finished_shard_meta",
     "check_out_folder",
+    "empty_marker_path",
+    "settings_differences",
 ]
 
 STATE_DIR = ".degkit"
@@ -105,13 +107,14 @@ def check_out_folder(out: Path) -> None:
         )
 
 
-def _marker_path(out: Path, file: str) -> Path:
+def empty_marker_path(out: Path, file: str) -> Path:
+    """Where the marker of the shard ``file`` with no rows lives."""
     return Path(out) / STATE_DIR / "empty" / (Path(file).stem + ".json")
 
 
 def finished_shard_meta(out: Path, file: str, fingerprint: str) -> dict[str, Any] | None:
     """Metadata (with ``num_rows``) of a finished shard of the build ``fingerprint``, or None."""
-    marker = _marker_path(out, file)
+    marker = empty_marker_path(out, file)
     if marker.is_file():
         meta = json.loads(marker.read_text(encoding="utf-8"))
         meta["num_rows"] = 0
@@ -150,7 +153,7 @@ class OutputState:
             previous = None
         replaced = None
         if previous is not None and previous["fingerprint"] != info["fingerprint"]:
-            changes = _differences(previous["settings"], info["settings"])
+            changes = settings_differences(previous["settings"], info["settings"])
             if _shard_files(out):
                 raise ValueError(
                     f"--out {str(out)!r} holds a build with other settings ({changes}); "
@@ -168,7 +171,7 @@ class OutputState:
         return self.out / shard.file_name
 
     def _marker(self, shard: ShardPlan) -> Path:
-        return _marker_path(self.out, shard.file_name)
+        return empty_marker_path(self.out, shard.file_name)
 
     def shard_meta(self, shard: ShardPlan) -> dict[str, Any] | None:
         """Metadata of a finished shard of this build, or None."""
@@ -229,7 +232,8 @@ def _forget_shards(out: Path) -> None:
         marker.unlink()
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+def settings_differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``key: old -> new`` for every setting that differs, joined by ``; ``."""
     keys = sorted(set(old) | set(new))
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(changed) or "different fingerprint"
