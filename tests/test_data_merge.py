@@ -136,6 +136,25 @@ def test_merge_command_prints_one_line_errors(builds, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("merged 3 parts")
 
 
+def test_merge_refuses_an_out_of_other_files_and_leaves_them(builds, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    assert main(["merge", *map(str, _parts(builds, 2)), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"degkit merge: error: --out {str(out)!r} is not empty") and (
+        error.count("\n") == 1
+    )
+    assert "holds no degkit build (it has notes.txt)" in error
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "my notes"
+    with pytest.raises(ValueError, match="holds no degkit build"):  # checked before the parts
+        merge_parts(_parts(builds, 2, [0]), out)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        merge_parts(_parts(builds, 2), tmp_path / "a-file")
+
+
 def test_info_on_a_part_names_it_and_its_shards(builds):
     part = builds / "part1of3"
     lines = info_text(part).splitlines()

@@ -4,7 +4,8 @@ The parts must come from one build: the same fingerprint (recipe hash, seed,
 source ids, every content setting; k and n are not part of it). Together they
 must hold every planned shard exactly once, finished. Everything is checked
 before anything is written, and an error names the part folder and what
-differs or is missing. Shards are hard-linked into ``--out`` where the file
+differs or is missing. ``--out`` must be new, empty or this build's merge
+folder; a folder of other files is refused. Shards are hard-linked into ``--out`` where the file
 system allows, else copied (to a temporary name, then renamed), and the card
 and ``skipped.jsonl`` are written from the merged shards as a single build
 would write them. A killed merge can be rerun: shards already in ``--out`` are
@@ -25,6 +26,7 @@ from degkit.data.jobs import recorded_jobs
 from degkit.data.shards import temp_path
 from degkit.data.state import (
     OutputState,
+    check_out_folder,
     empty_marker_path,
     finished_shard_meta,
     read_build_info,
@@ -137,7 +139,7 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path) -> MergeSummary:
     Raises:
         FileNotFoundError: a part is not a built dataset folder.
         ValueError: the parts differ, overlap or leave a shard out, or ``out``
-            holds another build or is one of the parts.
+            is one of the parts, a file, or a folder of other files or another build.
     """
     from degkit.data.build import finalize
 
@@ -152,6 +154,7 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path) -> MergeSummary:
         if part.resolve() in seen:
             raise ValueError(f"part {str(part)!r} is given twice")
         seen[part.resolve()] = part
+    check_out_folder(out)
     infos = [read_build_info(part) for part in parts]
     _check_same_build(parts, infos)
     info = {**infos[0], "command": _with_out(infos[0]["command"], out)}
