@@ -16,7 +16,7 @@ from PIL import Image
 from degkit.cli import main
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.info import info_text
-from degkit.data.jobs import shard_from_environment
+from degkit.data.jobs import record_job, recorded_jobs, shard_from_environment
 from degkit.data.merge import merge_parts
 
 N_GOOD = 7
@@ -153,6 +153,39 @@ def test_merge_refuses_an_out_of_other_files_and_leaves_them(builds, tmp_path, c
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(ValueError, match="is a file, not a folder"):
         merge_parts(_parts(builds, 2), tmp_path / "a-file")
+
+
+def _markers(out: Path) -> dict[str, str]:
+    """Fingerprint of every empty-shard and job marker in ``out``."""
+    return {
+        p.relative_to(out).as_posix(): json.loads(p.read_text())["fingerprint"]
+        for p in sorted(out.glob(".degkit/*/*.json"))
+    }
+
+
+def test_split_jobs_replacing_a_build_that_wrote_no_shard_keep_each_others_markers(
+    builds, tmp_path
+):
+    """A first try (job 1 of 3, every image too small) wrote only markers; jobs of the
+    corrected build replace it, forget its markers, and never delete one another's."""
+    out = tmp_path / "shared"
+    with pytest.raises(ValueError, match="no usable image"):
+        build_dataset(_config(builds, out, crop=64, shard="1/3"))
+    old = json.loads((out / ".degkit/build.json").read_text())["fingerprint"]
+    assert recorded_jobs(out) == [(1, 3)] and set(_markers(out).values()) == {old}
+    new = json.loads((builds / "single/.degkit/build.json").read_text())["fingerprint"]
+    # job 0 of 2 of the corrected build got in first (between job 1 reading the old
+    # build.json and replacing it), as two jobs starting together may
+    record_job(out, 0, 2, new)
+    summary = build_dataset(_config(builds, out, shard="1/2"))
+    assert "replaced the settings of an earlier build that wrote no shard" in summary.text()
+    assert "crop: 64 -> 32" in summary.text()
+    assert recorded_jobs(out) == [(0, 2), (1, 2)] and set(_markers(out).values()) == {new}
+    build_dataset(_config(builds, out, shard="0/2"))
+    single = builds / "single"
+    assert file_digests(out) == file_digests(single)
+    assert file_digests(out, STATE_FILES) == file_digests(single, STATE_FILES)
+    assert _text(out, "skipped.jsonl", out) == _text(single, "skipped.jsonl", single)
 
 
 def test_info_on_a_part_names_it_and_its_shards(builds):

@@ -592,7 +592,7 @@ def build_dataset(config: BuildConfig) -> BuildSummary:
         state = OutputState.open(config.out, plan.info)
         pending = _pending_shards(config, state, pending)
         if jobs > 1:
-            record_job(config.out, job, jobs)
+            record_job(config.out, job, jobs, plan.info["fingerprint"])
         progress = tqdm(
             total=sum(len(s.samples) for s in pending),
             unit="row",

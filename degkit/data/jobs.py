@@ -73,11 +73,11 @@ def _jobs_dir(out: Path) -> Path:
     return Path(out) / STATE_DIR / "jobs"
 
 
-def record_job(out: Path, k: int, n: int) -> None:
-    """Mark ``out`` as holding job ``k`` of ``n`` of its build."""
+def record_job(out: Path, k: int, n: int, fingerprint: str) -> None:
+    """Mark ``out`` as holding job ``k`` of ``n`` of the build ``fingerprint``."""
     marker = _jobs_dir(out) / f"{k}-of-{n}.json"
     if not marker.is_file():
-        write_text_atomic(marker, json.dumps({"k": k, "n": n}) + "\n")
+        write_text_atomic(marker, json.dumps({"k": k, "n": n, "fingerprint": fingerprint}) + "\n")
 
 
 def recorded_jobs(out: Path) -> list[tuple[int, int]]:

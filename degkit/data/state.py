@@ -7,12 +7,14 @@ Layout::
     OUT/data/*.parquet         the shards
     OUT/.degkit/build.json     settings, fingerprint, canonical command, planned shards
     OUT/.degkit/empty/*.json   metadata of shards whose every sample was skipped
+    OUT/.degkit/jobs/*.json    the jobs of a split build (--shard k/n) that wrote here
 
 The *fingerprint* hashes every setting that changes the content. A folder
 holding another fingerprint is never written into, unless that build wrote no
 shard file at all (a first run that failed, or one whose every image was
-skipped): then its settings are replaced. A build goes only into a new or
-empty folder or one holding a degkit build, never into a folder of other files.
+skipped): then its settings are replaced and its markers forgotten. A build
+goes only into a new or empty folder or one holding a degkit build, never into
+a folder of other files.
 
 A shard counts as done when its parquet file is readable, carries this
 fingerprint and holds the row count its metadata promises (or when its empty
@@ -159,7 +161,7 @@ class OutputState:
                     f"--out {str(out)!r} holds a build with other settings ({changes}); "
                     "choose another --out or repeat the original options"
                 )
-            _forget_shards(out)
+            _forget_shards(out, info["fingerprint"])
             replaced = changes
         if previous is None or replaced is not None:
             write_text_atomic(out / STATE_DIR / "build.json", json.dumps(info, indent=1) + "\n")
@@ -226,10 +228,16 @@ def _shard_files(out: Path) -> list[Path]:
     return sorted(data.glob("*.parquet")) + sorted(data.glob(".*.tmp"))
 
 
-def _forget_shards(out: Path) -> None:
-    """Delete the empty-shard markers of a build that wrote no shard file."""
-    for marker in (out / STATE_DIR / "empty").glob("*.json"):
-        marker.unlink()
+def _forget_shards(out: Path, fingerprint: str) -> None:
+    """Delete the markers (empty shards, split-build jobs) of builds other than ``fingerprint``.
+
+    Markers of ``fingerprint`` itself stay: another job of the same split build
+    may have written them already.
+    """
+    for kind in ("empty", "jobs"):  # jobs: see degkit.data.jobs
+        for marker in (out / STATE_DIR / kind).glob("*.json"):
+            if json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
+                marker.unlink(missing_ok=True)
 
 
 def settings_differences(old: dict[str, Any], new: dict[str, Any]) -> str:
