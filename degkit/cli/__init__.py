@@ -6,11 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from degkit.cli import data_commands, ops_commands, recipe_commands, set_commands
+from degkit.cli import (
+    data_commands,
+    merge_commands,
+    ops_commands,
+    recipe_commands,
+    set_commands,
+)
 
 __all__ = ["main"]
 
-COMMAND_MODULES = (ops_commands, recipe_commands, data_commands, set_commands)
+COMMAND_MODULES = (ops_commands, recipe_commands, data_commands, merge_commands, set_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,7 +62,12 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="dataset seed (crops and degradations)")
     p.add_argument("--splits", default="train", help="e.g. train=0.9,validation=0.1 (by image)")
-    p.add_argument("--shard", default=None, help="k/n: write only job k of n (0-based)")
+    p.add_argument(
+        "--shard",
+        default=None,
+        help="k/n: write only part k of n (0-based); auto: k/n of the SLURM job array "
+        "or torchrun's RANK/WORLD_SIZE (join the parts with degkit merge)",
+    )
     p.add_argument("--rows-per-shard", type=int, default=None, help="default: ~400 MB shards")
     p.add_argument("--device", default="cpu", help="torch device of the degradation")
     p.add_argument(
@@ -70,6 +75,13 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=os.cpu_count() or 1,
         help="worker processes (default: one per core; 0: all in this process)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine's --workers processes; ray: one Ray task (one CPU) per "
+        "shard on the cluster at RAY_ADDRESS, else a local one (needs degkit[ray])",
     )
     p.add_argument("--batch-size", type=int, default=32, help="samples degraded together")
     p.add_argument("--resume", action="store_true", help="continue a killed build")
@@ -119,6 +131,7 @@ def run_build(args: argparse.Namespace) -> int:
         captioner=args.captioner,
         license=args.license,
         progress=not args.quiet,
+        engine=args.engine,
     )
     summary = build_dataset(config)
     print(summary.text())
