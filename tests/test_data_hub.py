@@ -238,8 +238,12 @@ def test_push_creates_the_repo_and_uploads_exactly_those_files(tmp_path, monkeyp
 
 
 def test_incomplete_build_is_refused(tmp_path):
-    out = _build(tmp_path, "half", shard="0/2")
-    with pytest.raises(ValueError, match="incomplete.*--resume"):
+    out = _build(tmp_path, "half")
+    sorted(out.glob("data/*.parquet"))[0].unlink()  # e.g. a build killed before its end
+    with pytest.raises(ValueError, match="incomplete: rerun the build with --resume"):
         files_to_upload(out)
+    part = _build(tmp_path, "part", shard="0/2")
+    with pytest.raises(ValueError, match="part 0 of 2 of a split build: join the parts"):
+        files_to_upload(part)
     with pytest.raises(FileNotFoundError, match="not a degkit dataset"):
         files_to_upload(tmp_path)

@@ -239,3 +239,14 @@ def test_shard_auto_reads_torchrun_and_explains_when_nothing_is_set(builds, monk
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "4")
     assert _config(builds, "auto", shard="auto").shard == "1/4"
+
+
+def test_card_and_push_of_a_part_point_to_merge(builds):
+    from degkit.data.hub import files_to_upload
+
+    part = builds / "part0of2"
+    card = (part / "README.md").read_text()
+    assert "part 0 of 2 of a split build: join the parts with degkit merge" in card
+    assert "--resume" not in card.split("## ")[0] + card[card.index("# ") :].split("\n\n")[1]
+    with pytest.raises(ValueError, match="part 0 of 2 of a split build.*degkit merge"):
+        files_to_upload(part)

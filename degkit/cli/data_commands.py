@@ -61,7 +61,11 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         "--crop-mode", choices=CROP_MODES, default="random", help="random or evenly spaced grid"
     )
     p.add_argument("--seed", type=int, default=0, help="dataset seed (crops and degradations)")
-    p.add_argument("--splits", default="train", help="e.g. train=0.9,validation=0.1 (by image)")
+    p.add_argument(
+        "--splits",
+        default="train",
+        help="e.g. train=0.9,validation=0.1 (by image; fractions must sum to 1)",
+    )
     p.add_argument(
         "--shard",
         default=None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from degkit.data.info import completeness
 from degkit.data.shards import BASE_COLUMNS
 from degkit.data.stats import DatasetStats
 
@@ -170,11 +171,8 @@ def render_card(stats: DatasetStats) -> str:
     yaml_text = yaml.dump(
         _front_matter(stats), Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True
     )
-    status = (
-        "complete"
-        if stats.complete
-        else "**incomplete**: finish with the same command plus `--resume`"
-    )
+    note, _ = completeness(stats.out, stats)
+    status = f"**{note}**" if note else "complete"
     lines = [
         "---",
         yaml_text.rstrip("\n"),

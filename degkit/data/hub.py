@@ -20,6 +20,7 @@ import socket
 from pathlib import Path
 
 from degkit.data.card import read_license_fields
+from degkit.data.info import completeness
 from degkit.data.stats import collect_stats
 
 __all__ = ["PushPlan", "files_to_upload", "push_plan", "push_dataset"]
@@ -35,9 +36,10 @@ def files_to_upload(folder: str | Path) -> list[str]:
     folder = Path(folder)
     stats = collect_stats(folder)
     if not stats.complete:
+        note, _ = completeness(folder, stats)
         raise ValueError(
-            f"{str(folder)!r} is incomplete ({stats.shards_done} of {stats.shards_total} "
-            "shards); finish it with degkit build ... --resume before pushing"
+            f"{str(folder)!r} holds {stats.shards_done} of {stats.shards_total} shards "
+            f"({note}); push the finished dataset"
         )
     if not (folder / "README.md").is_file():
         raise ValueError(f"{str(folder)!r} has no README.md; rerun degkit build ... --resume")

@@ -17,7 +17,7 @@ from degkit.data.jobs import job_files, recorded_jobs
 from degkit.data.state import finished_shard_meta
 from degkit.data.stats import DatasetStats, collect_stats, read_columns
 
-__all__ = ["info_text", "histogram_lines"]
+__all__ = ["info_text", "histogram_lines", "completeness"]
 
 _BAR_WIDTH = 30
 _LISTED_SHARDS = 6
@@ -66,23 +66,27 @@ def _jobs_label(jobs: list[tuple[int, int]]) -> str:
     return f"{noun} {', '.join(f'{k}/{n}' for k, n in jobs)}"
 
 
-def _completeness_lines(folder: Path, stats: DatasetStats) -> tuple[str, list[str]]:
-    """What to add to the ``shards`` line, and a ``part`` line for a part of a split build."""
+def completeness(folder: Path, stats: DatasetStats) -> tuple[str, list[str]]:
+    """What an unfinished folder is and how to finish it, plus the shards a part holds.
+
+    Empty for a complete build; for a part of a split build (``--shard k/n``),
+    which part it is and that ``degkit merge`` joins the parts.
+    """
     if stats.complete:
         return "", []
     jobs = recorded_jobs(folder)
     if not jobs:
-        return "  (incomplete: rerun the build with --resume)", []
+        return "incomplete: rerun the build with --resume", []
     fingerprint = stats.info["fingerprint"]
     mine = job_files(stats.info["shards"], jobs)
     held = [f for f in mine if finished_shard_meta(folder, f, fingerprint) is not None]
     label = _jobs_label(jobs)
     if len(held) == len(mine):
-        note = f"  ({label} of a split build: join the parts with degkit merge)"
+        note = f"{label} of a split build: join the parts with degkit merge"
     else:
         note = (
-            f"  ({label} of a split build, {len(held)} of its {len(mine)} shards present: "
-            "rerun it with --resume)"
+            f"{label} of a split build, {len(held)} of its {len(mine)} shards present: "
+            "rerun it with --resume"
         )
     listed = ", ".join(held[:_LISTED_SHARDS]) or "no shard yet"
     if len(held) > _LISTED_SHARDS:
@@ -94,14 +98,14 @@ def info_text(folder: str | Path, bins: int = 10, n_examples: int = 5) -> str:
     """The full ``degkit info`` report of a dataset folder."""
     stats = collect_stats(folder, n_examples=n_examples)
     settings = stats.info["settings"]
-    note, part_lines = _completeness_lines(Path(folder), stats)
+    note, part_lines = completeness(Path(folder), stats)
     lines = [
         f"dataset    {Path(folder)}",
         f"recipe     {settings['recipe']}  (hash {settings['recipe_hash']})",
         f"scale      x{settings['scale']}   crop {settings['crop'] or 'whole image'} "
         f"({settings['crop_mode']}, {settings['per_image']} per image)   seed {settings['seed']}",
         f"source     {stats.info['source']}  ({settings['images']} images)",
-        f"shards     {stats.shards_done} of {stats.shards_total}{note}",
+        f"shards     {stats.shards_done} of {stats.shards_total}" + (f"  ({note})" if note else ""),
         *part_lines,
         f"rows       {stats.rows}",
         f"skipped    {len(stats.skipped)} images",
