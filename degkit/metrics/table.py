@@ -64,7 +64,12 @@ METRICS: dict[str, MetricSpec] = {
             colour_space="y",
             y_transform="bt601_ycbcr",
             data_range="0-255",
-            pyiqa_kwargs={"test_y_channel": True, "color_space": "ycbcr", "data_range": 255},
+            pyiqa_kwargs={
+                "test_y_channel": True,
+                "color_space": "ycbcr",
+                "data_range": 255,
+                "eps": 0.0,
+            },
             **_PIXEL,
         ),
         _spec(
@@ -83,7 +88,7 @@ METRICS: dict[str, MetricSpec] = {
             colour_space="rgb",
             y_transform=None,
             data_range="0-255",
-            pyiqa_kwargs={"test_y_channel": False},
+            pyiqa_kwargs={"test_y_channel": False, "eps": 0.0},
             **_PIXEL,
         ),
         _spec(
