@@ -1,7 +1,7 @@
 """Image-quality metrics for SR evaluation: one registry over pyiqa with the SR protocol.
 
->>> m = create_metric("psnr_y", scale=4)      # BT.601 Y, 4 px border crop, float64
->>> scores = m(sr, hr)                         # float64 (N,), one score per image
+    m = create_metric("psnr_y", scale=4)   # BT.601 Y, 4 px border crop, float64
+    scores = m(sr, hr)                      # float64 (N,), one score per image
 
 ``psnr_y``, ``ssim_y`` and ``psnr`` are batched float64 torch code validated against
 pyiqa; the others wrap pyiqa. Metrics whose weights are not present locally are
