@@ -294,6 +294,15 @@ def test_bad_arguments_are_named() -> None:
         create_metric("psnr_y", round_y="no")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pixel_metrics_on_cuda_match_cpu() -> None:
+    hr = _crop("astronaut", 200, 200)
+    sr, hr = _tensor(_degrade(hr, 3, 5.0, 0.8)), _tensor(hr)
+    for name in PIXEL_METRICS:
+        metric = create_metric(name)
+        torch.testing.assert_close(metric(sr.cuda(), hr.cuda()), metric(sr, hr), rtol=1e-9, atol=0)
+
+
 def test_empty_batch_gives_empty_scores() -> None:
     empty = torch.zeros(0, 3, 64, 64)
     assert create_metric("psnr_y")(empty, empty).shape == (0,)
@@ -330,6 +339,7 @@ def test_every_metric_constructs_offline_and_scores_or_says_why_not(empty_caches
         assert metric.protocol["direction"] == metric.direction
         assert metric.protocol["pyiqa_version"] == pyiqa.__version__
         json.dumps(metric.protocol)
+        assert metric.protocol["colour_space"] in ("y", "rgb")
         if not metric.available:
             assert metric.na_text == f"n/a ({metric.missing})"
             assert metric.missing.startswith(("weights missing: ", "dependency missing: "))

@@ -149,7 +149,10 @@ def _create_pyiqa(
     protocol: dict[str, Any],
 ) -> torch.nn.Module:
     import pyiqa
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
+    defaults = DEFAULT_CONFIGS[spec.pyiqa_name]["metric_opts"]
+    protocol["settings"] = {k: v for k, v in {**defaults, **kwargs}.items() if k != "type"}
     if spec.name != "niqe":
         return pyiqa.create_metric(spec.pyiqa_name, device=device, **kwargs)
     from degkit.metrics.niqe_params import params_as_mat, shipped_params_path
