@@ -349,6 +349,8 @@ def test_every_metric_constructs_offline_and_scores_or_says_why_not(empty_caches
         scores = metric(sr, ref)
         assert scores.dtype == torch.float64 and scores.shape == (2,)
         assert torch.isfinite(scores[0]), name
+        singles = torch.cat([metric(sr[i : i + 1], ref[i : i + 1]) for i in range(2)])
+        torch.testing.assert_close(scores, singles, rtol=1e-5, atol=1e-8)
         noisy_score, clean_score = scores.tolist()
         # the clean image is the better one in the metric's own direction
         assert (clean_score > noisy_score) == (metric.direction == "higher"), name
