@@ -44,6 +44,8 @@ def create_metric(
     others. Extra settings: ``round_y`` (psnr_y, ssim_y; default True: Y rounded to
     whole 0-255 levels as MATLAB/pyiqa do), ``params`` (niqe: path of a .npz or
     pyiqa-format .mat with the pristine-model parameters; default: shipped ones).
+    ``device`` is where pyiqa models run; psnr_y, ssim_y and psnr run on the
+    device of their inputs. Missing weights give an unavailable metric, not an error.
     """
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(available_metrics())}")
