@@ -379,6 +379,18 @@ def test_download_attempts_fail_at_once(empty_caches) -> None:
         torchvision.models.alexnet(weights="IMAGENET1K_V1")
 
 
+def test_unforeseen_download_makes_the_metric_unavailable(empty_caches, monkeypatch) -> None:
+    from degkit.metrics import weights
+
+    monkeypatch.setattr(weights, "missing_requirements", lambda spec: None)  # checks miss it
+    lpips = create_metric("lpips")
+    assert not lpips.available
+    checkpoints = empty_caches / "hub" / "checkpoints"
+    assert lpips.na_text.startswith(
+        f"n/a (weights missing: put alexnet-owt-7be5be79.pth in {checkpoints}/"
+    )
+
+
 def test_lpips_loads_weights_from_the_expected_place(empty_caches) -> None:
     import torchvision
     from pyiqa.archs.lpips_arch import LPIPS

@@ -131,7 +131,7 @@ def _pyiqa_metric(
         with no_downloads():
             model = _create_pyiqa(spec, device, kwargs, params, protocol)
     except DownloadBlocked as blocked:
-        return Metric(spec, protocol, None, f"weights missing: pyiqa {blocked}")
+        return Metric(spec, protocol, None, f"weights missing: {blocked}")
     model.eval()
 
     def score(sr: torch.Tensor, hr: torch.Tensor | None) -> torch.Tensor:
