@@ -11,7 +11,10 @@ A :class:`SourceImage` only *locates* the encoded image; :meth:`SourceImage.read
 fetches it, in whatever process decodes it. Source kinds:
 
 * a folder, searched recursively for ``png, jpg, jpeg, webp, bmp, tif, tiff``
-  files (hidden files and folders skipped);
+  files (hidden files and folders skipped). Its other files (other types,
+  broken symbolic links) are not source images, so they take no sample index,
+  but they are reported as :class:`SkippedFile` with the reason, for
+  ``skipped.jsonl``;
 * a ``.csv`` (header row) or ``.jsonl`` file with a path column (``path``,
   ``image``, ``file``, ``filepath`` or ``filename``; relative paths are relative
   to the file) and an optional content caption column (``caption``, ``text``,
@@ -20,7 +23,11 @@ fetches it, in whatever process decodes it. Source kinds:
   ``datasets.save_to_disk`` folder, with an image column (HF ``Image`` struct of
   ``bytes`` / ``path``, or raw bytes) and an optional caption column;
 * ``None`` / ``"embedded"``: real photos that ship inside installed packages
-  (scikit-image, pyiqa, matplotlib), so a build works with no download.
+  (scikit-image, pyiqa, matplotlib), so a build works with no download,
+  less the held-out ones (:data:`HELDOUT_PHOTOS`);
+* ``"embedded-heldout"``: only the held-out photos, which the test sets of
+  :mod:`degkit.evaluate.sets` are made from, so training data built from the
+  default source and the test sets never share a photo.
 """
 
 from __future__ import annotations
@@ -30,13 +37,20 @@ import dataclasses
 import functools
 import importlib.metadata
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SourceImage",
+    "SkippedFile",
+    "SourceListing",
+    "list_source",
+    "scan_folder",
+    "HELDOUT_PHOTOS",
     "embedded_images",
+    "heldout_images",
     "folder_images",
     "listed_images",
     "parquet_images",
@@ -79,6 +93,17 @@ _EMBEDDED_PHOTOS: tuple[tuple[str, str, str], ...] = (
     ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "matplotlib/grace_hopper"),
 )
 
+# Held out of the default build source for the test sets: varied content
+# (a portrait, an animal, a texture, a garden, buildings, an object).
+HELDOUT_PHOTOS: tuple[str, ...] = (
+    "embedded/pyiqa/I04",
+    "embedded/skimage/chelsea",
+    "embedded/skimage/gravel",
+    "embedded/pyiqa/frame_4wrw",
+    "embedded/pyiqa/I08",
+    "embedded/skimage/coffee",
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class SourceImage:
@@ -104,22 +129,61 @@ class SourceImage:
         return _saved_dataset_cell(self.location, self.row, self.column)
 
 
+@dataclasses.dataclass(frozen=True)
+class SkippedFile:
+    """A file of a source folder that is not used as an image, and why."""
+
+    source_id: str
+    location: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceListing:
+    """The sorted images of a source and the files of it left out (sorted by id)."""
+
+    images: list[SourceImage]
+    skipped: list[SkippedFile]
+
+
 # -- embedded photos ----------------------------------------------------------
 def embedded_images() -> list[SourceImage]:
-    """Real photos shipped inside installed packages, with ids ``embedded/<pkg>/<name>``.
+    """The training photos: embedded photos (ids ``embedded/<pkg>/<name>``) not held out.
 
     Photos of packages that are not installed are left out; the list is never
     empty because scikit-image and pyiqa are dependencies of degkit.
     """
+    found = [s for s in _installed_photos() if s.source_id not in HELDOUT_PHOTOS]
+    if not found:
+        raise FileNotFoundError(
+            "no embedded photos found: install scikit-image, pyiqa or matplotlib, or pass --source"
+        )
+    return found
+
+
+def heldout_images() -> list[SourceImage]:
+    """The held-out embedded photos (:data:`HELDOUT_PHOTOS`), sorted by id.
+
+    Raises:
+        FileNotFoundError: a held-out photo's package is not installed (a test
+            set made without it would not be the published one).
+    """
+    found = [s for s in _installed_photos() if s.source_id in HELDOUT_PHOTOS]
+    missing = sorted(set(HELDOUT_PHOTOS) - {s.source_id for s in found})
+    if missing:
+        packages = sorted({d for d, _, n in _EMBEDDED_PHOTOS if f"embedded/{n}" in missing})
+        raise FileNotFoundError(
+            f"held-out photos {missing} are missing: install {', '.join(packages)}"
+        )
+    return found
+
+
+def _installed_photos() -> list[SourceImage]:
     found = []
     for dist, rel_path, name in _EMBEDDED_PHOTOS:
         path = _distribution_file(dist, rel_path)
         if path is not None:
             found.append(SourceImage(f"embedded/{name}", str(path)))
-    if not found:
-        raise FileNotFoundError(
-            "no embedded photos found: install scikit-image, pyiqa or matplotlib, or pass --source"
-        )
     return sorted(found, key=lambda s: s.source_id)
 
 
@@ -138,19 +202,47 @@ def _distribution_file(dist: str, rel_path: str) -> Path | None:
 
 
 # -- folders --------------------------------------------------------------------
-def folder_images(root: str | Path) -> list[SourceImage]:
-    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
+def scan_folder(root: str | Path) -> SourceListing:
+    """Image files under ``root`` (recursive; id = POSIX path relative to ``root``).
+
+    Hidden files and folders are ignored; every other file that is not a
+    readable image file (another type, a broken symbolic link) is listed in
+    ``skipped`` with the reason.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--source folder {str(root)!r} does not exist")
-    found = []
+    found, skipped = [], []
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts) or path.is_dir():
             continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+        reason = _not_an_image_file(path)
+        if reason is None:
             found.append(SourceImage(rel.as_posix(), str(path)))
-    return sorted(found, key=lambda s: s.source_id)
+        else:
+            skipped.append(SkippedFile(rel.as_posix(), str(path), reason))
+    return SourceListing(
+        sorted(found, key=lambda s: s.source_id), sorted(skipped, key=lambda s: s.source_id)
+    )
+
+
+def _not_an_image_file(path: Path) -> str | None:
+    """Why a (non-folder) path of a source folder is not used, or None for an image file."""
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link to {os.readlink(path)}"
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        kind = f"file type {suffix!r}" if suffix else "file without an extension"
+        return f"unsupported {kind}; image files end in {', '.join(IMAGE_EXTENSIONS)}"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def folder_images(root: str | Path) -> list[SourceImage]:
+    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
+    return scan_folder(root).images
 
 
 # -- CSV / JSONL lists ---------------------------------------------------------------
@@ -346,14 +438,28 @@ def resolve_source(
 ) -> list[SourceImage]:
     """The sorted images of a ``--source`` argument (kind detected from the path).
 
-    ``None`` or ``"embedded"`` gives :func:`embedded_images`.
+    ``None`` or ``"embedded"`` gives :func:`embedded_images` (the training
+    photos), ``"embedded-heldout"`` :func:`heldout_images`.
     """
+    return list_source(source, image_column, caption_column, path_column).images
+
+
+def list_source(
+    source: str | Path | None,
+    image_column: str | None = None,
+    caption_column: str | None = None,
+    path_column: str | None = None,
+) -> SourceListing:
+    """Like :func:`resolve_source`, plus the files of a source folder that are left out."""
     if source is None or str(source) == "embedded":
-        return embedded_images()
+        return SourceListing(embedded_images(), [])
+    if str(source) == "embedded-heldout":
+        return SourceListing(heldout_images(), [])
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"--source {str(path)!r} does not exist")
     suffix = path.suffix.lower()
+    skipped: list[SkippedFile] = []
     if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
         images = listed_images(path, path_column, caption_column)
     elif path.is_file() and suffix == ".parquet":
@@ -363,19 +469,26 @@ def resolve_source(
     elif path.is_dir() and next(path.rglob("*.parquet"), None) is not None:
         images = parquet_images(path, image_column, caption_column)
     elif path.is_dir():
-        images = folder_images(path)
+        listing = scan_folder(path)
+        images, skipped = listing.images, listing.skipped
     else:
         raise ValueError(
             f"--source {str(path)!r}: expected a folder, a .csv / .jsonl list, "
             "a .parquet file or a saved dataset folder"
         )
     if not images:
-        raise ValueError(f"--source {str(path)!r} holds no images")
-    return sorted(images, key=lambda s: s.source_id)
+        left_out = "".join(f"; {f.source_id}: {f.reason}" for f in skipped[:3])
+        raise ValueError(f"--source {str(path)!r} holds no images{left_out}")
+    return SourceListing(sorted(images, key=lambda s: s.source_id), skipped)
 
 
 def describe_source(source: str | Path | None) -> str:
     """A one-line human description of a ``--source`` argument (for the card)."""
     if source is None or str(source) == "embedded":
-        return "embedded real photos from scikit-image, pyiqa and matplotlib"
+        return (
+            "embedded real photos from scikit-image, pyiqa and matplotlib "
+            "(less the ones held out for test sets)"
+        )
+    if str(source) == "embedded-heldout":
+        return "embedded real photos held out for test sets: " + ", ".join(HELDOUT_PHOTOS)
     return str(source)

@@ -1,0 +1,1 @@
+"""Evaluation of SR models: fixed, content-hashed test sets (:mod:`degkit.evaluate.sets`)."""
