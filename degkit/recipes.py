@@ -64,6 +64,7 @@ from degkit.pipeline import (
     Shuffle,
     Stage,
 )
+from degkit.recipe_index import RECIPES_DIR, available
 from degkit.rng import STREAM_VERSION
 
 __all__ = [
@@ -78,14 +79,6 @@ __all__ = [
 ]
 
 
-def _shipped_recipes_dir() -> Path:
-    """The repository's ``recipes/`` folder: installed as ``degkit/recipe_files`` by a
-    wheel (see pyproject.toml), the folder itself in a source checkout."""
-    installed = Path(__file__).resolve().parent / "recipe_files"
-    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
-
-
-RECIPES_DIR = _shipped_recipes_dir()
 # libyaml's parser where PyYAML has it (about 8x faster: recipes load in every worker).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_LEVEL_KEYS = ("description", "scale", "pipeline", "extends", "overrides")
@@ -337,11 +330,6 @@ def _content_hash(spec: dict[str, Any]) -> str:
 
 
 # -- resolving files ---------------------------------------------------------------------
-def available() -> list[str]:
-    """Names of the shipped recipes (``recipes/*.yaml``), sorted."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
 def _locate(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:

@@ -6,11 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from degkit.cli import data_commands, ops_commands, recipe_commands, set_commands
+from degkit.cli import (
+    data_commands,
+    merge_commands,
+    ops_commands,
+    recipe_commands,
+    set_commands,
+)
 
 __all__ = ["main"]
 
-COMMAND_MODULES = (ops_commands, recipe_commands, data_commands, set_commands)
+COMMAND_MODULES = (ops_commands, recipe_commands, data_commands, merge_commands, set_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a sub-command; errors print one clear line and exit with status 2."""
+    """Run a sub-command; errors print one clear line and exit with status 2.
+
+    Besides bad input (ValueError, KeyError), OSError covers the conditions a user
+    causes: a missing file, a full disk, no network to the Hub (ConnectionError),
+    no token (PermissionError).
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -24,13 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--revision", default=None, help="branch to push to")
     p.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
-    p.add_argument("--dry-run", action="store_true", help="only list the files to upload")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the repo id; show the target, each file's size and the card's license",
+    )
     p.set_defaults(run=run_push)
 
 
 def _register_build(sub: argparse._SubParsersAction) -> None:
-    from degkit.data.prepare import CROP_MODES, DEFAULT_MAX_PIXELS
-    from degkit.data.work import DEFAULT_PNG_LEVEL
+    from degkit.data.defaults import CROP_MODES, DEFAULT_MAX_PIXELS, DEFAULT_PNG_LEVEL
 
     p = sub.add_parser(
         "build",
@@ -58,8 +61,17 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         "--crop-mode", choices=CROP_MODES, default="random", help="random or evenly spaced grid"
     )
     p.add_argument("--seed", type=int, default=0, help="dataset seed (crops and degradations)")
-    p.add_argument("--splits", default="train", help="e.g. train=0.9,validation=0.1 (by image)")
-    p.add_argument("--shard", default=None, help="k/n: write only job k of n (0-based)")
+    p.add_argument(
+        "--splits",
+        default="train",
+        help="e.g. train=0.9,validation=0.1 (by image; fractions must sum to 1)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        help="k/n: write only part k of n (0-based); auto: k/n of the SLURM job array "
+        "or torchrun's RANK/WORLD_SIZE (join the parts with degkit merge)",
+    )
     p.add_argument("--rows-per-shard", type=int, default=None, help="default: ~400 MB shards")
     p.add_argument("--device", default="cpu", help="torch device of the degradation")
     p.add_argument(
@@ -67,6 +79,13 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=os.cpu_count() or 1,
         help="worker processes (default: one per core; 0: all in this process)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine's --workers processes; ray: one Ray task (one CPU) per "
+        "shard on the cluster at RAY_ADDRESS, else a local one (needs degkit[ray])",
     )
     p.add_argument("--batch-size", type=int, default=32, help="samples degraded together")
     p.add_argument("--resume", action="store_true", help="continue a killed build")
@@ -116,6 +135,7 @@ def run_build(args: argparse.Namespace) -> int:
         captioner=args.captioner,
         license=args.license,
         progress=not args.quiet,
+        engine=args.engine,
     )
     summary = build_dataset(config)
     print(summary.text())
@@ -131,12 +151,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    """Upload the shards and card (or list them with --dry-run)."""
-    from degkit.data.hub import files_to_upload, push_dataset
+    """Upload the shards and card (or, with --dry-run, show the target, files and license)."""
+    from degkit.data.hub import push_dataset, push_plan
 
     if args.dry_run:
-        for name in files_to_upload(args.dir):
-            print(name)
+        print(push_plan(args.dir, args.repo_id, args.private, args.revision).text())
         return 0
     url = push_dataset(
         args.dir, args.repo_id, private=args.private, revision=args.revision, token=args.token

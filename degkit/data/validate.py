@@ -14,10 +14,13 @@ from typing import Any
 
 import torch
 
+from degkit.data.jobs import shard_from_environment
 from degkit.data.plan import parse_shard_spec, split_weights
 from degkit.data.prepare import CROP_MODES
 
-__all__ = ["field_name", "validate_config", "check_crop_fits_scale"]
+__all__ = ["ENGINES", "field_name", "validate_config", "check_crop_fits_scale"]
+
+ENGINES = ("local", "ray")
 
 _FLAGS = {"recipe": "RECIPE", "progress": "--quiet"}
 _INT64 = 2**63
@@ -140,6 +143,8 @@ def validate_config(config: Any) -> None:
     check_splits(config.splits)
     _text(config, "shard", optional=True)
     try:
+        if config.shard == "auto":  # the k/n of this job, read once, here
+            config.shard = shard_from_environment()
         parse_shard_spec(config.shard)
     except ValueError as exc:
         raise ValueError(str(exc).replace("--shard", field_name("shard"), 1)) from None
@@ -155,3 +160,7 @@ def validate_config(config: Any) -> None:
         _text(config, field, optional=True)
     _text(config, "license")
     _flag(config, "progress")
+    if config.engine not in ENGINES:
+        raise ValueError(
+            f"{field_name('engine')} must be one of {', '.join(ENGINES)}, got {config.engine!r}"
+        )
