@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 
+from degkit import recipes
 from degkit.ops import OpError, create_op, op_class, registered_ops
 from degkit.ops.base import Images
 from degkit.rng import BatchStreams
@@ -206,3 +207,25 @@ def test_params_declare_exactly_what_is_recorded(name: str) -> None:
     nan[key] = [math.nan] * len(nan[key]) if isinstance(nan[key], list) else math.nan
     with pytest.raises(OpError, match=f"{name}: parameter '{key}' must be in"):
         op.replay(_images(), [nan, *records[1:]])
+
+
+@pytest.mark.parametrize("name", ["realesrgan", "bsrgan"])
+def test_a_recipe_replays_under_other_ranges(name: str) -> None:
+    """End to end: a pipeline's records replay bit for bit through a variant of its recipe."""
+    variant = {
+        "realesrgan": {
+            "stage1/blur": {"sigma": [0.1, 0.2], "sinc_prob": 0.0},
+            "stage1/resize": {"scale": [0.9, 1.1], "antialias": True},
+            "stage1/jpeg": {"quality": [90, 95], "subsampling": "4:4:4"},
+        },
+        "bsrgan": {
+            "sf4/blur1_aniso": {"sigma": [0.0, 0.5]},
+            "sf4/shifted_subsample": {"sigma": [0.1, 0.2]},
+            "sf4/gaussian_noise": {"sigma": [1, 2], "correlated_sigma": 3},
+            "final_jpeg": {"quality": [90, 95], "subsampling": "4:4:4"},
+        },
+    }[name]
+    hr = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    result = recipes.load(name).pipeline(hr, seed=9, indices=range(4), scale=4)
+    replayed = recipes.load(name, overrides=variant).pipeline.replay(hr, result.records, scale=4)
+    assert _equal(replayed.lr, result.lr)
