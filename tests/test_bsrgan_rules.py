@@ -266,19 +266,27 @@ def test_blur_sigma_distribution_is_validated() -> None:
         create_op("blur", sigma_step=0.1, sigma_distribution="sqrt_uniform")
 
 
-def test_anisotropic_kernel_covariance_is_the_published_one() -> None:
-    """The kernel's second moments equal V diag(l1, l2) V^T, V the rotation by theta."""
-    op = create_op("blur", kernel_types=["aniso"], sigma=(0.5, 2.0), kernel_size=(25, 25))
-    params = op.sample(BatchStreams(7, range(5)), 5)
-    kernels = blur_kernels(25, params).double().numpy()
-    offsets = np.arange(-12, 13, dtype=np.float64)
-    xx, yy = np.meshgrid(offsets, offsets)
-    for i, k in enumerate(kernels):
+def test_anisotropic_kernel_is_the_published_gaussian() -> None:
+    """Taps equal the normalised density of N(0, V diag(l1, l2) V^T) at (column, row)
+    offsets, V the rotation by theta and l1, l2 the squared sigmas (scipy reference)."""
+    op = create_op(
+        "blur",
+        kernel_types=["aniso"],
+        sigma=(0.0, np.sqrt(8.0)),
+        sigma_distribution="sqrt_uniform",
+        rotation=(0.0, np.pi),
+        kernel_size=(7, 25),
+    )
+    params = op.sample(BatchStreams(7, range(6)), 6)
+    for i in range(6):
+        size = int(params["kernel_size"][i])
+        kernel = blur_kernels(size, {k: v[i : i + 1] for k, v in params.items()})[0]
         l1, l2 = float(params["sigma_x"][i]) ** 2, float(params["sigma_y"][i]) ** 2
         theta = float(params["theta"][i])
         v = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-        expected = v @ np.diag([l1, l2]) @ v.T
-        moments = np.array(
-            [[(k * xx * xx).sum(), (k * xx * yy).sum()], [(k * yy * xx).sum(), (k * yy * yy).sum()]]
+        offsets = np.arange(size) - size // 2
+        xx, yy = np.meshgrid(offsets, offsets)
+        density = stats.multivariate_normal([0, 0], v @ np.diag([l1, l2]) @ v.T).pdf(
+            np.stack([xx, yy], axis=-1)
         )
-        np.testing.assert_allclose(moments, expected, atol=1e-3 * max(l1, l2))
+        np.testing.assert_allclose(kernel.double().numpy(), density / density.sum(), atol=1e-6)
