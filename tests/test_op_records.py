@@ -13,8 +13,12 @@ until it is listed here.
 
 from __future__ import annotations
 
+import ast
 import copy
+import dataclasses
+import inspect
 import math
+import textwrap
 from typing import Any
 
 import pytest
@@ -229,3 +233,19 @@ def test_a_recipe_replays_under_other_ranges(name: str) -> None:
     result = recipes.load(name).pipeline(hr, seed=9, indices=range(4), scale=4)
     replayed = recipes.load(name, overrides=variant).pipeline.replay(hr, result.records, scale=4)
     assert _equal(replayed.lr, result.lr)
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_apply_reads_no_configuration_field(name: str) -> None:
+    """Static check beside the replay test: ``_apply`` never reads ``self.<field>``."""
+    cls = op_class(name)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls._apply)))
+    read = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    }
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert not read & fields, f"{name}._apply reads configuration field(s) {read & fields}"
