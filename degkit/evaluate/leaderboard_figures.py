@@ -1,0 +1,104 @@
+"""Leaderboard figures (matplotlib, Agg): per-set bars, and metric against severity level.
+
+The severity figures read each result's per-image CSV and need its ``type``
+and ``level`` columns (written for severity sets); other sets get bars only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from degkit.evaluate.leaderboard import Leaderboard
+
+__all__ = ["draw_figures", "LEVEL_ORDER"]
+
+LEVEL_ORDER = ("light", "medium", "heavy")
+
+
+def draw_figures(board: Leaderboard, folder: Path) -> list[Path]:
+    """Write the PNGs of ``board`` into ``folder``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for set_name in board.sets:
+        paths.append(_bars(board, set_name, folder))
+        paths += _severity(board, set_name, folder)
+    return paths
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _bars(board: Leaderboard, set_name: str, folder: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    columns = [(i, c) for i, c in enumerate(board.columns) if c.set == set_name]
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(3.2 * len(columns), 0.5 + 0.4 * len(board.methods)), squeeze=False
+    )
+    for ax, (i, c) in zip(axes[0], columns, strict=True):
+        best = board.best(i)
+        values = [board.values.get((m, i)) for m in board.methods]
+        numbers = [v if isinstance(v, float) else 0.0 for v in values]
+        colors = ["tab:orange" if m in best else "tab:blue" for m in board.methods]
+        ax.barh(board.methods, numbers, color=colors)
+        for y, v in enumerate(values):
+            if not isinstance(v, float):
+                ax.text(0, y, " n/a", va="center")
+        ax.set_title(c.label, fontsize=9)
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=8)
+    fig.suptitle(f"{set_name} (best in orange)", fontsize=10)
+    fig.tight_layout()
+    path = folder / f"{_safe(set_name)}_bars.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _severity(board: Leaderboard, set_name: str, folder: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    tables = {}
+    for (method, s), (path, summary) in board.summaries.items():
+        csv = path.parent / summary.per_image_csv
+        if s == set_name and csv.is_file():
+            table = pd.read_csv(csv, dtype={"id": str})
+            if {"type", "level"} <= set(table.columns):
+                tables[method] = table
+    if not tables:
+        return []
+    paths = []
+    for c in board.columns:
+        if c.set != set_name or not any(c.metric in t.columns for t in tables.values()):
+            continue
+        types = sorted({t for table in tables.values() for t in table["type"].dropna().unique()})
+        fig, axes = plt.subplots(
+            1, len(types), figsize=(2.6 * len(types), 2.8), squeeze=False, sharey=True
+        )
+        for ax, kind in zip(axes[0], types, strict=True):
+            for method, table in tables.items():
+                if c.metric not in table.columns:
+                    continue
+                means = table[table["type"] == kind].groupby("level")[c.metric].mean()
+                levels = [lv for lv in LEVEL_ORDER if lv in means.index]
+                levels += sorted(set(means.index) - set(LEVEL_ORDER))
+                ax.plot(levels, [means[lv] for lv in levels], marker="o", label=method)
+            ax.set_title(str(kind), fontsize=9)
+            ax.tick_params(labelsize=8)
+        axes[0][0].set_ylabel(c.label, fontsize=9)
+        axes[0][-1].legend(fontsize=7)
+        fig.suptitle(f"{set_name}: {c.metric} by severity level", fontsize=10)
+        fig.tight_layout()
+        path = folder / f"{_safe(set_name)}_{_safe(c.metric)}_severity.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
