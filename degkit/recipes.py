@@ -425,7 +425,14 @@ def from_dict(data: Mapping[str, Any], name: str = "custom", path: str | Path = 
     )
 
 
-def load(name_or_path: str | Path) -> Recipe:
-    """Load a shipped recipe by name (``"realesrgan"``) or any recipe file by path."""
+def load(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """Load a shipped recipe by name (``"realesrgan"``) or any recipe file by path.
+
+    ``overrides`` (``{node path: {field: value}}``, as in a recipe file) are
+    applied after the file's own; the hash reflects them.
+    """
     path = _locate(name_or_path)
-    return from_dict(_resolve(path), name=path.stem, path=path)
+    resolved = _resolve(path)
+    if overrides:
+        _apply_overrides(path, resolved["pipeline"], dict(overrides))
+    return from_dict(resolved, name=path.stem, path=path)

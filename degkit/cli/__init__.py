@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from degkit.cli import data_commands, eval_commands, ops_commands, recipe_commands
+from degkit.cli import data_commands, eval_commands, ops_commands, recipe_commands, set_commands
 
 __all__ = ["main"]
 
-COMMAND_MODULES = (ops_commands, recipe_commands, data_commands, eval_commands)
+COMMAND_MODULES = (ops_commands, recipe_commands, data_commands, set_commands, eval_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

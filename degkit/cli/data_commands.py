@@ -36,7 +36,8 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         "build",
         help="degrade HR images with a recipe into captioned parquet shards",
         description="Build a caption-labelled HR/LR parquet dataset. With no --source, "
-        "the real photos embedded in installed packages are used.",
+        "the real photos embedded in installed packages are used, less the ones held out "
+        "for the test sets (degkit sets).",
     )
     p.add_argument("recipe", help="recipe name (see degkit recipes) or YAML path")
     p.add_argument("--out", required=True, help="output folder")
@@ -44,7 +45,7 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         "--source",
         default=None,
         help="image folder, .csv/.jsonl list, .parquet file or folder, saved HF dataset, "
-        "or 'embedded' (default)",
+        "'embedded' (default: the training photos) or 'embedded-heldout' (the test-set photos)",
     )
     p.add_argument("--scale", type=int, default=None, help="SR factor (default: the recipe's)")
     crop = p.add_mutually_exclusive_group()
