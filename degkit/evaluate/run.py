@@ -134,7 +134,7 @@ def evaluate(
     scored = [m for m in metrics if m.name not in unavailable]
     out = Path(out)
     settings = {
-        "set": test_set.describe(),
+        "set": {"name": test_set.name, "hash": test_set.hash, "scale": test_set.scale},
         "model": model.describe(),
         "metrics": {m.name: m.protocol for m in metrics},
         "unavailable": unavailable,
@@ -171,6 +171,7 @@ def evaluate(
             bar.update(len(batch))
     summary = _summarise(
         out,
+        test_set,
         pairs,
         metrics,
         unavailable,
@@ -293,6 +294,7 @@ def _sr_and_hr(
 
 def _summarise(
     out: Path,
+    test_set: Any,
     pairs: list[Any],
     metrics: list[Any],
     unavailable: dict[str, str],
@@ -322,7 +324,7 @@ def _summarise(
             "protocol": m.protocol,
         }
     return Summary(
-        set=settings["set"],
+        set=test_set.describe(),
         model=model.describe(),
         metrics=results,
         n=len(table),

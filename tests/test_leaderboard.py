@@ -1,0 +1,109 @@
+"""Leaderboard files: best markers per metric direction, hashes, embedded figures, merge rules."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+
+import pytest
+from eval_fakes import mae_rgb, psnr_rgb, tiny_set, unavailable_metric
+
+from degkit.evaluate.leaderboard import format_score, write_leaderboard
+from degkit.evaluate.run import evaluate
+
+METHODS = ("nearest", "bicubic", "lanczos")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    sets = [tiny_set(n=6, scale=2, name="alpha"), tiny_set(n=6, scale=2, seed=1, name="beta")]
+    paths, summaries = [], {}
+    for s in sets:
+        for method in METHODS:
+            out = root / s.name / method
+            metrics = [psnr_rgb(), mae_rgb(), unavailable_metric()]
+            summaries[method, s.name] = evaluate(s, method, metrics, out, progress=False)
+            paths.append(out / "summary.json")
+    return paths, summaries, sets
+
+
+def _expected_best(summaries, set_name, metric, pick):
+    scores = {m: summaries[m, set_name].scores[metric] for m in METHODS}
+    return pick(scores, key=scores.get)
+
+
+def test_files_mark_the_best_per_direction(results, tmp_path):
+    paths, summaries, sets = results
+    written = write_leaderboard(paths, tmp_path / "board")
+    names = {p.name for p in written}
+    assert {"leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html"} <= names
+    table = list(csv.DictReader(io.StringIO((tmp_path / "board/leaderboard.csv").read_text())))
+    board = json.loads((tmp_path / "board/leaderboard.json").read_text())
+    md = (tmp_path / "board/leaderboard.md").read_text()
+    html = (tmp_path / "board/leaderboard.html").read_text()
+    md_rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "|" in line}
+    for s in sets:
+        for metric, pick in (("psnr_rgb", max), ("mae_rgb", min)):
+            best = _expected_best(summaries, s.name, metric, pick)
+            flagged = [
+                r["method"]
+                for r in table
+                if (r["set"], r["metric"], r["best"]) == (s.name, metric, "True")
+            ]
+            assert flagged == [best]
+            column = next(
+                c for c in board["columns"] if (c["set"], c["metric"]) == (s.name, metric)
+            )
+            assert column["best"] == [best]
+            assert column["set_hash"] == s.hash
+            value = format_score(summaries[best, s.name].scores[metric])
+            assert f"**{value}**" in md_rows[best]
+            assert re.search(rf'<td class="best" data-v="[^"]+">{re.escape(value)}</td>', html)
+    # n/a metric: never a number, never best
+    na = [r for r in table if r["metric"] == "lpips_fake"]
+    assert all(
+        r["value"] == "" and r["na"].startswith("n/a (") and r["best"] == "False" for r in na
+    )
+    assert md.count("**") == 2 * 2 * len(sets)  # one bold cell per numeric column
+
+
+def test_footer_has_hashes_and_protocols_and_html_is_self_contained(results, tmp_path):
+    paths, _, sets = results
+    write_leaderboard(paths, tmp_path)
+    md = (tmp_path / "leaderboard.md").read_text()
+    html = (tmp_path / "leaderboard.html").read_text()
+    for s in sets:
+        assert s.hash in md and s.hash in html
+    protocol = json.dumps(psnr_rgb().protocol, sort_keys=True)
+    assert protocol in md and protocol.replace('"', "&quot;") in html
+    assert "<script src" not in html and "http://" not in html and "https://" not in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    figures = sorted((tmp_path / "figures").glob("*.png"))
+    # per-set bars, and severity curves per (set, metric) since the sets carry type and level
+    assert {f.name for f in figures} == {
+        *(f"{s.name}_bars.png" for s in sets),
+        *(f"{s.name}_{m}_severity.png" for s in sets for m in ("psnr_rgb", "mae_rgb")),
+    }
+    assert sorted(base64.b64decode(i) for i in images) == sorted(f.read_bytes() for f in figures)
+    assert all(f"(figures/{f.name})" in md for f in figures)
+
+
+def test_incomparable_results_are_refused(results, tmp_path):
+    paths, _, _ = results
+    with pytest.raises(ValueError, match="a second result of nearest on alpha"):
+        write_leaderboard([paths[0], paths[0]], tmp_path)
+    other = tiny_set(n=6, scale=2, seed=5, name="alpha")  # same name, other pixels
+    evaluate(other, "bicubic", [psnr_rgb()], tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="set alpha has hash .* do not compare"):
+        write_leaderboard([paths[0], tmp_path / "x" / "summary.json"], tmp_path / "b")
+    changed = psnr_rgb()
+    changed.protocol = {**changed.protocol, "crop_border": 7}
+    evaluate(
+        tiny_set(n=6, scale=2, name="alpha"), "bicubic", [changed], tmp_path / "y", progress=False
+    )
+    with pytest.raises(ValueError, match="psnr_rgb on alpha was computed with another protocol"):
+        write_leaderboard([paths[0], tmp_path / "y" / "summary.json"], tmp_path / "c")
