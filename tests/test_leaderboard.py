@@ -83,10 +83,10 @@ def test_footer_has_hashes_and_protocols_and_html_is_self_contained(results, tmp
     assert "<script src" not in html and "http://" not in html and "https://" not in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     figures = sorted((tmp_path / "figures").glob("*.png"))
-    # per-set bars, and severity curves per (set, metric) since the sets carry type and level
+    # per-set bars, and severity curves since the sets carry type and level
     assert {f.name for f in figures} == {
         *(f"{s.name}_bars.png" for s in sets),
-        *(f"{s.name}_{m}_severity.png" for s in sets for m in ("psnr_rgb", "mae_rgb")),
+        *(f"{s.name}_severity.png" for s in sets),
     }
     assert sorted(base64.b64decode(i) for i in images) == sorted(f.read_bytes() for f in figures)
     assert all(f"(figures/{f.name})" in md for f in figures)

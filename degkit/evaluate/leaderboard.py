@@ -195,12 +195,12 @@ def cell_text(board: Leaderboard, method: str, index: int) -> str:
 
 def footer_lines(board: Leaderboard) -> list[str]:
     """Protocol of every metric column and hash of every set, one line each."""
-    lines = ["Sets (content sha256):"]
+    lines = ["Sets (content sha256):", ""]
     lines += [
         f"- {name}: {d['hash']} (n={d.get('n')}, x{d.get('scale')})"
         for name, d in board.sets.items()
     ]
-    lines.append("Metric protocols:")
+    lines += ["", "Metric protocols:", ""]
     seen: set[tuple[str, str]] = set()
     for c in board.columns:
         text = json.dumps(c.protocol, sort_keys=True)
@@ -229,22 +229,23 @@ def _markdown(board: Leaderboard, figures: list[Path], out: Path) -> str:
     lines += ["", "## Figures", ""]
     lines += [f"![{f.stem}]({f.relative_to(out).as_posix()})" for f in figures]
     lines += ["", "## Provenance", ""]
-    lines += [_model_line(board, m) for m in board.methods]
+    lines += [model_line(board, m) for m in board.methods]
     lines += ["", *footer_lines(board)]
     return "\n".join(lines) + "\n"
 
 
-def _model_line(board: Leaderboard, method: str) -> str:
-    parts = []
-    for (m, set_name), (_, s) in board.summaries.items():
-        if m == method:
-            model = s.model
-            sha = model.get("checkpoint_sha256")
-            parts.append(
-                f"{set_name}: n={s.n}, {model['kind']}"
-                + (f" {model['definition']}" if model.get("definition") else "")
-                + (f", sha256 {sha}" if sha else "")
-                + f", {model.get('parameters')} parameters, degkit {s.degkit_version}"
-                + f" @ {(s.git_commit or 'no git')[:12]}, {s.device}, {s.wall_seconds:.1f} s"
-            )
-    return f"- {method}: " + "; ".join(parts)
+def model_line(board: Leaderboard, method: str) -> str:
+    """``- method: what it is; per set: n, device, seconds``."""
+    runs = [(name, s) for (m, name), (_, s) in board.summaries.items() if m == method]
+    model = runs[0][1].model
+    what = [model["kind"]]
+    what += [model[k] for k in ("architecture", "definition") if model.get(k)]
+    if model.get("checkpoint_sha256"):
+        what.append(f"checkpoint sha256 {model['checkpoint_sha256']}")
+    what.append(f"{model.get('parameters')} parameters")
+    per_set = [
+        f"{name} n={s.n} on {s.device} in {s.wall_seconds:.1f} s "
+        f"(degkit {s.degkit_version} @ {(s.git_commit or 'no git')[:12]})"
+        for name, s in runs
+    ]
+    return f"- {method}: {', '.join(what)}; " + "; ".join(per_set)

@@ -36,25 +36,33 @@ def _safe(text: str) -> str:
 
 
 def _bars(board: Leaderboard, set_name: str, folder: Path) -> Path:
+    """One panel per metric: a bar per method, the best in orange, axis zoomed to the values."""
     import matplotlib.pyplot as plt
+
+    from degkit.evaluate.leaderboard import format_score
 
     columns = [(i, c) for i, c in enumerate(board.columns) if c.set == set_name]
     fig, axes = plt.subplots(
-        1, len(columns), figsize=(3.2 * len(columns), 0.5 + 0.4 * len(board.methods)), squeeze=False
+        1, len(columns), figsize=(3.4 * len(columns), 1.0 + 0.4 * len(board.methods)), squeeze=False
     )
     for ax, (i, c) in zip(axes[0], columns, strict=True):
         best = board.best(i)
         values = [board.values.get((m, i)) for m in board.methods]
-        numbers = [v if isinstance(v, float) else 0.0 for v in values]
+        numbers = [v for v in values if isinstance(v, float)]
         colors = ["tab:orange" if m in best else "tab:blue" for m in board.methods]
-        ax.barh(board.methods, numbers, color=colors)
-        for y, v in enumerate(values):
-            if not isinstance(v, float):
-                ax.text(0, y, " n/a", va="center")
+        bars = ax.barh(
+            board.methods, [v if isinstance(v, float) else 0.0 for v in values], color=colors
+        )
+        ax.bar_label(bars, [format_score(v) for v in values], fontsize=7, padding=2)
+        if numbers:
+            lo, hi = min(numbers), max(numbers)
+            pad = (hi - lo) * 0.6 or abs(hi) * 0.05 or 1.0
+            ax.set_xlim(lo - pad, hi + pad)
+            ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_title(c.label, fontsize=9)
         ax.invert_yaxis()
         ax.tick_params(labelsize=8)
-    fig.suptitle(f"{set_name} (best in orange)", fontsize=10)
+    fig.suptitle(f"{set_name}: means (best in orange)", fontsize=10)
     fig.tight_layout()
     path = folder / f"{_safe(set_name)}_bars.png"
     fig.savefig(path, dpi=90)
@@ -63,8 +71,11 @@ def _bars(board: Leaderboard, set_name: str, folder: Path) -> Path:
 
 
 def _severity(board: Leaderboard, set_name: str, folder: Path) -> list[Path]:
+    """Rows: degradation types; columns: metrics; a line per method over the levels."""
     import matplotlib.pyplot as plt
     import pandas as pd
+
+    from degkit.evaluate.leaderboard import ARROW
 
     tables = {}
     for (method, s), (path, summary) in board.summaries.items():
@@ -73,17 +84,19 @@ def _severity(board: Leaderboard, set_name: str, folder: Path) -> list[Path]:
             table = pd.read_csv(csv, dtype={"id": str})
             if {"type", "level"} <= set(table.columns):
                 tables[method] = table
-    if not tables:
+    columns = [
+        c
+        for c in board.columns
+        if c.set == set_name and any(c.metric in t.columns for t in tables.values())
+    ]
+    if not columns:
         return []
-    paths = []
-    for c in board.columns:
-        if c.set != set_name or not any(c.metric in t.columns for t in tables.values()):
-            continue
-        types = sorted({t for table in tables.values() for t in table["type"].dropna().unique()})
-        fig, axes = plt.subplots(
-            1, len(types), figsize=(2.6 * len(types), 2.8), squeeze=False, sharey=True
-        )
-        for ax, kind in zip(axes[0], types, strict=True):
+    types = sorted({t for table in tables.values() for t in table["type"].dropna().unique()})
+    fig, axes = plt.subplots(
+        len(types), len(columns), figsize=(3.2 * len(columns), 2.6 * len(types)), squeeze=False
+    )
+    for row, kind in enumerate(types):
+        for ax, c in zip(axes[row], columns, strict=True):
             for method, table in tables.items():
                 if c.metric not in table.columns:
                     continue
@@ -91,14 +104,12 @@ def _severity(board: Leaderboard, set_name: str, folder: Path) -> list[Path]:
                 levels = [lv for lv in LEVEL_ORDER if lv in means.index]
                 levels += sorted(set(means.index) - set(LEVEL_ORDER))
                 ax.plot(levels, [means[lv] for lv in levels], marker="o", label=method)
-            ax.set_title(str(kind), fontsize=9)
+            ax.set_title(f"{kind}: {c.metric} {ARROW.get(c.direction, '')}", fontsize=9)
             ax.tick_params(labelsize=8)
-        axes[0][0].set_ylabel(c.label, fontsize=9)
-        axes[0][-1].legend(fontsize=7)
-        fig.suptitle(f"{set_name}: {c.metric} by severity level", fontsize=10)
-        fig.tight_layout()
-        path = folder / f"{_safe(set_name)}_{_safe(c.metric)}_severity.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"{set_name}: mean by severity level", fontsize=10)
+    fig.tight_layout()
+    path = folder / f"{_safe(set_name)}_severity.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return [path]

@@ -42,7 +42,7 @@ document.querySelectorAll("th").forEach((th, col) => th.addEventListener("click"
 
 def leaderboard_html(board: Leaderboard, figures: list[Path]) -> str:
     """The HTML text: table with best cells marked, figures as base64 PNG, footer."""
-    from degkit.evaluate.leaderboard import footer_lines, format_score
+    from degkit.evaluate.leaderboard import footer_lines, format_score, model_line
 
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in ["method", *[c.label for c in board.columns]])
@@ -62,7 +62,14 @@ def leaderboard_html(board: Leaderboard, figures: list[Path]) -> str:
         f'{base64.b64encode(f.read_bytes()).decode()}">'
         for f in figures
     ]
-    footer = "<br>\n".join(esc(line) for line in footer_lines(board))
+    lines = [
+        "Methods:",
+        "",
+        *[model_line(board, m) for m in board.methods],
+        "",
+        *footer_lines(board),
+    ]
+    footer = "<br>\n".join(esc(line) for line in lines)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>degkit leaderboard</title>
 <style>{STYLE}</style></head>
