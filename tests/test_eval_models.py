@@ -148,3 +148,15 @@ def test_tiled_compact_matches_untiled(tmp_path):
     )
     with pytest.raises(ValueError, match="tile 20: must exceed twice the tile overlap"):
         super_resolve(model, lr, tile=20, overlap=16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_autocast_on_cuda_is_close_to_fp32(tmp_path, precision):
+    path = tmp_path / "c.pth"
+    _tiny_compact(path)
+    model = load_model(str(path), 2).to("cuda")
+    lr = _lr(h=16, w=16).cuda()
+    low = super_resolve(model, lr, precision=precision)
+    assert low.dtype == torch.float32 and low.device.type == "cuda"
+    torch.testing.assert_close(low, super_resolve(model, lr), atol=0.05, rtol=0)

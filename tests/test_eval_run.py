@@ -26,7 +26,8 @@ from PIL import Image
 import degkit
 from degkit.evaluate.models import SRModel, load_model
 from degkit.evaluate.results_folder import results_folder
-from degkit.evaluate.run import Summary, evaluate
+from degkit.evaluate.run import evaluate
+from degkit.evaluate.summary import Summary
 
 
 def _rows(out: Path) -> list[dict]:

@@ -31,20 +31,26 @@ def results(tmp_path_factory):
     return paths, summaries, sets
 
 
+@pytest.fixture(scope="module")
+def board(results, tmp_path_factory):
+    out = tmp_path_factory.mktemp("board")
+    return out, write_leaderboard(results[0], out)
+
+
 def _expected_best(summaries, set_name, metric, pick):
     scores = {m: summaries[m, set_name].scores[metric] for m in METHODS}
     return pick(scores, key=scores.get)
 
 
-def test_files_mark_the_best_per_direction(results, tmp_path):
-    paths, summaries, sets = results
-    written = write_leaderboard(paths, tmp_path / "board")
+def test_files_mark_the_best_per_direction(results, board):
+    _, summaries, sets = results
+    out, written = board
     names = {p.name for p in written}
     assert {"leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html"} <= names
-    table = list(csv.DictReader(io.StringIO((tmp_path / "board/leaderboard.csv").read_text())))
-    board = json.loads((tmp_path / "board/leaderboard.json").read_text())
-    md = (tmp_path / "board/leaderboard.md").read_text()
-    html = (tmp_path / "board/leaderboard.html").read_text()
+    table = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
+    board = json.loads((out / "leaderboard.json").read_text())
+    md = (out / "leaderboard.md").read_text()
+    html = (out / "leaderboard.html").read_text()
     md_rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "|" in line}
     for s in sets:
         for metric, pick in (("psnr_rgb", max), ("mae_rgb", min)):
@@ -71,18 +77,18 @@ def test_files_mark_the_best_per_direction(results, tmp_path):
     assert md.count("**") == 2 * 2 * len(sets)  # one bold cell per numeric column
 
 
-def test_footer_has_hashes_and_protocols_and_html_is_self_contained(results, tmp_path):
-    paths, _, sets = results
-    write_leaderboard(paths, tmp_path)
-    md = (tmp_path / "leaderboard.md").read_text()
-    html = (tmp_path / "leaderboard.html").read_text()
+def test_footer_has_hashes_and_protocols_and_html_is_self_contained(results, board):
+    _, _, sets = results
+    out = board[0]
+    md = (out / "leaderboard.md").read_text()
+    html = (out / "leaderboard.html").read_text()
     for s in sets:
         assert s.hash in md and s.hash in html
     protocol = json.dumps(psnr_rgb().protocol, sort_keys=True)
     assert protocol in md and protocol.replace('"', "&quot;") in html
     assert "<script src" not in html and "http://" not in html and "https://" not in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    figures = sorted((tmp_path / "figures").glob("*.png"))
+    figures = sorted((out / "figures").glob("*.png"))
     # per-set bars, and severity curves since the sets carry type and level
     assert {f.name for f in figures} == {
         *(f"{s.name}_bars.png" for s in sets),
@@ -107,3 +113,15 @@ def test_incomparable_results_are_refused(results, tmp_path):
     )
     with pytest.raises(ValueError, match="psnr_rgb on alpha was computed with another protocol"):
         write_leaderboard([paths[0], tmp_path / "y" / "summary.json"], tmp_path / "c")
+
+
+def test_cli_leaderboard(results, tmp_path, capsys):
+    from degkit.cli import main
+
+    paths, _, _ = results
+    assert main(["leaderboard", *map(str, paths), "--out", str(tmp_path / "b")]) == 0
+    assert str(tmp_path / "b" / "leaderboard.html") in capsys.readouterr().out.splitlines()
+    missing = tmp_path / "absent.json"
+    assert main(["leaderboard", str(missing), "--out", str(tmp_path / "c")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"degkit leaderboard: error: {missing}: no such result file"

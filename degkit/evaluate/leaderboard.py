@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from degkit.data.state import write_text_atomic
-from degkit.evaluate.run import Summary
+from degkit.evaluate.summary import Summary
 
 __all__ = ["Column", "Leaderboard", "load_leaderboard", "write_leaderboard", "format_score"]
 

@@ -15,10 +15,8 @@ already holds, and a folder holding other settings is never written into.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -32,71 +30,13 @@ import degkit
 from degkit.data.state import _differences, write_text_atomic
 from degkit.evaluate.models import SRModel, load_model, super_resolve
 from degkit.evaluate.results_folder import ResultsFolder
+from degkit.evaluate.summary import Summary, git_commit
 
-__all__ = ["Summary", "evaluate", "git_commit", "SUMMARY_FILE", "CSV_FILE"]
+__all__ = ["Summary", "evaluate", "SUMMARY_FILE", "CSV_FILE"]
 
 SUMMARY_FILE = "summary.json"
 CSV_FILE = "per_image.csv"
 SETTINGS_FILE = "eval.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Summary:
-    """A finished evaluation: means per metric (or why one is n/a) and provenance."""
-
-    set: dict[str, Any]
-    model: dict[str, Any]
-    metrics: dict[str, dict[str, Any]]  # name -> mean | na, direction, reference, protocol
-    n: int
-    per_image_csv: str
-    degkit_version: str
-    git_commit: str | None
-    torch_version: str
-    device: str
-    precision: str
-    batch_size: int
-    tile: int | None
-    tile_overlap: int
-    wall_seconds: float
-    rows_resumed: int
-    finished_utc: str
-
-    @property
-    def scores(self) -> dict[str, float | str]:
-        """Mean per metric, or its ``n/a (...)`` text."""
-        return {k: v["na"] if v["mean"] is None else v["mean"] for k, v in self.metrics.items()}
-
-    def to_json(self) -> str:
-        """The summary as indented JSON text."""
-        return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
-
-    @classmethod
-    def read(cls, path: str | Path) -> Summary:
-        """Load a ``summary.json``."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise ValueError(f"{path}: not a degkit evaluation summary ({exc})") from None
-
-
-def git_commit() -> str | None:
-    """``git rev-parse HEAD`` of the checkout degkit is imported from, else None."""
-    root = Path(degkit.__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def evaluate(
