@@ -6,7 +6,6 @@ import csv
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -173,39 +172,58 @@ def test_lr_only_set_scores_no_reference_metrics_only(tmp_path):
     assert summary.scores["brightness"] == pytest.approx(expected, abs=1e-5)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "degkit.cli", *args], capture_output=True, text=True, timeout=600
-    )
+def _y8(rgb8: np.ndarray) -> np.ndarray:
+    """BT.601 Y on the 0-255 scale, rounded (MATLAB rgb2ycbcr on 8-bit images), border 4 cut."""
+    y = 16 + rgb8.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255
+    return y.round()[4:-4, 4:-4]
 
 
-def test_cli_eval_and_bad_results_folder(tmp_path):
-    """degkit eval on a shipped set with a numpy-free metric list via the Python-callable path."""
+def test_cli_eval_bicubic_on_a_shipped_set_matches_numpy_and_skimage(tmp_path, capsys):
+    """``degkit eval`` equals OpenCV bicubic + numpy PSNR-Y + scikit-image SSIM-Y."""
+    from skimage.metrics import structural_similarity
+
+    from degkit.cli import main
     from degkit.evaluate.sets import load_set
 
+    out = tmp_path / "e"
+    args = ["eval", "bicubic_x4", "--model", "bicubic", "--metrics", "psnr_y,ssim_y,lpips"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "lpips" in printed and "n/a (weights missing" in printed
+    rows = {r["id"]: r for r in _rows(out)}
     s = load_set("bicubic_x4")
-    pairs = s.pairs()
+    for p in s.pairs():
+        sr, hr = _y8(_bicubic8(p.lr, 4)), _y8(p.hr)
+        psnr = 10 * np.log10(255**2 / ((sr - hr) ** 2).mean())
+        ssim = structural_similarity(
+            sr, hr, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        assert float(rows[p.id]["psnr_y"]) == pytest.approx(psnr, abs=5e-3)
+        assert float(rows[p.id]["ssim_y"]) == pytest.approx(ssim, abs=1e-4)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["set"]["hash"] == s.hash and summary["n"] == len(s.pairs())
+    assert summary["metrics"]["lpips"]["mean"] is None
+    assert summary["metrics"]["lpips"]["na"].startswith("n/a (weights missing")
+
+
+def test_cli_eval_errors_are_one_line_and_nothing_is_reported_complete(tmp_path, capsys):
+    from degkit.cli import main
+    from degkit.evaluate.sets import load_set
+
+    pairs = load_set("bicubic_x4").pairs()
     folder = tmp_path / "sr"
     folder.mkdir()
     for p in pairs[1:]:
         Image.fromarray(np.kron(p.lr, np.ones((4, 4, 1), np.uint8))).save(folder / f"{p.id}.png")
-    done = _cli("eval", "bicubic_x4", "--results", str(folder), "--out", str(tmp_path / "e"))
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert main(["eval", "bicubic_x4", "--results", str(folder), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
         f"degkit eval: error: {folder / (pairs[0].id + '.png')}: missing file, "
-        "no SR image for this pair"
+        "no SR image for this pair\n"
     )
-    done = _cli(
-        "eval",
-        "bicubic_x4",
-        "--model",
-        "eval_fakes:wrong_shape",
-        "--out",
-        str(tmp_path / "w"),
-        "--metrics",
-        "psnr_y",
-    )
-    assert done.returncode == 2 and "eval_fakes:wrong_shape: returned (8, 3, 64, 64)" in done.stderr
-    assert not (tmp_path / "w" / "summary.json").exists()
-    # summary.json only from a complete run
-    assert json.loads((tmp_path / "w" / "eval.json").read_text())["set"]["hash"] == s.hash
+    out = tmp_path / "w"
+    args = ["eval", "bicubic_x4", "--model", "eval_fakes:wrong_shape", "--metrics", "psnr_y"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("degkit eval: error: model eval_fakes:wrong_shape: returned (8, 3, 64")
+    assert err.count("\n") == 1
+    assert not (out / "summary.json").exists()
