@@ -1,15 +1,16 @@
 """Images/s of ``degkit eval`` (batched) beside calling pyiqa directly, one image at a time.
 
 Both sides score the bicubic x4 upscales of every pair of the shipped sets
-with PSNR-Y and SSIM-Y (pyiqa ``psnr`` / ``ssim``, ``test_y_channel=True``,
-crop border 4) and LPIPS (pyiqa ``lpips``, AlexNet, v0.1), on the same device
-in the same process:
+with PSNR-Y and SSIM-Y (BT.601 Y on the 0-255 scale, crop border 4) and LPIPS
+(AlexNet, v0.1), on the same device in the same process:
 
 * degkit: ``degkit.evaluate.run.evaluate(set, "bicubic", metrics, out)`` per
   set: batched upscaling and scoring, the per-image CSV and the summary
   written, exactly what ``degkit eval`` runs;
 * pyiqa: per pair, the LR image to a tensor, the same bicubic upscale, 8-bit
-  rounding, then the three pyiqa metrics on that single image.
+  rounding, then pyiqa's ``psnr``, ``ssim`` and ``lpips`` on that single
+  image, created with the settings degkit's metric table records for them
+  (``test_y_channel``, ``color_space="ycbcr"``, ``data_range=255``, crop 4).
 
 LPIPS weights cannot be downloaded offline, so the benchmark writes randomly
 initialised AlexNet and LPIPS weights into a temporary ``$TORCH_HOME``, where
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
     from degkit.evaluate.run import evaluate
     from degkit.evaluate.sets import available_sets, load_set
     from degkit.metrics import create_metric
+    from degkit.metrics.table import METRICS as METRIC_TABLE
 
     names = args.sets.split(",") if args.sets else available_sets()
     sets = [load_set(n) for n in names]
@@ -84,10 +86,14 @@ def run(args: argparse.Namespace, home: Path) -> None:
     for m in ours.values():
         if not m.available:
             raise SystemExit(f"{m.name}: {m.na_text}")
-    theirs = {
-        "psnr_y": pyiqa.create_metric("psnr", test_y_channel=True, crop_border=4, device=device),
-        "ssim_y": pyiqa.create_metric("ssim", test_y_channel=True, crop_border=4, device=device),
-        "lpips": pyiqa.create_metric("lpips", device=device),
+    theirs = {  # pyiqa configured as degkit's protocol states (Y of BT.601 YCbCr, 0-255, crop)
+        name: pyiqa.create_metric(
+            METRIC_TABLE[name].pyiqa_name,
+            device=device,
+            **({"crop_border": 4} if METRIC_TABLE[name].crop_is_scale else {}),
+            **METRIC_TABLE[name].pyiqa_kwargs,
+        )
+        for name in METRICS
     }
     runs_done = [0]
     pyiqa_scores: dict[tuple[str, str], dict[str, float]] = {}
@@ -109,8 +115,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
         for s in sets:
             model = load_model("bicubic", s.scale)
             for p in pairs[s.name]:
-                lr = torch.from_numpy(p.lr).permute(2, 0, 1)[None].to(device).float() / 255
-                hr = torch.from_numpy(p.hr).permute(2, 0, 1)[None].to(device).float() / 255
+                lr = torch.tensor(p.lr).permute(2, 0, 1)[None].to(device).float() / 255
+                hr = torch.tensor(p.hr).permute(2, 0, 1)[None].to(device).float() / 255
                 sr = super_resolve(model, lr).mul(255).round().div(255)
                 pyiqa_scores[s.name, p.id] = {
                     k: float(metric(sr, hr).flatten()[0]) for k, metric in theirs.items()

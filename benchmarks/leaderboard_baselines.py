@@ -22,7 +22,7 @@ from degkit.evaluate.run import evaluate
 from degkit.evaluate.sets import available_sets, load_set
 from degkit.metrics import create_metric
 
-METRICS = ("psnr_y", "ssim_y", "lpips")
+METRICS = ("psnr_y", "ssim_y", "lpips", "niqe")
 
 
 def main() -> None:

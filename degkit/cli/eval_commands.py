@@ -53,16 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate, then print one line per metric."""
+    from pathlib import Path
+
     from degkit.evaluate.models import load_model
-    from degkit.evaluate.results_folder import results_folder
+    from degkit.evaluate.results_folder import ResultsFolder
     from degkit.evaluate.run import evaluate
     from degkit.evaluate.sets import load_set
 
     test_set = load_set(args.set)
     if args.results:
-        model = results_folder(args.results, test_set.pairs(), test_set.scale)
         if args.name:
             raise ValueError("--name: a results folder is named after the folder")
+        model = ResultsFolder(Path(args.results), test_set.scale)
     else:
         model = load_model(args.model, test_set.scale, name=args.name)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]

@@ -29,7 +29,7 @@ import torch
 import degkit
 from degkit.data.state import _differences, write_text_atomic
 from degkit.evaluate.models import SRModel, load_model, super_resolve
-from degkit.evaluate.results_folder import ResultsFolder
+from degkit.evaluate.results_folder import ResultsFolder, results_folder
 from degkit.evaluate.summary import Summary, git_commit
 
 __all__ = ["Summary", "evaluate", "SUMMARY_FILE", "CSV_FILE"]
@@ -67,7 +67,9 @@ def evaluate(
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if isinstance(model, str):
         model = load_model(model, test_set.scale)
-    if isinstance(model, SRModel):
+    if isinstance(model, ResultsFolder):  # every file present, none extra, sizes right
+        model = results_folder(model.path, pairs, test_set.scale)
+    else:
         model.to(device)
     metrics = _as_metrics(metrics, test_set.scale, device)
     unavailable = _unavailable(metrics, test_set)
