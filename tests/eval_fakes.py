@@ -43,7 +43,13 @@ class FakeSet:
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "hash": self.hash, "scale": self.scale, "kind": self.kind}
+        return {
+            "name": self.name,
+            "hash": self.hash,
+            "scale": self.scale,
+            "kind": self.kind,
+            "n": len(self._pairs),
+        }
 
 
 def tiny_set(

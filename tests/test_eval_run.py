@@ -122,8 +122,8 @@ def test_resume_after_interruption_does_not_recompute_rows(tmp_path):
     expected = [np_psnr(np.kron(p.lr, np.ones((2, 2, 1))), p.hr) for p in s.pairs()]
     assert summary.scores["psnr_rgb"] == pytest.approx(np.mean(expected), abs=1e-5)
     calls.clear()
-    evaluate(s, model, [psnr_rgb()], out, batch_size=2, progress=False)
-    assert calls == []
+    assert evaluate(s, model, [psnr_rgb()], out, batch_size=2, progress=False) == summary
+    assert calls == []  # a finished evaluation is read back as it was
 
 
 def test_other_settings_are_refused(tmp_path):

@@ -51,8 +51,13 @@ def test_files_mark_the_best_per_direction(results, board):
     board = json.loads((out / "leaderboard.json").read_text())
     md = (out / "leaderboard.md").read_text()
     html = (out / "leaderboard.html").read_text()
-    md_rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "|" in line}
+    sections = {part.split(" ", 1)[0]: part for part in md.split("\n## ")[1:]}
     for s in sets:
+        md_rows = {
+            line.split(" | ")[0].strip("| "): line
+            for line in sections[s.name].splitlines()
+            if line.startswith("| ")
+        }
         for metric, pick in (("psnr_rgb", max), ("mae_rgb", min)):
             best = _expected_best(summaries, s.name, metric, pick)
             flagged = [
@@ -69,6 +74,7 @@ def test_files_mark_the_best_per_direction(results, board):
             value = format_score(summaries[best, s.name].scores[metric])
             assert f"**{value}**" in md_rows[best]
             assert re.search(rf'<td class="best" data-v="[^"]+">{re.escape(value)}</td>', html)
+            assert f"{s.name} (n=6, x2, hash {s.hash[:16]})" in md
     # n/a metric: never a number, never best
     na = [r for r in table if r["metric"] == "lpips_fake"]
     assert all(

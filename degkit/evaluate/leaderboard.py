@@ -37,7 +37,12 @@ class Column:
     @property
     def label(self) -> str:
         """``set metric ↑``."""
-        return f"{self.set} {self.metric} {ARROW.get(self.direction, '')}".strip()
+        return f"{self.set} {self.metric_label}"
+
+    @property
+    def metric_label(self) -> str:
+        """``metric ↑`` (or ``↓`` where lower is better)."""
+        return f"{self.metric} {ARROW.get(self.direction, '')}".strip()
 
 
 @dataclasses.dataclass
@@ -49,6 +54,10 @@ class Leaderboard:
     values: dict[tuple[str, int], float | str]  # (method, column index) -> mean | "n/a (...)"
     summaries: dict[tuple[str, str], tuple[Path, Summary]]  # (method, set) -> where, what
     sets: dict[str, dict[str, Any]]  # set name -> describe()
+
+    def set_columns(self, set_name: str) -> list[int]:
+        """Indices of the columns of one set, in order."""
+        return [i for i, c in enumerate(self.columns) if c.set == set_name]
 
     def best(self, index: int) -> list[str]:
         """Methods holding the best value of column ``index`` (ties: all)."""
@@ -126,7 +135,7 @@ def write_leaderboard(results: Sequence[str | Path], out: str | Path) -> list[Pa
     board = load_leaderboard(results)
     out = Path(out)
     figures = draw_figures(board, out / "figures")
-    written = [*figures]
+    written = [path for paths in figures.values() for path in paths]
     for name, text in (
         ("leaderboard.md", _markdown(board, figures, out)),
         ("leaderboard.csv", _csv(board)),
@@ -210,24 +219,32 @@ def footer_lines(board: Leaderboard) -> list[str]:
     return lines
 
 
-def _markdown(board: Leaderboard, figures: list[Path], out: Path) -> str:
-    header = ["method", *[c.label for c in board.columns]]
+def set_heading(board: Leaderboard, set_name: str) -> str:
+    """``name (n=36, x4, hash 47cff38b790a783b)``."""
+    d = board.sets[set_name]
+    return f"{set_name} (n={d.get('n')}, x{d.get('scale')}, hash {d['hash'][:16]})"
+
+
+def _markdown(board: Leaderboard, figures: dict[str, list[Path]], out: Path) -> str:
     lines = [
         "# Leaderboard",
         "",
-        "Means over each set; best per column in bold (↑ higher is better, ↓ lower).",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        "Means over each set; rows are methods, columns metrics; the best of each column in "
+        "bold (↑ higher is better, ↓ lower). Metric protocols and full set hashes at the end.",
     ]
-    for m in board.methods:
-        cells = [cell_text(board, m, i) for i in range(len(board.columns))]
-        lines.append("| " + " | ".join([m, *cells]) + " |")
+    for set_name in board.sets:
+        columns = board.set_columns(set_name)
+        header = ["method", *[board.columns[i].metric_label for i in columns]]
+        lines += ["", f"## {set_heading(board, set_name)}", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for m in board.methods:
+            cells = [cell_text(board, m, i) for i in columns]
+            lines.append("| " + " | ".join([m, *cells]) + " |")
+        lines.append("")
+        lines += [f"![{f.stem}]({f.relative_to(out).as_posix()})" for f in figures[set_name]]
     na = sorted({v for v in board.values.values() if isinstance(v, str)})
     if na:
-        lines += ["", "n/a: " + "; ".join(na)]
-    lines += ["", "## Figures", ""]
-    lines += [f"![{f.stem}]({f.relative_to(out).as_posix()})" for f in figures]
+        lines += ["", "## n/a", ""] + [f"- {text}" for text in na]
     lines += ["", "## Provenance", ""]
     lines += [model_line(board, m) for m in board.methods]
     lines += ["", *footer_lines(board)]

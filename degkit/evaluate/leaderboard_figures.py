@@ -18,17 +18,15 @@ __all__ = ["draw_figures", "LEVEL_ORDER"]
 LEVEL_ORDER = ("light", "medium", "heavy")
 
 
-def draw_figures(board: Leaderboard, folder: Path) -> list[Path]:
-    """Write the PNGs of ``board`` into ``folder``; returns their paths."""
+def draw_figures(board: Leaderboard, folder: Path) -> dict[str, list[Path]]:
+    """Write the PNGs of ``board`` into ``folder``; returns their paths per set."""
     import matplotlib
 
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for set_name in board.sets:
-        paths.append(_bars(board, set_name, folder))
-        paths += _severity(board, set_name, folder)
-    return paths
+    return {
+        name: [_bars(board, name, folder), *_severity(board, name, folder)] for name in board.sets
+    }
 
 
 def _safe(text: str) -> str:

@@ -40,28 +40,15 @@ document.querySelectorAll("th").forEach((th, col) => th.addEventListener("click"
 """
 
 
-def leaderboard_html(board: Leaderboard, figures: list[Path]) -> str:
-    """The HTML text: table with best cells marked, figures as base64 PNG, footer."""
-    from degkit.evaluate.leaderboard import footer_lines, format_score, model_line
+def leaderboard_html(board: Leaderboard, figures: dict[str, list[Path]]) -> str:
+    """The HTML text: a table per set with best cells marked, figures as base64 PNG, footer."""
+    from degkit.evaluate.leaderboard import footer_lines, model_line, set_heading
 
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in ["method", *[c.label for c in board.columns]])
-    rows = []
-    for m in board.methods:
-        cells = [f"<td>{esc(m)}</td>"]
-        for i in range(len(board.columns)):
-            value = board.values.get((m, i))
-            number = repr(value) if isinstance(value, float) else ""
-            best = ' class="best"' if m in board.best(i) else ""
-            title = f' title="{esc(value)}"' if isinstance(value, str) else ""
-            text = esc(format_score(value))
-            cells.append(f'<td{best} data-v="{number}"{title}>{text}</td>')
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    images = [
-        f'<img alt="{esc(f.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(f.read_bytes()).decode()}">'
-        for f in figures
-    ]
+    sections = []
+    for set_name in board.sets:
+        sections.append(f"<h2>{html.escape(set_heading(board, set_name))}</h2>")
+        sections.append(_table(board, board.set_columns(set_name)))
+        sections += [_image(f) for f in figures[set_name]]
     lines = [
         "Methods:",
         "",
@@ -69,21 +56,43 @@ def leaderboard_html(board: Leaderboard, figures: list[Path]) -> str:
         "",
         *footer_lines(board),
     ]
-    footer = "<br>\n".join(esc(line) for line in lines)
+    footer = "<br>\n".join(html.escape(line) for line in lines)
+    body = "\n".join(sections)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>degkit leaderboard</title>
 <style>{STYLE}</style></head>
 <body>
 <h1>Leaderboard</h1>
-<p>Means over each set; best per column highlighted (↑ higher is better, ↓ lower).
-Click a column header to sort.</p>
-<table><thead><tr>{head}</tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody></table>
-<h2>Figures</h2>
-{chr(10).join(images)}
+<p>Means over each set; rows are methods, columns metrics; the best of each column
+highlighted (↑ higher is better, ↓ lower). Click a column header to sort;
+hover an n/a cell for the reason.</p>
+{body}
 <footer>{footer}</footer>
 <script>{SORT_JS}</script>
 </body></html>
 """
+
+
+def _table(board: Leaderboard, columns: list[int]) -> str:
+    from degkit.evaluate.leaderboard import format_score
+
+    esc = html.escape
+    labels = ["method", *[board.columns[i].metric_label for i in columns]]
+    head = "".join(f"<th>{esc(h)}</th>" for h in labels)
+    rows = []
+    for m in board.methods:
+        cells = [f"<td>{esc(m)}</td>"]
+        for i in columns:
+            value = board.values.get((m, i))
+            number = repr(value) if isinstance(value, float) else ""
+            best = ' class="best"' if m in board.best(i) else ""
+            title = f' title="{esc(value)}"' if isinstance(value, str) else ""
+            cells.append(f'<td{best} data-v="{number}"{title}>{esc(format_score(value))}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    body = "\n".join(rows)
+    return f"<table><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>"
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'

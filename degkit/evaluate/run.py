@@ -89,8 +89,9 @@ def evaluate(
     columns = ["id", *[k for k in meta_keys if k != "id"], *[m.name for m in scored]]
     done = _read_done(out / CSV_FILE, columns)
     todo = [p for p in pairs if p.id not in done]
-    if todo:
-        (out / SUMMARY_FILE).unlink(missing_ok=True)
+    if not todo and (out / SUMMARY_FILE).is_file():
+        return Summary.read(out / SUMMARY_FILE)  # finished earlier with these settings
+    (out / SUMMARY_FILE).unlink(missing_ok=True)
     bar = tqdm(
         total=len(pairs),
         initial=len(pairs) - len(todo),
