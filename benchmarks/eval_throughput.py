@@ -52,7 +52,12 @@ def write_random_lpips_weights(torch_home: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="write the markdown report here")
-    parser.add_argument("--sets", default=None, help="comma-separated (default: every shipped)")
+    parser.add_argument(
+        "--sets",
+        default=None,
+        help="comma-separated, or 'all' (default: the shipped sets that are not severity sets, "
+        "which keeps a CPU run at a few minutes)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
@@ -76,7 +81,8 @@ def run(args: argparse.Namespace, home: Path) -> None:
     from degkit.metrics import create_metric
     from degkit.metrics.table import METRICS as METRIC_TABLE
 
-    names = args.sets.split(",") if args.sets else available_sets()
+    names = available_sets() if args.sets == "all" else args.sets.split(",") if args.sets else []
+    names = names or [n for n in available_sets() if not n.startswith("severity_")]
     sets = [load_set(n) for n in names]
     pairs = {s.name: s.pairs() for s in sets}
     n_images = sum(len(p) for p in pairs.values())
@@ -148,8 +154,8 @@ def _report(args, names, n_images, seconds, differences) -> str:
         "# Evaluation throughput: degkit eval (batched) vs pyiqa image by image",
         "",
         "```bash",
-        f"python benchmarks/eval_throughput.py --device {args.device} "
-        f"--batch-size {args.batch_size} --repeats {args.repeats} --out <this file>",
+        f"python benchmarks/eval_throughput.py --sets {','.join(names)} --device {args.device} "
+        f"--batch-size {args.batch_size} --repeats {args.repeats} --out reports/eval_throughput.md",
         "```",
         "",
         f"Work: bicubic x4 of every pair of {len(names)} shipped sets ({n_images} images, "
@@ -173,6 +179,14 @@ def _report(args, names, n_images, seconds, differences) -> str:
     lines += ["", "Same work: largest per-image difference between the two sides' scores:", ""]
     lines += ["| metric | max abs difference |", "|---|---|"]
     lines += [f"| {k} | {differences[k]:.2e} |" for k in METRICS]
+    lines += [
+        "",
+        "PSNR-Y and LPIPS agree to float rounding. degkit's SSIM-Y is Wang et al.'s SSIM on "
+        "8-bit-rounded BT.601 Y with an 11 x 11 Gaussian window (sigma 1.5) over valid "
+        "positions, equal to scikit-image's `structural_similarity(gaussian_weights=True, "
+        "sigma=1.5, use_sample_covariance=False)` (tests/test_eval_run.py); pyiqa's `ssim` "
+        "departs from that on low-SSIM images, hence the SSIM-Y difference.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,8 @@ results are read back, not recomputed. Usage::
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from degkit.evaluate.leaderboard import write_leaderboard
@@ -53,7 +55,8 @@ def main() -> None:
             )
             summaries.append(result / "summary.json")
             print(f"{name} {method}: done")
-    for path in write_leaderboard(summaries, out):
+    command = shlex.join(["python", "benchmarks/leaderboard_baselines.py", *sys.argv[1:]])
+    for path in write_leaderboard(summaries, out, command=command):
         print(path)
 
 

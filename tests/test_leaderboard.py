@@ -127,6 +127,11 @@ def test_cli_leaderboard(results, tmp_path, capsys):
     paths, _, _ = results
     assert main(["leaderboard", *map(str, paths), "--out", str(tmp_path / "b")]) == 0
     assert str(tmp_path / "b" / "leaderboard.html") in capsys.readouterr().out.splitlines()
+    command = json.loads((tmp_path / "b" / "leaderboard.json").read_text())["command"]
+    assert command == " ".join(
+        ["degkit", "leaderboard", *map(str, paths), "--out", str(tmp_path / "b")]
+    )
+    assert f"Made by: `{command}`" in (tmp_path / "b" / "leaderboard.md").read_text()
     missing = tmp_path / "absent.json"
     assert main(["leaderboard", str(missing), "--out", str(tmp_path / "c")]) == 2
     error = capsys.readouterr().err.strip()

@@ -91,8 +91,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_leaderboard(args: argparse.Namespace) -> int:
     """Write the leaderboard files and list them."""
+    import shlex
+
     from degkit.evaluate.leaderboard import write_leaderboard
 
-    for path in write_leaderboard(args.results, args.out):
+    command = shlex.join(["degkit", "leaderboard", *args.results, "--out", args.out])
+    for path in write_leaderboard(args.results, args.out, command=command):
         print(path)
     return 0

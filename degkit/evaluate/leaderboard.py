@@ -54,6 +54,7 @@ class Leaderboard:
     values: dict[tuple[str, int], float | str]  # (method, column index) -> mean | "n/a (...)"
     summaries: dict[tuple[str, str], tuple[Path, Summary]]  # (method, set) -> where, what
     sets: dict[str, dict[str, Any]]  # set name -> describe()
+    command: str | None = None  # how the leaderboard was made, shown in its header
 
     def set_columns(self, set_name: str) -> list[int]:
         """Indices of the columns of one set, in order."""
@@ -127,12 +128,18 @@ def load_leaderboard(paths: Sequence[str | Path]) -> Leaderboard:
     return board
 
 
-def write_leaderboard(results: Sequence[str | Path], out: str | Path) -> list[Path]:
-    """Write ``leaderboard.{md,csv,json,html}`` and ``figures/*.png`` to ``out``; returns them."""
+def write_leaderboard(
+    results: Sequence[str | Path], out: str | Path, command: str | None = None
+) -> list[Path]:
+    """Write ``leaderboard.{md,csv,json,html}`` and ``figures/*.png`` to ``out``; returns them.
+
+    ``command``, if given, is recorded in every file as the way to remake it.
+    """
     from degkit.evaluate.leaderboard_figures import draw_figures
     from degkit.evaluate.leaderboard_html import leaderboard_html
 
     board = load_leaderboard(results)
+    board.command = command
     out = Path(out)
     figures = draw_figures(board, out / "figures")
     written = [path for paths in figures.values() for path in paths]
@@ -149,6 +156,7 @@ def write_leaderboard(results: Sequence[str | Path], out: str | Path) -> list[Pa
 
 def _json(board: Leaderboard) -> dict[str, Any]:
     return {
+        "command": board.command,
         "columns": [
             {**dataclasses.asdict(c), "best": board.best(i)} for i, c in enumerate(board.columns)
         ],
@@ -232,6 +240,8 @@ def _markdown(board: Leaderboard, figures: dict[str, list[Path]], out: Path) -> 
         "Means over each set; rows are methods, columns metrics; the best of each column in "
         "bold (↑ higher is better, ↓ lower). Metric protocols and full set hashes at the end.",
     ]
+    if board.command:
+        lines += ["", f"Made by: `{board.command}`"]
     for set_name in board.sets:
         columns = board.set_columns(set_name)
         header = ["method", *[board.columns[i].metric_label for i in columns]]

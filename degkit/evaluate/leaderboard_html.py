@@ -57,6 +57,8 @@ def leaderboard_html(board: Leaderboard, figures: dict[str, list[Path]]) -> str:
         *footer_lines(board),
     ]
     footer = "<br>\n".join(html.escape(line) for line in lines)
+    if board.command:
+        sections.insert(0, f"<p>Made by: <code>{html.escape(board.command)}</code></p>")
     body = "\n".join(sections)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>degkit leaderboard</title>

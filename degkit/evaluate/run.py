@@ -85,8 +85,9 @@ def evaluate(
         "tile_overlap": tile_overlap if tile else None,
     }
     _claim(out, settings)
+    names = [m.name for m in scored]
     meta_keys = sorted({k for p in pairs for k, v in p.meta.items() if _is_scalar(v)})
-    columns = ["id", *[k for k in meta_keys if k != "id"], *[m.name for m in scored]]
+    columns = ["id", *[k for k in meta_keys if k not in ("id", *names)], *names]
     done = _read_done(out / CSV_FILE, columns)
     todo = [p for p in pairs if p.id not in done]
     if not todo and (out / SUMMARY_FILE).is_file():
