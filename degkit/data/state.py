@@ -32,6 +32,7 @@ from degkit.data.shards import read_shard_meta, temp_path
 __all__ = [
     "OutputState",
     "fingerprint_of",
+    "write_bytes_atomic",
     "write_text_atomic",
     "read_build_info",
     "finished_shard_meta",
@@ -46,12 +47,17 @@ def fingerprint_of(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling, then rename it to ``path``."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temporary sibling, then rename it to ``path``."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def read_build_info(out: Path) -> dict[str, Any]:

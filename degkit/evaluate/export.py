@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from degkit.data.state import write_text_atomic
+from degkit.data.state import write_bytes_atomic, write_text_atomic
 from degkit.data.work import encode_png
 from degkit.evaluate.sets import TestSet
 
@@ -39,12 +39,6 @@ def _check_target(test_set: TestSet, out: Path) -> None:
         )
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def export_set(test_set: TestSet, out: str | Path) -> int:
     """Write the set's PNGs and ``set.json`` into ``out``; return the number of pairs."""
     out = Path(out)
@@ -58,10 +52,8 @@ def export_set(test_set: TestSet, out: str | Path) -> int:
         entries.append(entry)
     info = {**test_set.describe(), "pairs": entries}
     write_text_atomic(out / "set.json", json.dumps(info, indent=1) + "\n")
-    for folder in ("LR", "HR") if test_set.kind == "paired" else ("LR",):
-        (out / folder).mkdir(exist_ok=True)
     for pair in pairs:
-        _write_bytes_atomic(out / "LR" / f"{pair.id}.png", encode_png(pair.lr))
+        write_bytes_atomic(out / "LR" / f"{pair.id}.png", encode_png(pair.lr))
         if pair.hr is not None:
-            _write_bytes_atomic(out / "HR" / f"{pair.id}.png", encode_png(pair.hr))
+            write_bytes_atomic(out / "HR" / f"{pair.id}.png", encode_png(pair.hr))
     return len(pairs)

@@ -12,15 +12,17 @@ not reproduce it (or cannot be read) is ignored and rewritten.
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from degkit.data.state import fingerprint_of
+from degkit.data.state import fingerprint_of, write_bytes_atomic
 from degkit.evaluate.pairs import Pair, content_hash
 
 __all__ = ["cache_dir", "cache_key", "read_cached", "write_cached"]
@@ -74,7 +76,7 @@ def read_cached(path: Path, scale: int, kind: str) -> list[Pair] | None:
                 )
                 for k, entry in enumerate(index)
             ]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
         return None
     return pairs if content_hash(pairs, scale, kind) == stored_hash else None
 
@@ -90,8 +92,6 @@ def write_cached(path: Path, pairs: Sequence[Pair], digest: str) -> None:
         index.append({"id": pair.id, "has_hr": pair.hr is not None, "meta": pair.meta})
     arrays["index"] = np.array(json.dumps(index))
     arrays["hash"] = np.array(digest)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())

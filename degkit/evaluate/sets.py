@@ -74,15 +74,21 @@ class TestSet:
         self.kind = "lr_only" if spec.kind == "lr_folder" else "paired"
         self.recipe = None
         self._variants: list = []
+        self._sources: list = []
         self._scale = spec.scale
         self._pairs_made: tuple[Pair, ...] | None = None
         self._hash_made: str | None = None
         if spec.kind == "synthetic":
-            from degkit.evaluate.synthetic import level_recipes, load_recipe
+            from degkit.evaluate.synthetic import level_recipes, load_recipe, set_sources
 
             self.recipe = load_recipe(spec)
             self._variants = level_recipes(spec)
+            self._sources = set_sources(spec)
             self._scale = spec.scale or self.recipe.scale
+            if spec.crop is not None and spec.crop % self._scale:
+                raise spec.error(
+                    "crop", f"{spec.crop} is not a multiple of the scale {self._scale}"
+                )
 
     def __repr__(self) -> str:
         return f"TestSet({self.name!r}, kind={self.kind!r}, scale={self._scale})"
@@ -107,7 +113,7 @@ class TestSet:
 
     def _pairs(self) -> tuple[Pair, ...]:
         if self._pairs_made is None:
-            self._pairs_made = self._checked(self._make())
+            self._pairs_made = self._checked(self._cached_or_made())
         return self._pairs_made
 
     def _checked(self, pairs: list[Pair]) -> tuple[Pair, ...]:
@@ -123,7 +129,9 @@ class TestSet:
                     image.flags.writeable = False
         return tuple(sorted(pairs, key=lambda p: p.id))
 
-    def _make(self) -> list[Pair]:
+    def make_pairs(self, batch_size: int = 16) -> list[Pair]:
+        """Make the pairs afresh, bypassing the cache (the same for any ``batch_size``,
+        the number of crops degraded together)."""
         if self.spec.kind == "paired_folders":
             from degkit.evaluate.folders import paired_folder_pairs
 
@@ -133,24 +141,27 @@ class TestSet:
             from degkit.evaluate.folders import lr_folder_pairs
 
             return lr_folder_pairs(self.spec)
-        return self._synthetic()
-
-    def _synthetic(self) -> list[Pair]:
-        from degkit.data.sources import resolve_source
-        from degkit.evaluate.set_cache import cache_dir, cache_key, read_cached, write_cached
         from degkit.evaluate.synthetic import synthetic_pairs
 
-        files = [s.location for s in resolve_source(self.spec.source)]
+        return synthetic_pairs(self.spec, self._variants, self._sources, batch_size)
+
+    def _cached_or_made(self) -> list[Pair]:
+        """Synthetic sets: the cached pairs when intact, else made and cached."""
+        if self.spec.kind != "synthetic":
+            return self.make_pairs()
+        from degkit.evaluate.set_cache import cache_dir, cache_key, read_cached, write_cached
+
         settings = {
             "set": self.spec.content,
             "source": self.spec.source,
             "recipe_hashes": [recipe.hash for _, recipe in self._variants],
             "scale": self._scale,
         }
+        files = [s.location for s in self._sources]
         path = cache_dir() / f"{self.name}-{cache_key(settings, files)}.npz"
         pairs = read_cached(path, self._scale, self.kind)
         if pairs is None:
-            pairs = synthetic_pairs(self.spec, self._variants)
+            pairs = self.make_pairs()
             write_cached(path, pairs, content_hash(pairs, self._scale, self.kind))
         return pairs
 
@@ -188,6 +199,9 @@ class TestSet:
                     "crop_mode": spec.crop_mode,
                 },
                 levels=list(spec.levels),
+                level_recipe_hashes={
+                    level: recipe.hash for level, recipe in self._variants if level is not None
+                },
                 stream_version=STREAM_VERSION,
             )
         else:

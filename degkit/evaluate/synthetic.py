@@ -20,11 +20,11 @@ import numpy as np
 
 from degkit import recipes
 from degkit.data.prepare import CropPlan, SkipImage, crop_boxes, cut_crops, decode_rgb8
-from degkit.data.sources import resolve_source
+from degkit.data.sources import SourceImage, resolve_source
 from degkit.evaluate.pairs import Pair, safe_id
 from degkit.evaluate.set_spec import SetSpec
 
-__all__ = ["DEFAULT_BATCH_SIZE", "load_recipe", "level_recipes", "synthetic_pairs"]
+__all__ = ["DEFAULT_BATCH_SIZE", "load_recipe", "level_recipes", "set_sources", "synthetic_pairs"]
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -67,11 +67,15 @@ def level_recipes(spec: SetSpec) -> list[tuple[str | None, recipes.Recipe]]:
     return forced
 
 
-def _crops(spec: SetSpec, scale: int) -> list[_Crop]:
+def set_sources(spec: SetSpec) -> list[SourceImage]:
+    """The set's source images; a bad ``source`` is a :class:`SetError` on that field."""
     try:
-        sources = resolve_source(spec.source)
+        return resolve_source(spec.source)
     except (ValueError, FileNotFoundError) as exc:
         raise spec.error("source", str(exc)) from None
+
+
+def _crops(spec: SetSpec, sources: Sequence[SourceImage], scale: int) -> list[_Crop]:
     plan = CropPlan(spec.crop, scale, spec.crops_per_image, spec.crop_mode)
     numbers = list(range(spec.crops_per_image))
     crops = []
@@ -128,12 +132,13 @@ def _recipe_type(recipe: recipes.Recipe) -> str:
 def synthetic_pairs(
     spec: SetSpec,
     variants: Sequence[tuple[str | None, recipes.Recipe]],
+    sources: Sequence[SourceImage],
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[Pair]:
-    """The pairs of a ``synthetic`` set (``variants`` from :func:`level_recipes`),
-    sorted by id; the same for any ``batch_size``."""
+    """The pairs of a ``synthetic`` set (``variants`` from :func:`level_recipes`,
+    ``sources`` from :func:`set_sources`), sorted by id; the same for any ``batch_size``."""
     scale = spec.scale or variants[0][1].scale
-    crops = _crops(spec, scale)
+    crops = _crops(spec, sources, scale)
     pairs = []
     for level, recipe in variants:
         degraded = _degrade(recipe, crops, spec.seed, scale, batch_size)
