@@ -117,10 +117,14 @@ def test_bad_files_are_skipped_with_reasons(corpus, built):
     lines = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     reasons = {entry["source_id"]: entry["reason"] for entry in lines}
     bad = {name: reason for name, reason in expected.items() if reason is not None}
+    bad["notes.txt"] = "unsupported file type '.txt'"  # not an image: listed, takes no index
     assert sorted(reasons) == sorted(bad)
     for name, part in bad.items():
         assert part in reasons[name]
     for entry in lines:
+        if entry["source_id"] == "notes.txt":
+            assert entry["indices"] == [] and summary.skipped_files == 1
+            continue
         ordinal = sorted(expected).index(entry["source_id"])
         assert entry["indices"] == [ordinal * PER_IMAGE + k for k in range(PER_IMAGE)]
 
@@ -176,8 +180,13 @@ def test_resume_redoes_only_missing_or_broken_shards(corpus, built):
     build_dataset(_config(root, recipe, "resumed"))
     shards = sorted(out.glob("data/*.parquet"))
     shards[0].unlink()
-    shards[1].write_bytes(shards[1].read_bytes()[:1000])  # a shard cut short
+    cut = shards[1].read_bytes()[:1000]  # a shard cut short: it no longer proves it is ours
+    shards[1].write_bytes(cut)
     (out / "data" / f".{shards[2].name}.tmp").write_bytes(b"half-written")
+    with pytest.raises(ValueError, match=f"holds data/{shards[1].name}, which does not carry"):
+        build_dataset(_config(root, recipe, "resumed", resume=True))
+    assert shards[1].read_bytes() == cut  # never deleted by degkit
+    shards[1].unlink()
     with pytest.raises(ValueError, match="already holds shards of this build.*--resume"):
         build_dataset(_config(root, recipe, "resumed"))
     summary = build_dataset(_config(root, recipe, "resumed", resume=True))
@@ -214,7 +223,10 @@ def test_cli_errors_name_the_option(corpus, tmp_path, capsys):
     cases = [
         (["--source", str(tmp_path / "missing")], "--source"),
         (["--source", str(root / "images"), "--shard", "5/2"], "--shard"),
-        (["--source", str(root / "images"), "--crop", "30"], "--crop 30 is not a multiple"),
+        (
+            ["--source", str(root / "images"), "--crop", "30"],
+            "(--crop) must be a positive multiple",
+        ),
         (["--source", str(root / "images"), "--splits", "a=1,a=2"], "--splits"),
     ]
     for extra, message in cases:

@@ -112,5 +112,5 @@ def test_captioner_is_deterministic_and_reports_bad_models(tiny_blip, tmp_path):
     captioner = ContentCaptioner(str(tiny_blip))
     images = [photo_like(20, 20, i) for i in range(3)]
     assert captioner(images) == captioner(images) and captioner([]) == []
-    with pytest.raises(ValueError, match="--captioner .* cannot be loaded"):
+    with pytest.raises(ValueError, match="--captioner.* cannot be loaded: no such folder"):
         ContentCaptioner(str(tmp_path / "no-model"))

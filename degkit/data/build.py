@@ -19,17 +19,26 @@ rounding flips).
 
 Resume: shards are committed one by one (:mod:`degkit.data.state`); with
 ``resume=True`` a run skips every finished shard and redoes the others.
+
+Safety: every option is checked (:mod:`degkit.data.validate`), the recipe,
+sources and captioner model are resolved, and ``--out`` is checked to be new,
+empty or a degkit build outside ``--source`` before anything is written. A
+full disk stops the build with one line naming the folder and the space
+needed; the shards already written stay, and ``--resume`` continues.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import itertools
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -64,13 +73,19 @@ from degkit.data.rows import (
     worker_chunk_rows,
 )
 from degkit.data.shards import row_features, write_shard
-from degkit.data.sources import SourceImage, describe_source, resolve_source
-from degkit.data.state import OutputState, fingerprint_of, write_text_atomic
-from degkit.data.stats import collect_stats, skipped_lines
+from degkit.data.sources import SkippedFile, SourceImage, describe_source, list_source
+from degkit.data.state import (
+    OutputState,
+    check_out_folder,
+    fingerprint_of,
+    write_text_atomic,
+)
+from degkit.data.stats import DatasetStats, collect_stats, skipped_lines
+from degkit.data.validate import check_crop_fits_scale, field_name, validate_config
 from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask, run_image_task
 from degkit.rng import STREAM_VERSION, BatchStreams
 
-__all__ = ["BuildConfig", "BuildSummary", "build_dataset", "finalize"]
+__all__ = ["BuildConfig", "BuildSummary", "DiskFullError", "build_dataset", "finalize"]
 
 
 @dataclasses.dataclass
@@ -102,13 +117,8 @@ class BuildConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        validate_config(self)
         self.out = Path(self.out)
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not 0 <= self.png_level <= 9:
-            raise ValueError(f"--png-level must lie in [0, 9], got {self.png_level}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
 
 
 @dataclasses.dataclass
@@ -123,6 +133,8 @@ class BuildSummary:
     wall_s: float
     shards_done: int
     shards_total: int
+    skipped_files: int = 0
+    notes: tuple[str, ...] = ()
 
     def text(self) -> str:
         """A one-paragraph human summary."""
@@ -132,11 +144,15 @@ class BuildSummary:
             if self.shards_done == self.shards_total
             else f"{self.shards_done} of {self.shards_total} shards present"
         )
+        others = ""
+        if self.skipped_files:
+            others = f" and {self.skipped_files} other file{'s' * (self.skipped_files != 1)}"
         return (
             f"wrote {self.rows} rows in {self.shards_written} shards "
             f"({self.bytes_written / 1e6:.1f} MB) to {self.out}; "
-            f"skipped {self.skipped_images} images (see skipped.jsonl); "
+            f"skipped {self.skipped_images} images{others} (see skipped.jsonl); "
             f"{self.wall_s:.1f} s, {rate:.1f} rows/s; {state}"
+            + "".join(f"; {note}" for note in self.notes)
         )
 
 
@@ -223,7 +239,7 @@ class _ShardWriter:
         self.device = device
         self.position: int | None = None
         self.rows = self.bytes = 0
-        self.skipped: set[str] = set()
+        self.skipped: dict[str, str] = {}  # source id -> reason, of this run
 
     def _start(self, position: int) -> None:
         self.position = position
@@ -241,7 +257,16 @@ class _ShardWriter:
                 column.append(row[name])
             self.origins[origin] += 1
         self.shard_skipped += chunk.skipped
-        self.skipped.update(entry["source_id"] for entry in chunk.skipped)
+        self.skipped.update((entry["source_id"], entry["reason"]) for entry in chunk.skipped)
+
+    def row_bytes(self) -> float:
+        """Mean bytes per row: of the shard files written, else of the images collected."""
+        if self.rows:
+            return self.bytes / self.rows
+        if self.position is not None and self.columns["index"]:
+            images = sum(len(cell["bytes"]) for c in ("hr", "lr") for cell in self.columns[c])
+            return images / len(self.columns["index"])
+        return 0.0
 
     def finish(self) -> None:
         """Commit the shard being collected (if any)."""
@@ -274,20 +299,39 @@ class _Plan:
     scale: int
     crops: CropPlan
     sources: list[SourceImage]
+    skipped_files: list[SkippedFile]
     shards: list[ShardPlan]
     info: dict[str, Any]
+
+
+def _check_out_path(config: BuildConfig) -> None:
+    """Refuse an ``--out`` inside ``--source``, a file, or a folder of other files."""
+    if config.source is not None and config.source != "embedded":
+        source, out = Path(config.source).resolve(), config.out.resolve()
+        if source.is_dir() and (out == source or source in out.parents):
+            raise ValueError(
+                f"{field_name('out')} {str(config.out)!r} is the source folder or inside it "
+                f"({field_name('source')} {config.source!r}); choose an --out outside the source"
+            )
+    check_out_folder(config.out)
 
 
 def _plan(config: BuildConfig) -> _Plan:
     """Resolve recipe and sources and lay out every shard (no image is read)."""
     recipe = recipes.load(config.recipe)
-    scale = config.scale or recipe.scale
+    scale = config.scale if config.scale is not None else recipe.scale
+    check_crop_fits_scale(config.crop, scale)
     crops = CropPlan(config.crop, scale, config.per_image, config.crop_mode, config.max_pixels)
     fractions = parse_splits(config.splits)
-    sources = resolve_source(
+    listing = list_source(
         config.source, config.image_column, config.caption_column, config.path_column
     )
-    rows_per_shard = config.rows_per_shard or default_rows_per_shard(config.crop, scale)
+    sources = listing.images
+    rows_per_shard = (
+        config.rows_per_shard
+        if config.rows_per_shard is not None
+        else default_rows_per_shard(config.crop, scale)
+    )
     split_ordinals = assign_splits([s.source_id for s in sources], fractions)
     shards = plan_shards(split_ordinals, config.per_image, rows_per_shard)
     settings = _settings(config, recipe, scale, rows_per_shard, sources)
@@ -300,13 +344,23 @@ def _plan(config: BuildConfig) -> _Plan:
             {"file": s.file_name, "split": s.split, "planned": len(s.samples)} for s in shards
         ],
     }
-    return _Plan(recipe, scale, crops, sources, shards, info)
+    if listing.skipped:  # only then, so other builds' build.json stays as it was
+        info["skipped_files"] = [
+            {**dataclasses.asdict(f), "row": None, "indices": []} for f in listing.skipped
+        ]
+    return _Plan(recipe, scale, crops, sources, listing.skipped, shards, info)
 
 
 def _pending_shards(
     config: BuildConfig, state: OutputState, mine: list[ShardPlan]
 ) -> list[ShardPlan]:
-    """This job's shards still to write, after clearing partial files."""
+    """This job's shards still to write, after clearing partial files of this build.
+
+    Raises:
+        ValueError: a file this build did not write lies at one of its shard
+            paths, or (without ``resume``) the folder already holds shards of it.
+    """
+    state.check_foreign(mine)
     if not config.resume:
         existing = [s.file_name for s in mine if state.has_any_trace(s)]
         if existing:
@@ -336,7 +390,11 @@ def _torch_threads(workers: int) -> Iterator[None]:
 
 
 def _chunk_rows(
-    config: BuildConfig, plan: _Plan, pending: list[ShardPlan], stack: contextlib.ExitStack
+    config: BuildConfig,
+    plan: _Plan,
+    pending: list[ShardPlan],
+    captioner: ContentCaptioner | None,
+    stack: contextlib.ExitStack,
 ) -> Iterator[ChunkRows]:
     """Rows of every chunk of the pending shards, in order (see :mod:`degkit.data.rows`).
 
@@ -376,7 +434,6 @@ def _chunk_rows(
             )
         )
     stack.enter_context(_torch_threads(config.workers))
-    captioner = ContentCaptioner(config.captioner, config.device) if config.captioner else None
     maker = RowMaker(
         plan.recipe, plan.scale, config.seed, config.png_level, config.device, captioner
     )
@@ -398,44 +455,110 @@ def _chunk_rows(
     )
 
 
+class DiskFullError(OSError):
+    """The disk filled up during a build; the message says where and how much space is needed."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _disk_full(config: BuildConfig, writer: _ShardWriter | None, rows_left: int) -> DiskFullError:
+    """The one-line error for a full disk: the folder, the space needed, how to continue."""
+    folder = next(p for p in (config.out.absolute(), *config.out.absolute().parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    estimate = writer.row_bytes() * rows_left if writer else 0.0
+    needed = f"about {estimate / 1e6:.1f} MB" if estimate else "more space"
+    return DiskFullError(
+        errno.ENOSPC,
+        f"no space left on device in {str(config.out)!r}: the rest of this build needs "
+        f"{needed} ({free / 1e6:.1f} MB free); the shards already written are kept; "
+        "free some space, then run the same command with --resume",
+    )
+
+
+def _no_usable_image(out: Path, skipped: dict[str, str]) -> ValueError:
+    """The error for a run in which every source image was skipped, with the main reasons."""
+    kinds = collections.Counter(reason.split(":")[0] for reason in skipped.values())
+    first_id, first_reason = next(iter(skipped.items()))
+    counts = ", ".join(f"{n} x {kind}" for kind, n in kinds.most_common(3))
+    hint = (
+        "; lower --crop or pass --no-crop"
+        if kinds.most_common(1)[0][0] == "smaller than the crop"
+        else ""
+    )
+    return ValueError(
+        f"no usable image: all {len(skipped)} source images this run read were skipped "
+        f"({counts}; e.g. {first_id}: {first_reason}){hint}; see {out / 'skipped.jsonl'}"
+    )
+
+
 def build_dataset(config: BuildConfig) -> BuildSummary:
-    """Build (or resume) the dataset described by ``config``; see the module doc."""
+    """Build (or resume) the dataset described by ``config``; see the module doc.
+
+    Raises:
+        ValueError: bad options or ``--out``, or no source image gave a row.
+        DiskFullError: the disk filled up (the shards written so far are kept).
+    """
     start = time.perf_counter()
     job, jobs = parse_shard_spec(config.shard)
+    _check_out_path(config)
     plan = _plan(config)
-    state = OutputState.open(config.out, plan.info)
-    pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
-    features = row_features(captions_module.FLAT_COLUMNS)
-    writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
-    progress = tqdm(
-        total=sum(len(s.samples) for s in pending),
-        unit="row",
-        desc="degkit build",
-        file=sys.stderr,
-        disable=not config.progress,
-    )
-    with progress, contextlib.ExitStack() as stack:
-        for chunk in _chunk_rows(config, plan, pending, stack) if pending else ():
-            writer.add(chunk)
-            progress.update(chunk.n_samples)
-        writer.finish()
+    captioner = ContentCaptioner(config.captioner, config.device) if config.captioner else None
+    writer, rows_left = None, sum(len(s.samples) for s in select_job(plan.shards, job, jobs))
+    try:
+        state = OutputState.open(config.out, plan.info)
+        pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
+        rows_left = sum(len(s.samples) for s in pending)
+        features = row_features(captions_module.FLAT_COLUMNS)
+        writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
+        progress = tqdm(
+            total=rows_left,
+            unit="row",
+            desc="degkit build",
+            file=sys.stderr,
+            disable=not config.progress,
+        )
+        with progress, contextlib.ExitStack() as stack:
+            for chunk in _chunk_rows(config, plan, pending, captioner, stack) if pending else ():
+                writer.add(chunk)
+                progress.update(chunk.n_samples)
+            writer.finish()
+        stats = _finalize(config.out)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        done = writer.rows if writer else 0
+        raise _disk_full(config, writer, rows_left - done) from None
+    if pending and stats.rows == 0 and writer.skipped:
+        raise _no_usable_image(config.out, writer.skipped)
     return BuildSummary(
         out=config.out,
         rows=writer.rows,
         shards_written=len(pending),
         bytes_written=writer.bytes,
         skipped_images=len(writer.skipped),
-        shards_done=finalize(config.out),
+        shards_done=stats.shards_done,
         shards_total=len(plan.shards),
         wall_s=time.perf_counter() - start,
+        skipped_files=len(plan.skipped_files),
+        notes=(
+            (f"replaced the settings of an earlier build that wrote no shard ({state.replaced})",)
+            if state.replaced
+            else ()
+        ),
     )
 
 
 def finalize(out: Path) -> int:
     """Rewrite ``skipped.jsonl`` and ``README.md`` from the shards present; return their count."""
+    return _finalize(out).shards_done
+
+
+def _finalize(out: Path) -> DatasetStats:
+    """:func:`finalize`, returning the statistics of the folder."""
     stats = collect_stats(out)
     write_text_atomic(
         Path(out) / "skipped.jsonl", "".join(line + "\n" for line in skipped_lines(stats))
     )
     write_text_atomic(Path(out) / "README.md", render_card(stats))
-    return stats.shards_done
+    return stats

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 __all__ = [
     "ShardPlan",
     "parse_splits",
+    "split_weights",
     "parse_shard_spec",
     "assign_splits",
     "plan_shards",
@@ -66,6 +67,13 @@ class ShardPlan:
 
 def parse_splits(text: str) -> dict[str, float]:
     """Parse ``--splits`` like ``train=0.9,validation=0.1`` (normalised; ``train`` alone = 1)."""
+    weights = split_weights(text)
+    total = sum(weights.values())
+    return {name: f / total for name, f in weights.items()}
+
+
+def split_weights(text: str) -> dict[str, float]:
+    """The positive weight of each split named in ``--splits``, as written (not normalised)."""
     parts = [p.strip() for p in text.split(",")]
     splits: dict[str, float] = {}
     for part in parts:
@@ -83,8 +91,7 @@ def parse_splits(text: str) -> dict[str, float]:
         if not (math.isfinite(fraction) and fraction > 0):
             raise ValueError(f"--splits: fraction of {name!r} must be > 0, got {value!r}")
         splits[name] = fraction
-    total = sum(splits.values())
-    return {name: f / total for name, f in splits.items()}
+    return splits
 
 
 def parse_shard_spec(text: str | None) -> tuple[int, int]:

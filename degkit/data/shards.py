@@ -32,6 +32,7 @@ __all__ = [
     "row_features",
     "write_shard",
     "read_shard_meta",
+    "read_shard_fingerprint",
     "temp_path",
     "image_cell",
 ]
@@ -89,7 +90,10 @@ def temp_path(path: Path) -> Path:
 
 
 def write_shard(path: Path, columns: dict[str, list], features, meta: dict[str, Any]) -> int:
-    """Write rows atomically (temp file, fsync, rename); return the file size in bytes."""
+    """Write rows atomically (temp file, fsync, rename); return the file size in bytes.
+
+    On any failure (e.g. the disk is full) the temporary file is removed.
+    """
     schema = features.arrow_schema
     metadata = dict(schema.metadata or {})
     metadata[b"degkit"] = json.dumps(meta, sort_keys=True).encode()
@@ -99,17 +103,24 @@ def write_shard(path: Path, columns: dict[str, list], features, meta: dict[str, 
     other_paths = [n for n in _leaf_paths(schema) if n not in image_paths]
     tmp = temp_path(path)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(
-        tmp,
-        schema,
-        compression={**dict.fromkeys(other_paths, "zstd"), **dict.fromkeys(image_paths, "none")},
-        use_dictionary=other_paths,
-        write_statistics=other_paths,
-    ) as writer:
-        writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with pq.ParquetWriter(
+            tmp,
+            schema,
+            compression={
+                **dict.fromkeys(other_paths, "zstd"),
+                **dict.fromkeys(image_paths, "none"),
+            },
+            use_dictionary=other_paths,
+            write_statistics=other_paths,
+        ) as writer:
+            writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
     return path.stat().st_size
 
@@ -139,17 +150,31 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read_shard_meta(path: Path) -> dict[str, Any] | None:
-    """The ``degkit`` metadata of a complete, readable shard (with ``num_rows``), else None."""
+def _stored_meta(path: Path) -> dict[str, Any] | None:
+    """The ``degkit`` metadata of a readable parquet file (with ``num_rows``), else None."""
     try:
         pf = pq.ParquetFile(path)
         raw = (pf.schema_arrow.metadata or {}).get(b"degkit")
         if raw is None:
             return None
         meta = json.loads(raw)
+        if not isinstance(meta, dict):
+            return None
         meta["num_rows"] = pf.metadata.num_rows
     except (OSError, ValueError, pa.ArrowException):
         return None
-    if meta.get("rows") != meta["num_rows"]:
+    return meta
+
+
+def read_shard_meta(path: Path) -> dict[str, Any] | None:
+    """The ``degkit`` metadata of a complete, readable shard (with ``num_rows``), else None."""
+    meta = _stored_meta(path)
+    if meta is None or meta.get("rows") != meta["num_rows"]:
         return None
     return meta
+
+
+def read_shard_fingerprint(path: Path) -> str | None:
+    """The build fingerprint a readable parquet file carries (complete or not), else None."""
+    meta = _stored_meta(path)
+    return None if meta is None else meta.get("fingerprint")

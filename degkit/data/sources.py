@@ -11,7 +11,10 @@ A :class:`SourceImage` only *locates* the encoded image; :meth:`SourceImage.read
 fetches it, in whatever process decodes it. Source kinds:
 
 * a folder, searched recursively for ``png, jpg, jpeg, webp, bmp, tif, tiff``
-  files (hidden files and folders skipped);
+  files (hidden files and folders skipped). Its other files (other types,
+  broken symbolic links) are not source images, so they take no sample index,
+  but they are reported as :class:`SkippedFile` with the reason, for
+  ``skipped.jsonl``;
 * a ``.csv`` (header row) or ``.jsonl`` file with a path column (``path``,
   ``image``, ``file``, ``filepath`` or ``filename``; relative paths are relative
   to the file) and an optional content caption column (``caption``, ``text``,
@@ -34,12 +37,17 @@ import dataclasses
 import functools
 import importlib.metadata
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SourceImage",
+    "SkippedFile",
+    "SourceListing",
+    "list_source",
+    "scan_folder",
     "HELDOUT_PHOTOS",
     "embedded_images",
     "heldout_images",
@@ -121,6 +129,23 @@ class SourceImage:
         return _saved_dataset_cell(self.location, self.row, self.column)
 
 
+@dataclasses.dataclass(frozen=True)
+class SkippedFile:
+    """A file of a source folder that is not used as an image, and why."""
+
+    source_id: str
+    location: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceListing:
+    """The sorted images of a source and the files of it left out (sorted by id)."""
+
+    images: list[SourceImage]
+    skipped: list[SkippedFile]
+
+
 # -- embedded photos ----------------------------------------------------------
 def embedded_images() -> list[SourceImage]:
     """The training photos: embedded photos (ids ``embedded/<pkg>/<name>``) not held out.
@@ -177,19 +202,47 @@ def _distribution_file(dist: str, rel_path: str) -> Path | None:
 
 
 # -- folders --------------------------------------------------------------------
-def folder_images(root: str | Path) -> list[SourceImage]:
-    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
+def scan_folder(root: str | Path) -> SourceListing:
+    """Image files under ``root`` (recursive; id = POSIX path relative to ``root``).
+
+    Hidden files and folders are ignored; every other file that is not a
+    readable image file (another type, a broken symbolic link) is listed in
+    ``skipped`` with the reason.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--source folder {str(root)!r} does not exist")
-    found = []
+    found, skipped = [], []
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts) or path.is_dir():
             continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+        reason = _not_an_image_file(path)
+        if reason is None:
             found.append(SourceImage(rel.as_posix(), str(path)))
-    return sorted(found, key=lambda s: s.source_id)
+        else:
+            skipped.append(SkippedFile(rel.as_posix(), str(path), reason))
+    return SourceListing(
+        sorted(found, key=lambda s: s.source_id), sorted(skipped, key=lambda s: s.source_id)
+    )
+
+
+def _not_an_image_file(path: Path) -> str | None:
+    """Why a (non-folder) path of a source folder is not used, or None for an image file."""
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link to {os.readlink(path)}"
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        kind = f"file type {suffix!r}" if suffix else "file without an extension"
+        return f"unsupported {kind}; image files end in {', '.join(IMAGE_EXTENSIONS)}"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def folder_images(root: str | Path) -> list[SourceImage]:
+    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
+    return scan_folder(root).images
 
 
 # -- CSV / JSONL lists ---------------------------------------------------------------
@@ -388,14 +441,25 @@ def resolve_source(
     ``None`` or ``"embedded"`` gives :func:`embedded_images` (the training
     photos), ``"embedded-heldout"`` :func:`heldout_images`.
     """
+    return list_source(source, image_column, caption_column, path_column).images
+
+
+def list_source(
+    source: str | Path | None,
+    image_column: str | None = None,
+    caption_column: str | None = None,
+    path_column: str | None = None,
+) -> SourceListing:
+    """Like :func:`resolve_source`, plus the files of a source folder that are left out."""
     if source is None or str(source) == "embedded":
-        return embedded_images()
+        return SourceListing(embedded_images(), [])
     if str(source) == "embedded-heldout":
-        return heldout_images()
+        return SourceListing(heldout_images(), [])
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"--source {str(path)!r} does not exist")
     suffix = path.suffix.lower()
+    skipped: list[SkippedFile] = []
     if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
         images = listed_images(path, path_column, caption_column)
     elif path.is_file() and suffix == ".parquet":
@@ -405,15 +469,17 @@ def resolve_source(
     elif path.is_dir() and next(path.rglob("*.parquet"), None) is not None:
         images = parquet_images(path, image_column, caption_column)
     elif path.is_dir():
-        images = folder_images(path)
+        listing = scan_folder(path)
+        images, skipped = listing.images, listing.skipped
     else:
         raise ValueError(
             f"--source {str(path)!r}: expected a folder, a .csv / .jsonl list, "
             "a .parquet file or a saved dataset folder"
         )
     if not images:
-        raise ValueError(f"--source {str(path)!r} holds no images")
-    return sorted(images, key=lambda s: s.source_id)
+        left_out = "".join(f"; {f.source_id}: {f.reason}" for f in skipped[:3])
+        raise ValueError(f"--source {str(path)!r} holds no images{left_out}")
+    return SourceListing(sorted(images, key=lambda s: s.source_id), skipped)
 
 
 def describe_source(source: str | Path | None) -> str:

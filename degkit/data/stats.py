@@ -36,7 +36,11 @@ class SplitStats:
 
 @dataclasses.dataclass
 class DatasetStats:
-    """Everything the card and ``degkit info`` report about a built folder."""
+    """Everything the card and ``degkit info`` report about a built folder.
+
+    ``skipped`` lists the source images left out; ``skipped_files`` the other
+    files of a source folder (not images, broken links), which take no index.
+    """
 
     out: Path
     info: dict[str, Any]
@@ -46,6 +50,7 @@ class DatasetStats:
     content_captions: dict[str, int]
     devices: list[str]
     examples: list[dict[str, Any]]
+    skipped_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def shards_done(self) -> int:
@@ -95,7 +100,17 @@ def collect_stats(out: str | Path, n_examples: int = 5) -> DatasetStats:
             merged["indices"] = sorted(set(merged["indices"]) | set(entry["indices"]))
     examples = _examples(out, files, n_examples)
     skipped_list = sorted(skipped.values(), key=lambda e: (e["indices"][:1], e["source_id"]))
-    return DatasetStats(out, info, splits, files, skipped_list, origins, sorted(devices), examples)
+    return DatasetStats(
+        out,
+        info,
+        splits,
+        files,
+        skipped_list,
+        origins,
+        sorted(devices),
+        examples,
+        info.get("skipped_files", []),
+    )
 
 
 def _examples(out: Path, files: Sequence[str], n: int) -> list[dict[str, Any]]:
@@ -109,8 +124,9 @@ def _examples(out: Path, files: Sequence[str], n: int) -> list[dict[str, Any]]:
 
 
 def skipped_lines(stats: DatasetStats) -> list[str]:
-    """One JSON line per skipped image: source id, location, row, reason, indices."""
-    return [json.dumps(entry, sort_keys=True) for entry in stats.skipped]
+    """One JSON line per skipped image, then per skipped non-image file: source id,
+    location, row, reason, indices (none for a file that is no image)."""
+    return [json.dumps(entry, sort_keys=True) for entry in stats.skipped + stats.skipped_files]
 
 
 def read_columns(out: str | Path, files: Sequence[str], columns: Sequence[str]) -> dict[str, list]:

@@ -1,7 +1,7 @@
 """Image-quality metrics for SR evaluation: one registry over pyiqa with the SR protocol.
 
->>> m = create_metric("psnr_y", scale=4)      # BT.601 Y, 4 px border crop, float64
->>> scores = m(sr, hr)                         # float64 (N,), one score per image
+    m = create_metric("psnr_y", scale=4)   # BT.601 Y, 4 px border crop, float64
+    scores = m(sr, hr)                      # float64 (N,), one score per image
 
 ``psnr_y``, ``ssim_y`` and ``psnr`` are batched float64 torch code validated against
 pyiqa; the others wrap pyiqa. Metrics whose weights are not present locally are
@@ -44,6 +44,8 @@ def create_metric(
     others. Extra settings: ``round_y`` (psnr_y, ssim_y; default True: Y rounded to
     whole 0-255 levels as MATLAB/pyiqa do), ``params`` (niqe: path of a .npz or
     pyiqa-format .mat with the pristine-model parameters; default: shipped ones).
+    ``device`` is where pyiqa models run; psnr_y, ssim_y and psnr run on the
+    device of their inputs. Missing weights give an unavailable metric, not an error.
     """
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; available: {', '.join(available_metrics())}")
@@ -129,7 +131,7 @@ def _pyiqa_metric(
         with no_downloads():
             model = _create_pyiqa(spec, device, kwargs, params, protocol)
     except DownloadBlocked as blocked:
-        return Metric(spec, protocol, None, f"weights missing: pyiqa {blocked}")
+        return Metric(spec, protocol, None, f"weights missing: {blocked}")
     model.eval()
 
     def score(sr: torch.Tensor, hr: torch.Tensor | None) -> torch.Tensor:
@@ -149,7 +151,10 @@ def _create_pyiqa(
     protocol: dict[str, Any],
 ) -> torch.nn.Module:
     import pyiqa
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
+    defaults = DEFAULT_CONFIGS[spec.pyiqa_name]["metric_opts"]
+    protocol["settings"] = {k: v for k, v in {**defaults, **kwargs}.items() if k != "type"}
     if spec.name != "niqe":
         return pyiqa.create_metric(spec.pyiqa_name, device=device, **kwargs)
     from degkit.metrics.niqe_params import params_as_mat, shipped_params_path

@@ -6,7 +6,6 @@ All functions take whole N x C x H x W batches and return one float64 score per 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 # ITU-R BT.601 luma for RGB in [0, 1], giving Y in [16, 235] on the 0-255 scale.
 BT601_Y_OFFSET = 16.0
@@ -25,10 +24,10 @@ def bt601_y(rgb: torch.Tensor, round_y: bool = True) -> torch.Tensor:
     images (and pyiqa does with ``data_range=255``).
     """
     x = rgb.to(torch.float64)
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
     wr, wg, wb = BT601_Y_WEIGHTS
-    y = BT601_Y_OFFSET + wr * r + wg * g + wb * b
-    return y.round() if round_y else y
+    y = x[:, 0:1] * wr  # in place from here: this runs on whole evaluation batches
+    y.add_(x[:, 1:2], alpha=wg).add_(x[:, 2:3], alpha=wb).add_(BT601_Y_OFFSET)
+    return y.round_() if round_y else y
 
 
 def crop_border(x: torch.Tensor, border: int) -> torch.Tensor:
@@ -40,8 +39,7 @@ def crop_border(x: torch.Tensor, border: int) -> torch.Tensor:
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:
     """PSNR in dB per image (float64); ``inf`` where the images are identical."""
-    diff = a.to(torch.float64) - b.to(torch.float64)
-    mse = diff.square().mean(dim=(1, 2, 3))
+    mse = (a.to(torch.float64) - b.to(torch.float64)).square_().mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
@@ -52,12 +50,22 @@ def gaussian_window_1d(size: int, sigma: float, dtype: torch.dtype, device) -> t
     return g / g.sum()
 
 
+def _filter_valid_1d(x: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor:
+    """'Valid' correlation of ``x`` with ``weights`` along ``dim`` as a sum of shifted slices.
+
+    On float64 this is several times faster than ``conv2d`` on the CPU.
+    """
+    out_len = x.shape[dim] - len(weights) + 1
+    out = x.narrow(dim, 0, out_len) * weights[0]
+    for offset, weight in enumerate(weights[1:], start=1):
+        out.add_(x.narrow(dim, offset, out_len), alpha=weight)
+    return out
+
+
 def _filter_valid(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """Per-channel 'valid' correlation with the separable window ``outer(window, window)``."""
-    c = x.shape[1]
-    size = window.numel()
-    x = F.conv2d(x, window.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
-    return F.conv2d(x, window.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
+    weights = window.tolist()
+    return _filter_valid_1d(_filter_valid_1d(x, weights, dim=-2), weights, dim=-1)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,191 +35,79 @@ class MetricSpec:
     implementation: str
     reference: str  # "full" | "none"
     direction: str  # "higher" | "lower"
-    colour_space: str  # "y" | "rgb"
-    y_transform: str | None  # "bt601_ycbcr" | "yiq" | None
+    y_transform: str | None  # "bt601_ycbcr" | "yiq" | None (RGB)
     data_range: str
     crop_is_scale: bool
+    min_size: int
     pyiqa_kwargs: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     required_files: tuple[RequiredFile, ...] = ()
     required_modules: tuple[str, ...] = ()
-    min_size: int = 1
+
+    @property
+    def colour_space(self) -> str:
+        """``"y"`` (a luma channel) or ``"rgb"``."""
+        return "rgb" if self.y_transform is None else "y"
 
 
-def _spec(**kwargs: Any) -> MetricSpec:
-    kwargs["pyiqa_kwargs"] = MappingProxyType(dict(kwargs.get("pyiqa_kwargs", {})))
-    return MetricSpec(**kwargs)
+_Y601 = "bt601_ycbcr"
+_PSNR_Y = {"test_y_channel": True, "color_space": "ycbcr", "data_range": 255, "eps": 0.0}
 
+# name, pyiqa name, implementation, reference, better, Y transform, range, crop=scale, min size
+_ROWS = (
+    ("psnr_y", "psnr", "degkit", "full", "higher", _Y601, "0-255", True, 1),
+    ("ssim_y", "ssim", "degkit", "full", "higher", _Y601, "0-255", True, 11),
+    ("psnr", "psnr", "degkit", "full", "higher", None, "0-255", True, 1),
+    ("ms_ssim", "ms_ssim", "pyiqa", "full", "higher", "yiq", "0-255", False, 161),
+    ("fsim", "fsim", "pyiqa", "full", "higher", None, "0-255", False, 1),
+    ("vif", "vif", "pyiqa", "full", "higher", "yiq", "0-255", False, 33),
+    ("gmsd", "gmsd", "pyiqa", "full", "lower", "yiq", "0-255", False, 1),
+    ("nlpd", "nlpd", "pyiqa", "full", "lower", "yiq", "0-1", False, 1),
+    ("lpips", "lpips", "pyiqa", "full", "lower", None, "0-1", False, 1),
+    ("dists", "dists", "pyiqa", "full", "lower", None, "0-1", False, 1),
+    ("niqe", "niqe", "pyiqa", "none", "lower", _Y601, "0-255", True, 96),
+    ("piqe", "piqe", "pyiqa", "none", "lower", "yiq", "0-1", False, 1),
+    ("musiq", "musiq", "pyiqa", "none", "higher", None, "0-1", False, 1),
+    ("maniqa", "maniqa", "pyiqa", "none", "higher", None, "0-1", False, 1),
+    ("clipiqa", "clipiqa", "pyiqa", "none", "higher", None, "0-1", False, 1),
+)
 
-_PIXEL = dict(implementation="degkit", reference="full", direction="higher", crop_is_scale=True)
-_PYIQA_FR = dict(implementation="pyiqa", reference="full", crop_is_scale=False)
-_PYIQA_NR = dict(implementation="pyiqa", reference="none", crop_is_scale=False)
+# settings passed to pyiqa (for degkit's own metrics: the equivalent pyiqa settings)
+_PYIQA_KWARGS = {
+    "psnr_y": _PSNR_Y,
+    "ssim_y": {"test_y_channel": True, "color_space": "ycbcr"},
+    "psnr": {"test_y_channel": False, "eps": 0.0},
+    "niqe": {"test_y_channel": True, "color_space": "ycbcr"},
+}
+
+_REQUIRED_FILES = {
+    "lpips": (
+        RequiredFile("LPIPS_v0.1_alex-df73285e.pth", "pyiqa", "LPIPS v0.1 linear layers"),
+        RequiredFile("alexnet-owt-7be5be79.pth", "checkpoints", "torchvision AlexNet"),
+    ),
+    "dists": (
+        RequiredFile("DISTS_weights-f5e65c96.pth", "pyiqa", "DISTS alpha/beta weights"),
+        RequiredFile("vgg16-397923af.pth", "checkpoints", "torchvision VGG16"),
+    ),
+    "musiq": (RequiredFile("musiq_koniq_ckpt-e95806b9.pth", "pyiqa", "MUSIQ (KonIQ-10k)"),),
+    "maniqa": (
+        RequiredFile("ckpt_koniq10k.pt", "pyiqa", "MANIQA (KonIQ-10k)"),
+        RequiredFile(
+            "model.safetensors",
+            "hf:timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
+            "timm ViT-B/8 backbone",
+        ),
+    ),
+    "clipiqa": (RequiredFile("RN50.pt", "clip", "OpenAI CLIP RN50"),),
+}
+
+_REQUIRED_MODULES = {"clipiqa": ("clip",)}
 
 METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        _spec(
-            name="psnr_y",
-            pyiqa_name="psnr",
-            colour_space="y",
-            y_transform="bt601_ycbcr",
-            data_range="0-255",
-            pyiqa_kwargs={"test_y_channel": True, "color_space": "ycbcr", "data_range": 255},
-            **_PIXEL,
-        ),
-        _spec(
-            name="ssim_y",
-            pyiqa_name="ssim",
-            colour_space="y",
-            y_transform="bt601_ycbcr",
-            data_range="0-255",
-            pyiqa_kwargs={"test_y_channel": True, "color_space": "ycbcr"},
-            min_size=11,
-            **_PIXEL,
-        ),
-        _spec(
-            name="psnr",
-            pyiqa_name="psnr",
-            colour_space="rgb",
-            y_transform=None,
-            data_range="0-255",
-            pyiqa_kwargs={"test_y_channel": False},
-            **_PIXEL,
-        ),
-        _spec(
-            name="ms_ssim",
-            pyiqa_name="ms_ssim",
-            direction="higher",
-            colour_space="y",
-            y_transform="yiq",
-            data_range="0-255",
-            min_size=161,
-            **_PYIQA_FR,
-        ),
-        _spec(
-            name="fsim",
-            pyiqa_name="fsim",
-            direction="higher",
-            colour_space="rgb",
-            y_transform=None,
-            data_range="0-255",
-            **_PYIQA_FR,
-        ),
-        _spec(
-            name="vif",
-            pyiqa_name="vif",
-            direction="higher",
-            colour_space="y",
-            y_transform="yiq",
-            data_range="0-255",
-            min_size=33,
-            **_PYIQA_FR,
-        ),
-        _spec(
-            name="gmsd",
-            pyiqa_name="gmsd",
-            direction="lower",
-            colour_space="y",
-            y_transform="yiq",
-            data_range="0-255",
-            **_PYIQA_FR,
-        ),
-        _spec(
-            name="nlpd",
-            pyiqa_name="nlpd",
-            direction="lower",
-            colour_space="y",
-            y_transform="yiq",
-            data_range="0-1",
-            **_PYIQA_FR,
-        ),
-        _spec(
-            name="lpips",
-            pyiqa_name="lpips",
-            direction="lower",
-            colour_space="rgb",
-            y_transform=None,
-            data_range="0-1",
-            required_files=(
-                RequiredFile("LPIPS_v0.1_alex-df73285e.pth", "pyiqa", "LPIPS v0.1 linear layers"),
-                RequiredFile("alexnet-owt-7be5be79.pth", "checkpoints", "torchvision AlexNet"),
-            ),
-            **_PYIQA_FR,
-        ),
-        _spec(
-            name="dists",
-            pyiqa_name="dists",
-            direction="lower",
-            colour_space="rgb",
-            y_transform=None,
-            data_range="0-1",
-            required_files=(
-                RequiredFile("DISTS_weights-f5e65c96.pth", "pyiqa", "DISTS alpha/beta weights"),
-                RequiredFile("vgg16-397923af.pth", "checkpoints", "torchvision VGG16"),
-            ),
-            **_PYIQA_FR,
-        ),
-        _spec(
-            name="niqe",
-            pyiqa_name="niqe",
-            implementation="pyiqa",
-            reference="none",
-            direction="lower",
-            colour_space="y",
-            y_transform="bt601_ycbcr",
-            data_range="0-255",
-            crop_is_scale=True,
-            pyiqa_kwargs={"test_y_channel": True, "color_space": "ycbcr"},
-            min_size=96,
-        ),
-        _spec(
-            name="piqe",
-            pyiqa_name="piqe",
-            direction="lower",
-            colour_space="y",
-            y_transform="yiq",
-            data_range="0-1",
-            **_PYIQA_NR,
-        ),
-        _spec(
-            name="musiq",
-            pyiqa_name="musiq",
-            direction="higher",
-            colour_space="rgb",
-            y_transform=None,
-            data_range="0-1",
-            required_files=(
-                RequiredFile("musiq_koniq_ckpt-e95806b9.pth", "pyiqa", "MUSIQ (KonIQ-10k)"),
-            ),
-            **_PYIQA_NR,
-        ),
-        _spec(
-            name="maniqa",
-            pyiqa_name="maniqa",
-            direction="higher",
-            colour_space="rgb",
-            y_transform=None,
-            data_range="0-1",
-            required_files=(
-                RequiredFile("ckpt_koniq10k.pt", "pyiqa", "MANIQA (KonIQ-10k)"),
-                RequiredFile(
-                    "model.safetensors",
-                    "hf:timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
-                    "timm ViT-B/8 backbone",
-                ),
-            ),
-            min_size=224,
-            **_PYIQA_NR,
-        ),
-        _spec(
-            name="clipiqa",
-            pyiqa_name="clipiqa",
-            direction="higher",
-            colour_space="rgb",
-            y_transform=None,
-            data_range="0-1",
-            required_files=(RequiredFile("RN50.pt", "clip", "OpenAI CLIP RN50"),),
-            required_modules=("clip",),
-            **_PYIQA_NR,
-        ),
+    row[0]: MetricSpec(
+        *row,
+        pyiqa_kwargs=MappingProxyType(dict(_PYIQA_KWARGS.get(row[0], {}))),
+        required_files=_REQUIRED_FILES.get(row[0], ()),
+        required_modules=_REQUIRED_MODULES.get(row[0], ()),
     )
+    for row in _ROWS
 }

@@ -81,8 +81,9 @@ def missing_requirements(spec: MetricSpec) -> str | None:
     return "; ".join(parts) or None
 
 
-def _refuse_download(url: str, *args: object, **kwargs: object) -> None:
-    raise DownloadBlocked(f"tried to download {url} (degkit never downloads weights)")
+def _refuse_download(url: str, dst: str, *args: object, **kwargs: object) -> None:
+    target = Path(dst)
+    raise DownloadBlocked(f"put {target.name} in {target.parent}/ (pyiqa asked for {url})")
 
 
 @contextlib.contextmanager
