@@ -185,7 +185,8 @@ def _report(args, names, n_images, seconds, differences) -> str:
         "8-bit-rounded BT.601 Y with an 11 x 11 Gaussian window (sigma 1.5) over valid "
         "positions, equal to scikit-image's `structural_similarity(gaussian_weights=True, "
         "sigma=1.5, use_sample_covariance=False)` (tests/test_eval_run.py); pyiqa's `ssim` "
-        "departs from that on low-SSIM images, hence the SSIM-Y difference.",
+        "also clamps the contrast-structure term at 0, which changes the score of low-SSIM "
+        "images.",
     ]
     return "\n".join(lines) + "\n"
 
