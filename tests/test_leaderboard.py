@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 from eval_fakes import mae_rgb, psnr_rgb, tiny_set, unavailable_metric
@@ -136,3 +138,31 @@ def test_cli_leaderboard(results, tmp_path, capsys):
     assert main(["leaderboard", str(missing), "--out", str(tmp_path / "c")]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"degkit leaderboard: error: {missing}: no such result file"
+
+
+NODE_SORT_CHECK = """
+const rows = vals => vals.map(([name, v]) => ({cells: [{textContent: name, dataset: {}},
+  {textContent: v, dataset: {v: v === "n/a" ? "" : v}}]}));
+const table = r => ({tBodies: [{rows: r, appendChild(x) {
+  this.rows.splice(this.rows.indexOf(x), 1); this.rows.push(x); }}]});
+const t1 = table(rows([["a", "1"], ["b", "3"]]));
+const t2 = table(rows([["x", "n/a"], ["y", "2"], ["z", "10"]]));
+const clicks = [];
+const th = (i, t) => ({cellIndex: i, dataset: {}, closest: () => t,
+  addEventListener: (e, f) => clicks.push(f)});
+global.document = {querySelectorAll: () => [th(0, t1), th(1, t1), th(0, t2), th(1, t2)]};
+eval(SORT_JS);
+const names = t => t.tBodies[0].rows.map(r => r.cells[0].textContent).join("");
+clicks[3](); const up = names(t2); clicks[3](); const down = names(t2);
+console.log(up, down, names(t1));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+def test_html_sort_script_sorts_each_table_numerically_with_na_last():
+    from degkit.evaluate.leaderboard_html import SORT_JS
+
+    script = f"const SORT_JS = {json.dumps(SORT_JS)};\n{NODE_SORT_CHECK}"
+    done = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["yzx", "zyx", "ab"]  # 2 < 10 numerically; n/a last both ways

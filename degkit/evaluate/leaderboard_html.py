@@ -23,19 +23,19 @@ img { max-width: 100%; display: block; margin: 1em 0; }
 footer { font-size: 0.85em; color: #444; margin-top: 2em; }
 """
 
-# Click a header to sort by that column (numbers numerically, n/a last); click again to reverse.
+# Click a header to sort its table by that column (numbers numerically, n/a always last);
+# click again to reverse.
 SORT_JS = """
-document.querySelectorAll("th").forEach((th, col) => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0], up = th.dataset.up !== "1";
+document.querySelectorAll("th").forEach(th => th.addEventListener("click", () => {
+  const col = th.cellIndex, body = th.closest("table").tBodies[0], up = th.dataset.up !== "1";
   th.dataset.up = up ? "1" : "0";
   const key = r => {
     const v = r.cells[col].dataset.v;
-    return v === undefined ? r.cells[col].textContent : v === "" ? NaN : +v;
+    return v === undefined ? r.cells[col].textContent : v === "" ? null : +v;
   };
-  const cmp = (a, b) =>
-    typeof a === "string" ? a.localeCompare(b) : isNaN(a) ? 1 : isNaN(b) ? -1 : a - b;
-  [...body.rows].sort((a, b) => (up ? 1 : -1) * cmp(key(a), key(b)))
-    .forEach(r => body.appendChild(r));
+  const cmp = (a, b) => a === null ? (b === null ? 0 : 1) : b === null ? -1
+    : (up ? 1 : -1) * (typeof a === "string" ? a.localeCompare(b) : a - b);
+  [...body.rows].sort((a, b) => cmp(key(a), key(b))).forEach(r => body.appendChild(r));
 }));
 """
 
