@@ -71,7 +71,7 @@ def _shipped_recipes_dir() -> Path:
 
 
 RECIPES_DIR = _shipped_recipes_dir()
-# libyaml's parser where PyYAML has it (about 8x faster: recipes load in every worker).
+# libyaml's parser where PyYAML has it (written in C: recipes load in every worker).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_LEVEL_KEYS = ("description", "scale", "pipeline", "extends", "overrides")
 NODE_KEYS = {

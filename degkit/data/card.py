@@ -20,7 +20,7 @@ from degkit.data.stats import DatasetStats
 
 __all__ = ["render_card", "size_category", "data_files_config", "feature_list"]
 
-# libyaml's emitter where PyYAML has it: the same text, several times faster.
+# libyaml's emitter where PyYAML has it: the same text, written in C.
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 _SIZE_BINS = (

@@ -35,11 +35,9 @@ __all__ = [
     "plan_shards",
     "select_job",
     "default_rows_per_shard",
-    "MAX_SHARD_BYTES",
     "ROW_GROUP_SIZE",
 ]
 
-MAX_SHARD_BYTES = 500_000_000
 ROW_GROUP_SIZE = 100
 _TARGET_SHARD_BYTES = 400_000_000
 _SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")

@@ -1,6 +1,6 @@
 """Parquet shards: the row schema, atomic writes and reading a shard's own metadata.
 
-A row (see DESIGN.md) holds the sample's identity (``id``, ``source_id``,
+A row holds the sample's identity (``id``, ``source_id``,
 ``index``, crop position), the HR and LR images as Hugging Face ``Image``
 structs of PNG bytes, the recipe name and hash, the seed, every caption, the
 records as JSON and one flat column per degradation parameter.

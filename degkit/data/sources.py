@@ -45,7 +45,6 @@ __all__ = [
     "list_source",
     "scan_folder",
     "embedded_images",
-    "folder_images",
     "listed_images",
     "parquet_images",
     "saved_dataset_images",
@@ -199,11 +198,6 @@ def _not_an_image_file(path: Path) -> str | None:
     if not path.is_file():
         return "not a regular file"
     return None
-
-
-def folder_images(root: str | Path) -> list[SourceImage]:
-    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
-    return scan_folder(root).images
 
 
 # -- CSV / JSONL lists ---------------------------------------------------------------

@@ -74,7 +74,7 @@ def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: boo
 
     On the CPU path (float32, no gradient) bilinear and bicubic resizes without
     antialiasing, and area resizes by whole factors (box means, e.g. 256 to
-    64), run through OpenCV's ``resize``, 2-8x faster than torch. OpenCV maps
+    64), run through OpenCV's ``resize`` (no autograd graph). OpenCV maps
     output to input coordinates in double precision where torch uses float32,
     so the two differ by up to about 3e-5 (both are tested against a float64
     reference); whole-factor area means agree to float rounding.
