@@ -302,3 +302,34 @@ def test_chunks_follow_a_shrinking_limit_and_keep_image_order() -> None:
     assert [t for c in chunks for t in c.tasks] == tasks
     for chunk, most in zip(chunks, asked, strict=True):
         assert sum(len(t.indices) for t in chunk.tasks) <= most or len(chunk.tasks) == 1
+
+
+def test_categorical_flat_columns_round_trip_as_class_labels(built):
+    out, _ = built
+    ds = datasets.load_dataset("parquet", data_files=str(out / "data/*.parquet"))["train"]
+    kind = ds.features["noise_kind"]
+    assert isinstance(kind, datasets.ClassLabel)
+    assert kind.names == ["gaussian", "poisson", "speckle", "salt_pepper"]
+    mode = ds.features["final_resize_mode"]
+    assert isinstance(mode, datasets.ClassLabel) and "bicubic" in mode.names
+    for row in ds:
+        records = json.loads(row["records"])
+        noises = [r["op"] for r in records if r["op"].endswith("_noise")]
+        expected = noises[-1].removesuffix("_noise") if noises else None
+        got = None if row["noise_kind"] is None else kind.int2str(row["noise_kind"])
+        assert got == expected
+        [final] = [r["mode"] for r in records if r["op"] == "final_resize"]
+        assert mode.int2str(row["final_resize_mode"]) == final
+
+
+def test_card_describes_every_column_and_its_features_parse(built):
+    out, _ = built
+    text = (out / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---\n")[1])
+    features = datasets.Features._from_yaml_list(meta["dataset_info"]["features"])
+    ds = datasets.load_dataset("parquet", data_files=str(out / "data/*.parquet"))["train"]
+    assert features == ds.features
+    lines = [line for line in text.splitlines() if line.startswith("- `")]
+    assert [line.split("`")[1] for line in lines] == list(ds.features)
+    docs = [line.split("): ", 1)[1] for line in lines]
+    assert len(set(docs)) == len(docs)  # every column has its own description

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ops(args: argparse.Namespace) -> int:
-    """Print every op (or one) with its family, summary and config defaults."""
+    """Print every op (or one): family, summary, config defaults, captions and columns."""
     ops = registered_ops()
     if args.name:
         if args.name not in ops:
@@ -32,4 +32,13 @@ def run_ops(args: argparse.Namespace) -> int:
             limits = [f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in cls.param_limits.items()]
             cats = [f"{k} in {v}" for k, v in cls.categories.items()]
             print(f"    per-sample parameters: {'; '.join(limits + cats)}")
+        for kind in cls.caption_types:
+            lo, hi = kind.bins
+            heavier = "lower" if kind.heavier_when_lower else "higher"
+            print(
+                f"    caption {kind.template!r}; {kind.phrase} light / medium / heavy split "
+                f"at {lo:g} and {hi:g} ({heavier} is heavier)"
+            )
+        for column in cls.flat_columns:
+            print(f"    column {column.name} ({column.dtype}): {column.doc}")
     return 0

@@ -181,7 +181,9 @@ def _settings(
         "source_ids_sha256": hashlib.sha256(ids.encode()).hexdigest(),
         "captioner": config.captioner,
         "license": config.license,
-        "flat_columns": captions_module.FLAT_COLUMNS,
+        "flat_columns": {
+            name: column.spec() for name, column in captions_module.flat_schema().items()
+        },
     }
 
 
@@ -509,7 +511,7 @@ def build_dataset(config: BuildConfig) -> BuildSummary:
         state = OutputState.open(config.out, plan.info)
         pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
         rows_left = sum(len(s.samples) for s in pending)
-        features = row_features(captions_module.FLAT_COLUMNS)
+        features = row_features(plan.info["settings"]["flat_columns"])
         writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
         progress = tqdm(
             total=rows_left,

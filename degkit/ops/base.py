@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 import torch
 
+from degkit.ops.labels import CaptionType, FlatColumn, Record
 from degkit.rng import BatchStreams
 
 __all__ = [
@@ -56,7 +57,6 @@ SEED_LIMITS = (-(2.0**63), 2.0**63)
 
 Images: TypeAlias = torch.Tensor | list[torch.Tensor]
 Params: TypeAlias = dict[str, torch.Tensor]
-Record: TypeAlias = dict[str, Any]
 
 _REGISTRY: dict[str, type[Op]] = {}
 
@@ -184,14 +184,23 @@ class Op:
     """Base class of degradation ops (subclasses are dataclasses).
 
     Subclasses set ``name``, implement :meth:`sample` and :meth:`_apply`, and
-    declare ``param_limits`` (valid interval of each numeric parameter) and
-    ``categories`` (labels of categorical parameters stored as integer codes).
+    declare ``param_limits`` (valid interval of each numeric parameter),
+    ``categories`` (labels of categorical parameters stored as integer codes),
+    ``caption_types`` and ``flat_columns`` (see :mod:`degkit.ops.labels`; a
+    registered op must declare both, empty where it has none).
     """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     param_limits: ClassVar[dict[str, tuple[float, float]]] = {}
     categories: ClassVar[dict[str, tuple[str, ...]]] = {}
+    caption_types: ClassVar[tuple[CaptionType, ...]]
+    flat_columns: ClassVar[tuple[FlatColumn, ...]]
+
+    @classmethod
+    def caption_type(cls, record: Record) -> CaptionType | None:
+        """The caption type of one of this op's records (its first declared one, if any)."""
+        return cls.caption_types[0] if cls.caption_types else None
 
     # -- to implement -----------------------------------------------------
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
@@ -308,6 +317,11 @@ def register(cls: type[Op]) -> type[Op]:
     """Class decorator adding an op to the registry under ``cls.name``."""
     if not cls.name:
         raise TypeError(f"{cls.__qualname__} has no name")
+    for attribute in ("caption_types", "flat_columns"):
+        if not isinstance(getattr(cls, attribute, None), tuple):
+            raise TypeError(
+                f"op {cls.name!r} must declare {attribute} (a tuple, empty if it has none)"
+            )
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise TypeError(f"op name {cls.name!r} registered twice")
     _REGISTRY[cls.name] = cls

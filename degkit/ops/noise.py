@@ -44,6 +44,7 @@ from kornia.color import rgb_to_grayscale
 from scipy import special
 
 from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_range, register
+from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.ops.quantize import to_uint8
 from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams, field_generator
@@ -202,6 +203,38 @@ def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> 
     return torch.from_numpy(fields)
 
 
+NOISE_KINDS = ("gaussian", "poisson", "speckle", "salt_pepper")
+
+
+def _noise_columns(kind: str, level: str) -> tuple[FlatColumn, ...]:
+    """The columns every noise op shares; ``level`` is the record field of its strength."""
+    return (
+        FlatColumn(
+            "noise_count", "int64", "number of noise ops that ran", lambda rec: 1, count=True
+        ),
+        FlatColumn(
+            "noise_kind",
+            "class_label",
+            "kind of the last noise op",
+            lambda rec: kind,
+            labels=NOISE_KINDS,
+        ),
+        FlatColumn(
+            "noise_level",
+            "float64",
+            "strength of the last noise op: sigma (0-255) for gaussian, scale for poisson, "
+            "relative sigma for speckle, pixel fraction for salt_pepper",
+            field_value(level),
+        ),
+        FlatColumn(
+            "noise_gray",
+            "bool",
+            "the last noise op drew one field for all channels (False for salt_pepper)",
+            lambda rec: bool(rec.get("gray", False)),
+        ),
+    )
+
+
 class _FieldNoise(Op):
     """Noise drawn as (level, gray flag, field seed) per sample; ``level`` names the
     strength field (``sigma`` or ``scale``), valid in ``[0, level_max]``."""
@@ -230,6 +263,10 @@ class GaussianNoise(_FieldNoise):
     """Additive Gaussian noise, ``sigma`` on the 0-255 scale, gray with ``gray_prob``."""
 
     name = "gaussian_noise"
+    caption_types = (
+        CaptionType.single("gaussian noise", "gaussian_noise", "sigma", 1, (10.0, 20.0)),
+    )
+    flat_columns = _noise_columns("gaussian", "sigma")
     level, level_max = "sigma", 255.0
     param_limits = {"sigma": (0.0, 255.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
@@ -266,6 +303,8 @@ class PoissonNoise(_FieldNoise):
     """Real-ESRGAN's Poisson (shot) noise times ``scale``, gray with ``gray_prob``."""
 
     name = "poisson_noise"
+    caption_types = (CaptionType.single("poisson noise", "poisson_noise", "scale", 1, (1.0, 2.0)),)
+    flat_columns = _noise_columns("poisson", "scale")
     level, level_max = "scale", 10.0
     param_limits = {"scale": (0.0, 10.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
@@ -283,6 +322,10 @@ class SpeckleNoise(_FieldNoise):
     """Multiplicative noise ``x + x * sigma * n``, gray with ``gray_prob``."""
 
     name = "speckle_noise"
+    caption_types = (
+        CaptionType.single("speckle noise", "speckle_noise", "sigma", 2, (0.08, 0.14)),
+    )
+    flat_columns = _noise_columns("speckle", "sigma")
     level, level_max = "sigma", 1.0
     param_limits = {"sigma": (0.0, 1.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
@@ -301,6 +344,10 @@ class SaltPepperNoise(Op):
 
     name = "salt_pepper_noise"
     family = "noise"
+    caption_types = (
+        CaptionType.single("salt and pepper noise", "salt_pepper_noise", "amount", 3, (0.01, 0.03)),
+    )
+    flat_columns = _noise_columns("salt_pepper", "amount")
     param_limits = {"amount": (0.0, 1.0), "salt_ratio": (0.0, 1.0), "seed": SEED_LIMITS}
 
     amount: tuple[float, float] = (0.001, 0.05)

@@ -27,6 +27,7 @@ from degkit.ops.base import (
     register,
 )
 from degkit.ops.filtering import each_plane, map_samples_cpu, use_opencv
+from degkit.ops.labels import FlatColumn, field_value
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "INTERPOLATIONS", "resize_one"]
@@ -127,6 +128,16 @@ class Resize(Op):
     name = "resize"
     family = "resize"
     categories = {"mode": INTERPOLATIONS, "direction": DIRECTIONS}
+    caption_types = ()
+    flat_columns = (
+        FlatColumn("resize_count", "int64", "number of random resizes", lambda rec: 1, count=True),
+        FlatColumn(
+            "resize_scale",
+            "float64",
+            "scale of the last random resize (< 1 shrinks)",
+            field_value("scale"),
+        ),
+    )
     param_limits = {"scale": (1e-3, 64.0)}
 
     scale: tuple[float, float] = (0.15, 1.5)
@@ -204,6 +215,16 @@ class FinalResize(Op):
     name = "final_resize"
     family = "resize"
     categories = {"mode": INTERPOLATIONS}
+    caption_types = ()
+    flat_columns = (
+        FlatColumn(
+            "final_resize_mode",
+            "class_label",
+            "interpolation of the resize to the LR size",
+            lambda rec: rec["mode"],
+            labels=INTERPOLATIONS,
+        ),
+    )
     param_limits = {"size": (1, 1 << 16)}
 
     modes: tuple[str, ...] = ("area", "bilinear", "bicubic")

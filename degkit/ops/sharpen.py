@@ -36,6 +36,7 @@ from degkit.ops.filtering import (
     use_opencv,
 )
 from degkit.ops.kernels import gaussian_kernels_1d
+from degkit.ops.labels import FlatColumn
 from degkit.rng import BatchStreams
 
 __all__ = ["UnsharpMask", "usm_kernel_size", "opencv_sigma"]
@@ -60,6 +61,8 @@ class UnsharpMask(Op):
 
     name = "usm"
     family = "sharpen"
+    caption_types = ()
+    flat_columns = (FlatColumn("usm", "bool", "the HR was unsharp-masked first", lambda rec: True),)
     param_limits = {
         "weight": (0.0, 10.0),
         "threshold": (0.0, 255.0),
