@@ -27,6 +27,7 @@ def _build(root: Path, out: str, shard: str | None = None) -> Path:
         splits="train=0.6,validation=0.4",
         rows_per_shard=2,
         shard=shard,
+        workers=0,
         progress=False,
     )
     build_dataset(config)
@@ -80,7 +81,7 @@ def test_push_creates_the_repo_and_uploads_exactly_those_files(tmp_path, monkeyp
 
 def test_incomplete_build_is_refused(tmp_path):
     out = _build(tmp_path, "half", shard="0/2")
-    with pytest.raises(ValueError, match="incomplete.*--resume"):
+    with pytest.raises(ValueError, match=r"incomplete.*BuildConfig\.resume=True"):
         files_to_upload(out)
     with pytest.raises(FileNotFoundError, match="not a degkit dataset"):
         files_to_upload(tmp_path)

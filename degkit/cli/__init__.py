@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,25 @@ from degkit.cli import data_commands, ops_commands, recipe_commands
 __all__ = ["main"]
 
 COMMAND_MODULES = (ops_commands, recipe_commands, data_commands)
+
+# Library errors name config fields (``BuildConfig.crop``); the command line shows its options.
+_FIELD = re.compile(r"\bBuildConfig\.(\w+)(=True|=None)?")
+_OPTIONS = {
+    ("recipe", ""): "RECIPE",
+    ("progress", ""): "--quiet",
+    ("crop", "=None"): "--no-crop",
+    ("resume", "=True"): "--resume",
+}
+
+
+def option_names(message: str) -> str:
+    """``message`` with each ``BuildConfig.<field>`` replaced by its ``degkit build`` option."""
+
+    def option(match: re.Match[str]) -> str:
+        field, value = match.group(1), match.group(2) or ""
+        return _OPTIONS.get((field, value), "--" + field.replace("_", "-"))
+
+    return _FIELD.sub(option, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,15 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a sub-command; errors print one clear line and exit with status 2."""
+    """Run a sub-command; errors print one clear line and exit with status 2.
+
+    Only user errors are caught: bad input (``ValueError``, including degkit's
+    own error types) and conditions of the machine (``OSError``: a missing file,
+    a full disk, no permission). Anything else, e.g. a ``KeyError``, is a bug
+    and keeps its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0
-    except (ValueError, OSError, KeyError) as exc:  # OSError: e.g. a full disk, no permission
-        print(f"degkit {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"degkit {args.command}: error: {option_names(str(exc))}", file=sys.stderr)
         return 2
 
 

@@ -52,6 +52,7 @@ from degkit import captions as captions_module
 from degkit import recipes
 from degkit.data.captioner import ContentCaptioner
 from degkit.data.card import render_card
+from degkit.data.config import BuildConfig
 from degkit.data.parallel import ordered_map
 from degkit.data.plan import (
     ShardPlan,
@@ -81,44 +82,11 @@ from degkit.data.state import (
     write_text_atomic,
 )
 from degkit.data.stats import DatasetStats, collect_stats, skipped_lines
-from degkit.data.validate import check_crop_fits_scale, field_name, validate_config
-from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask, run_image_task
+from degkit.data.validate import check_crop_fits_scale, field_name
+from degkit.data.work import ImageTask, run_image_task
 from degkit.rng import STREAM_VERSION, BatchStreams
 
 __all__ = ["BuildConfig", "BuildSummary", "DiskFullError", "build_dataset", "finalize"]
-
-
-@dataclasses.dataclass
-class BuildConfig:
-    """Options of one ``degkit build`` run (see ``degkit build --help``)."""
-
-    recipe: str
-    out: Path
-    source: str | None = None
-    scale: int | None = None
-    crop: int | None = 256
-    per_image: int = 1
-    crop_mode: str = "random"
-    seed: int = 0
-    splits: str = "train"
-    shard: str | None = None
-    rows_per_shard: int | None = None
-    device: str = "cpu"
-    workers: int = 0
-    batch_size: int = 32
-    resume: bool = False
-    png_level: int = DEFAULT_PNG_LEVEL
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    image_column: str | None = None
-    caption_column: str | None = None
-    path_column: str | None = None
-    captioner: str | None = None
-    license: str = "other"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        validate_config(self)
-        self.out = Path(self.out)
 
 
 @dataclasses.dataclass
@@ -313,7 +281,8 @@ def _check_out_path(config: BuildConfig) -> None:
         if source.is_dir() and (out == source or source in out.parents):
             raise ValueError(
                 f"{field_name('out')} {str(config.out)!r} is the source folder or inside it "
-                f"({field_name('source')} {config.source!r}); choose an --out outside the source"
+                f"({field_name('source')} {config.source!r}); "
+                "choose an out folder outside the source"
             )
     check_out_folder(config.out)
 
@@ -367,8 +336,9 @@ def _pending_shards(
         existing = [s.file_name for s in mine if state.has_any_trace(s)]
         if existing:
             raise ValueError(
-                f"--out {str(config.out)!r} already holds shards of this build "
-                f"(e.g. {existing[0]}); pass --resume to continue it, or choose another --out"
+                f"BuildConfig.out {str(config.out)!r} already holds shards of this build "
+                f"(e.g. {existing[0]}); set BuildConfig.resume=True to continue it, "
+                "or choose another BuildConfig.out"
             )
     for shard in mine:
         state.discard_partial(shard)
@@ -474,7 +444,7 @@ def _disk_full(config: BuildConfig, writer: _ShardWriter | None, rows_left: int)
         errno.ENOSPC,
         f"no space left on device in {str(config.out)!r}: the rest of this build needs "
         f"{needed} ({free / 1e6:.1f} MB free); the shards already written are kept; "
-        "free some space, then run the same command with --resume",
+        "free some space, then resume the build (BuildConfig.resume=True)",
     )
 
 
@@ -484,7 +454,7 @@ def _no_usable_image(out: Path, skipped: dict[str, str]) -> ValueError:
     first_id, first_reason = next(iter(skipped.items()))
     counts = ", ".join(f"{n} x {kind}" for kind, n in kinds.most_common(3))
     hint = (
-        "; lower --crop or pass --no-crop"
+        "; lower BuildConfig.crop or set BuildConfig.crop=None"
         if kinds.most_common(1)[0][0] == "smaller than the crop"
         else ""
     )

@@ -22,7 +22,7 @@ import torch
 
 __all__ = ["ContentCaptioner", "local_model"]
 
-_OPTION = "BuildConfig.captioner (--captioner)"
+_OPTION = "BuildConfig.captioner"
 _HUB_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")
 
 

@@ -28,10 +28,12 @@ def files_to_upload(folder: str | Path) -> list[str]:
     if not stats.complete:
         raise ValueError(
             f"{str(folder)!r} is incomplete ({stats.shards_done} of {stats.shards_total} "
-            "shards); finish it with degkit build ... --resume before pushing"
+            "shards); finish its build first (BuildConfig.resume=True)"
         )
     if not (folder / "README.md").is_file():
-        raise ValueError(f"{str(folder)!r} has no README.md; rerun degkit build ... --resume")
+        raise ValueError(
+            f"{str(folder)!r} has no README.md; resume its build (BuildConfig.resume=True)"
+        )
     names = ["README.md", *stats.files]
     if (folder / "skipped.jsonl").is_file():
         names.append("skipped.jsonl")

@@ -283,6 +283,9 @@ class Op:
         for key in records[0]:
             if key in ("op", "path"):
                 continue
+            lacking = [i for i, rec in enumerate(records) if key not in rec]
+            if lacking:
+                raise OpError(f"{self.name}: record {lacking[0]} has no {key!r}")
             values = [rec[key] for rec in records]
             if key in self.categories:
                 labels = self.categories[key]
