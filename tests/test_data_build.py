@@ -227,7 +227,7 @@ def test_cli_errors_name_the_option(corpus, tmp_path, capsys):
         (["--source", str(root / "images"), "--shard", "5/2"], "--shard"),
         (
             ["--source", str(root / "images"), "--crop", "30"],
-            "(--crop) must be a positive multiple",
+            "error: --crop must be a positive multiple",
         ),
         (["--source", str(root / "images"), "--splits", "a=1,a=2"], "--splits"),
     ]

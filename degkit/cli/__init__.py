@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from degkit.cli import data_commands, ops_commands, recipe_commands
+from degkit.extras import MissingExtra
 
 __all__ = ["main"]
 
@@ -48,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a sub-command; errors print one clear line and exit with status 2.
 
     Only user errors are caught: bad input (``ValueError``, including degkit's
-    own error types) and conditions of the machine (``OSError``: a missing file,
-    a full disk, no permission). Anything else, e.g. a ``KeyError``, is a bug
+    own error types), conditions of the machine (``OSError``: a missing file,
+    a full disk, no permission) and a missing optional dependency
+    (:class:`degkit.extras.MissingExtra`). Anything else, e.g. a ``KeyError``, is a bug
     and keeps its traceback.
     """
     args = build_parser().parse_args(argv)
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, MissingExtra) as exc:
         print(f"degkit {args.command}: error: {option_names(str(exc))}", file=sys.stderr)
         return 2
 
