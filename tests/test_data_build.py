@@ -246,6 +246,11 @@ def test_info_prints_counts_captions_and_histograms(built, capsys):
     assert "recipe     fast" in text
     assert "gaussian noise with sigma:" in text
     assert "noise_level (float64)" in text and "#" in text
+    after = text.split("noise_kind (class_label)\n", 1)[1].splitlines()
+    end = next(i for i, line in enumerate(after) if not line.startswith("    "))
+    bars = [line.split()[0] for line in after[:end]]
+    assert set(bars) <= {"gaussian", "poisson", "speckle", "salt_pepper", "(null)"}  # labels
+    assert "gaussian" in bars
     assert "skipped    6 images" in text
 
 
