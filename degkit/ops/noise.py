@@ -17,7 +17,7 @@ Counts are drawn by inversion: one uniform per pixel from the sample's field
 generator, looked up in the exact Poisson CDF of its level (there are at most
 256 rates per ``vals``; tables are built once with SciPy and cached, with a
 guide table that makes a lookup take about one step). This is the same
-distribution as NumPy's ``poisson`` at about twice its speed.
+distribution as NumPy's ``poisson``, drawn from uniforms so it replays from the seed.
 
 Gray noise is one field shared by the channels of one sample; different
 samples always get different fields. ``gaussian_noise`` can also be
