@@ -81,3 +81,15 @@ def test_module_equals_the_plain_call_and_numbers_samples_across_calls() -> None
     restored.load_state_dict(module.state_dict())
     assert (restored.seed, restored.next_index) == (5, 4)
     assert torch.equal(restored(hr[:1]), RECIPE.pipeline(hr[:1], 5, [4], 4).lr)
+
+
+def test_module_passes_gradients_through_a_differentiable_op() -> None:
+    hr = torch.rand(2, 3, 16, 16, requires_grad=True)
+    module = Degrade(create_op("blur", sigma=(0.5, 2.0), kernel_size=(5, 9)), seed=2)
+    lr = module(hr)
+    y, _ = create_op("blur", sigma=(0.5, 2.0), kernel_size=(5, 9))(
+        hr.detach(), BatchStreams(2, [0, 1], "blur")
+    )
+    assert torch.equal(lr.detach(), y)
+    lr.sum().backward()
+    assert hr.grad is not None and torch.isfinite(hr.grad).all() and hr.grad.abs().sum() > 0
