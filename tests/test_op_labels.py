@@ -6,11 +6,20 @@ import dataclasses
 import math
 
 import pytest
+import torch
 
-from degkit.captions import caption_types, flat_columns, flat_schema, severity_caption
-from degkit.ops import Op, registered_ops
+from degkit.captions import (
+    caption_types,
+    captions_for,
+    flat_columns,
+    flat_schema,
+    parse_caption,
+    severity_caption,
+)
+from degkit.ops import Op, create_op, registered_ops
 from degkit.ops.base import _REGISTRY, register
 from degkit.ops.labels import FLAT_DTYPES, CaptionType, FlatColumn
+from degkit.rng import BatchStreams
 
 
 def test_every_registered_op_declares_captions_and_columns() -> None:
@@ -21,6 +30,24 @@ def test_every_registered_op_declares_captions_and_columns() -> None:
         for column in cls.flat_columns:
             assert isinstance(column, FlatColumn) and column.dtype in FLAT_DTYPES
             assert column.doc and "\n" not in column.doc
+
+
+@pytest.mark.parametrize("name", sorted(registered_ops()))
+def test_an_ops_own_records_fill_its_columns_and_captions(name: str) -> None:
+    op = create_op(name)
+    context = {"target_size": torch.tensor([[12, 12]] * 6)}
+    records = op.describe(op.sample(BatchStreams(3, range(6), name), 6, context))
+    for rec in records:
+        row = flat_columns([rec])
+        filled = [c for c in op.flat_columns if c.value(rec) is not None]
+        assert filled, f"{name}: a record fills none of its columns"
+        for column in filled:
+            assert row[column.name] != column.empty or column.dtype == "bool", column.name
+        kind = op.caption_type(rec)
+        if kind is not None:  # the fragment parses back to a record of the same type
+            assert kind in op.caption_types
+            [parsed] = parse_caption(captions_for([rec])["degradation_caption"])
+            assert registered_ops()[parsed["op"]].caption_type(parsed) is kind
 
 
 def _bare_op(name: str, **declarations) -> type[Op]:
