@@ -59,18 +59,11 @@ from degkit.pipeline import (
     Shuffle,
     Stage,
 )
+from degkit.recipe_index import RECIPES_DIR, available
 
 __all__ = ["Recipe", "RecipeError", "RECIPES_DIR", "available", "load", "from_dict", "canonical"]
 
 
-def _shipped_recipes_dir() -> Path:
-    """The repository's ``recipes/`` folder: installed as ``degkit/recipe_files`` by a
-    wheel (see pyproject.toml), the folder itself in a source checkout."""
-    installed = Path(__file__).resolve().parent / "recipe_files"
-    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
-
-
-RECIPES_DIR = _shipped_recipes_dir()
 # libyaml's parser where PyYAML has it (written in C: recipes load in every worker).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_LEVEL_KEYS = ("description", "scale", "pipeline", "extends", "overrides")
@@ -304,11 +297,6 @@ def _content_hash(spec: dict[str, Any]) -> str:
 
 
 # -- resolving files ---------------------------------------------------------------------
-def available() -> list[str]:
-    """Names of the shipped recipes (``recipes/*.yaml``), sorted."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
 def _locate(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
@@ -425,7 +413,14 @@ def from_dict(data: Mapping[str, Any], name: str = "custom", path: str | Path = 
     )
 
 
-def load(name_or_path: str | Path) -> Recipe:
-    """Load a shipped recipe by name (``"realesrgan"``) or any recipe file by path."""
+def load(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """Load a shipped recipe by name (``"realesrgan"``) or any recipe file by path.
+
+    ``overrides`` (``{node path: {field: value}}``, as in a recipe file) are
+    applied after the file's own; the hash reflects them.
+    """
     path = _locate(name_or_path)
-    return from_dict(_resolve(path), name=path.stem, path=path)
+    resolved = _resolve(path)
+    if overrides:
+        _apply_overrides(path, resolved["pipeline"], dict(overrides))
+    return from_dict(resolved, name=path.stem, path=path)

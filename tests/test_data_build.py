@@ -20,7 +20,7 @@ from degkit.cli import main
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.prepare import CropPlan, decode_rgb8
 from degkit.data.rows import chunk_tasks
-from degkit.data.sources import embedded_images
+from degkit.data.sources import HELDOUT_PHOTOS, embedded_images
 from degkit.data.state import STATE_DIR
 from degkit.data.work import ImageTask
 
@@ -264,6 +264,7 @@ def test_deplsr_with_no_source_builds_a_loadable_dataset(tmp_path, capsys):
     assert (out / STATE_DIR / "build.json").is_file()
     assert (out / "skipped.jsonl").read_text() == ""
     assert len(ds) == len(embedded_images())
+    assert set(ds["source_id"]).isdisjoint(HELDOUT_PHOTOS)  # the test sets' photos
     row = ds[0]
     assert row["hr"].size == (256, 256) and row["lr"].size == (64, 64)
     assert row["source_id"].startswith("embedded/")

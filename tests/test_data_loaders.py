@@ -81,14 +81,39 @@ def test_sampler_visits_each_row_once_in_row_group_runs(dataset_dir, seed, epoch
     assert changes == len(ds.group_ranges()) - 1
 
 
-def test_sampler_order_changes_with_epoch_and_not_without(dataset_dir):
+def _epoch_order(ds: ShardDataset, seed: int, epoch: int) -> list[int]:
+    """Epoch ``epoch``'s order from a fresh sampler told the epoch explicitly."""
+    sampler = RowGroupShuffleSampler(ds, seed=seed)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def test_sampler_reshuffles_each_pass_by_itself(dataset_dir):
     ds = ShardDataset(dataset_dir, columns=["index"])
     sampler = RowGroupShuffleSampler(ds, seed=1)
-    first = list(sampler)
-    assert list(sampler) == first
-    sampler.set_epoch(1)
-    assert list(sampler) != first
-    assert list(RowGroupShuffleSampler(ds, shuffle=False)) == list(range(len(ds)))
+    passes = [list(sampler) for _ in range(4)]
+    # pass k is epoch k: the same as asking for epoch k explicitly, so a run is reproducible
+    assert passes == [_epoch_order(ds, 1, k) for k in range(4)]
+    assert all(sorted(p) == list(range(len(ds))) for p in passes)
+    assert len({tuple(p) for p in passes}) == 4  # a new order every epoch
+    sampler.set_epoch(1)  # jump back (resume / DDP): the next passes are epochs 1, 2
+    assert [list(sampler), list(sampler)] == passes[1:3]
+    ordered = RowGroupShuffleSampler(ds, shuffle=False)
+    assert list(ordered) == list(ordered) == list(range(len(ds)))
+
+
+def test_dataloader_reshuffles_every_epoch_reproducibly(dataset_dir):
+    def epochs(loader, n):
+        return [[i for batch in loader for i in batch["index"].tolist()] for _ in range(n)]
+
+    columns = ["index"]
+    first = epochs(make_dataloader(dataset_dir, batch_size=5, seed=3, columns=columns), 3)
+    again = epochs(make_dataloader(dataset_dir, batch_size=5, seed=3, columns=columns), 3)
+    assert first == again
+    ds = ShardDataset(dataset_dir, columns=columns)
+    index_of_row = [ds[i]["index"] for i in range(len(ds))]
+    assert first == [[index_of_row[r] for r in _epoch_order(ds, 3, k)] for k in range(3)]
+    assert first[0] != first[1] != first[2]
 
 
 def test_dataloader_batches_with_workers(dataset_dir):
@@ -104,3 +129,17 @@ def test_dataloader_batches_with_workers(dataset_dir):
         assert all(isinstance(c, str) for c in batch["degradation_caption"])
         seen += batch["index"].tolist()
     assert sorted(seen) == list(range(42))
+
+
+def test_the_cards_loading_code_runs(dataset_dir, monkeypatch):
+    """The card's ``## Loading`` block: ``datasets.load_dataset("parquet", ...)`` and our loader."""
+    card = (dataset_dir / "README.md").read_text()
+    code = card.split("## Loading", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'load_dataset("parquet", data_files=' in code
+    monkeypatch.chdir(dataset_dir)  # the card's paths are relative to the dataset root
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    ds, loader = namespace["ds"], namespace["loader"]
+    assert ds["train"].num_rows == 42
+    assert isinstance(ds["train"].features["fine_captions"], datasets.List)
+    assert sorted(ds["train"]["index"]) == sorted(i for b in loader for i in b["index"].tolist())

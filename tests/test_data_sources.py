@@ -15,13 +15,13 @@ from data_corpus import photo_like, png_bytes, write_corpus
 from PIL import Image
 
 from degkit.data.prepare import decode_rgb8
-from degkit.data.sources import embedded_images, resolve_source
+from degkit.data.sources import HELDOUT_PHOTOS, embedded_images, heldout_images, resolve_source
 
 
 def test_embedded_photos_are_real_decodable_and_stable():
     photos = embedded_images()
     ids = [p.source_id for p in photos]
-    assert len(photos) >= 20
+    assert len(photos) >= 14
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(i.startswith("embedded/") for i in ids)
     assert "embedded/skimage/astronaut" in ids
@@ -29,6 +29,17 @@ def test_embedded_photos_are_real_decodable_and_stable():
     image = decode_rgb8(photos[ids.index("embedded/skimage/astronaut")].read_bytes())
     assert image.shape == (512, 512, 3)
     assert resolve_source(None) == photos == resolve_source("embedded")
+
+
+def test_heldout_photos_never_enter_the_default_build_source():
+    training = {s.source_id for s in resolve_source(None)}
+    heldout = [s.source_id for s in resolve_source("embedded-heldout")]
+    assert heldout == sorted(HELDOUT_PHOTOS) == [s.source_id for s in heldout_images()]
+    assert training.isdisjoint(heldout)
+    assert len(training) + len(heldout) == 24  # every embedded photo is in exactly one
+    for source in heldout_images():
+        image = decode_rgb8(source.read_bytes())
+        assert min(image.shape[:2]) >= 256  # room for the test sets' 256 px crops
 
 
 def test_folder_is_searched_recursively_for_image_extensions(tmp_path):

@@ -1,4 +1,4 @@
-"""Packaging: every subpackage is listed in pyproject.toml and the recipes ship with it."""
+"""Packaging: every subpackage is listed in pyproject.toml; the recipes and test sets ship."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import degkit
 from degkit import recipes
+from degkit.evaluate import sets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,20 @@ def test_every_subpackage_is_listed() -> None:
     }
     assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
     assert "degkit.recipe_files" in listed
+    assert "degkit.set_files" in listed
+
+
+def test_shipped_data_folders_are_package_data() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"]["degkit.set_files"] == "benchmarks/sets"
+    assert setuptools["package-data"]["degkit.set_files"] == ["*.yaml"]
 
 
 def test_recipes_folder_is_the_shipped_one() -> None:
     assert sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml")) == recipes.available()
+
+
+def test_sets_folder_is_the_shipped_one() -> None:
+    assert sorted(p.stem for p in (ROOT / "benchmarks" / "sets").glob("*.yaml")) == (
+        sets.available_sets()
+    )

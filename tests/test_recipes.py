@@ -144,8 +144,19 @@ def test_extends_cycle_is_reported(tmp_path: Path) -> None:
 
 
 def test_unknown_recipe_name_lists_the_available_ones() -> None:
-    with pytest.raises(RecipeError, match="unknown recipe 'nope'; available: bsrgan, deplsr"):
+    with pytest.raises(
+        RecipeError, match="unknown recipe 'nope'; available: bicubic, bsrgan, deplsr"
+    ):
         recipes.load("nope")
+
+
+def test_load_applies_overrides_after_the_file() -> None:
+    heavy = recipes.load("single_blur", overrides={"level": {"weights": [0, 0, 1]}})
+    assert heavy.hash != recipes.load("single_blur").hash
+    result = heavy.pipeline(torch.rand(6, 3, 32, 32), seed=0, indices=range(6), scale=4)
+    assert all(recs[1]["path"] == "heavy/blur" for recs in result.records)
+    with pytest.raises(RecipeError, match=r"overrides\['nope'\]: no node has this path"):
+        recipes.load("single_blur", overrides={"nope": {"p": 1}})
 
 
 # -- hashing ------------------------------------------------------------------------------

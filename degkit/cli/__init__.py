@@ -7,12 +7,26 @@ import re
 import sys
 from collections.abc import Sequence
 
-from degkit.cli import data_commands, ops_commands, recipe_commands
+from degkit.cli import (
+    data_commands,
+    eval_commands,
+    merge_commands,
+    ops_commands,
+    recipe_commands,
+    set_commands,
+)
 from degkit.extras import MissingExtra
 
 __all__ = ["main"]
 
-COMMAND_MODULES = (ops_commands, recipe_commands, data_commands)
+COMMAND_MODULES = (
+    ops_commands,
+    recipe_commands,
+    data_commands,
+    merge_commands,
+    set_commands,
+    eval_commands,
+)
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.
 _FIELD = re.compile(r"\bBuildConfig\.(\w+)(=True|=None)?")
@@ -49,10 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a sub-command; errors print one clear line and exit with status 2.
 
     Only user errors are caught: bad input (``ValueError``, including degkit's
-    own error types), conditions of the machine (``OSError``: a missing file,
-    a full disk, no permission) and a missing optional dependency
-    (:class:`degkit.extras.MissingExtra`). Anything else, e.g. a ``KeyError``, is a bug
-    and keeps its traceback.
+    own error types), conditions of the machine and network (``OSError``: a
+    missing file, a full disk, no network to the Hub (``ConnectionError``), no
+    token (``PermissionError``)) and a missing optional dependency
+    (:class:`degkit.extras.MissingExtra`). Anything else, e.g. a ``KeyError``,
+    is a bug and keeps its traceback.
     """
     args = build_parser().parse_args(argv)
     try:

@@ -23,20 +23,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--revision", default=None, help="branch to push to")
     p.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
-    p.add_argument("--dry-run", action="store_true", help="only list the files to upload")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the repo id; show the target, each file's size and the card's license",
+    )
     p.set_defaults(run=run_push)
 
 
 def _register_build(sub: argparse._SubParsersAction) -> None:
     from degkit.data.config import config_defaults
-    from degkit.data.prepare import CROP_MODES
+    from degkit.data.defaults import CROP_MODES, ENGINES
 
     d = config_defaults()  # every default lives on BuildConfig, none here
     p = sub.add_parser(
         "build",
         help="degrade HR images with a recipe into captioned parquet shards",
         description="Build a caption-labelled HR/LR parquet dataset. With no --source, "
-        "the real photos embedded in installed packages are used.",
+        "the real photos embedded in installed packages are used, less the ones held out "
+        "for the test sets (degkit sets).",
     )
     p.add_argument("recipe", help="recipe name (see degkit recipes) or YAML path")
     p.add_argument("--out", required=True, help="output folder")
@@ -44,7 +49,7 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         "--source",
         default=d["source"],
         help="image folder, .csv/.jsonl list, .parquet file or folder, saved HF dataset, "
-        "or 'embedded' (default)",
+        "'embedded' (default: the training photos) or 'embedded-heldout' (the test-set photos)",
     )
     p.add_argument(
         "--scale", type=int, default=d["scale"], help="SR factor (default: the recipe's)"
@@ -69,8 +74,17 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=d["seed"], help="dataset seed (crops and degradations)"
     )
-    p.add_argument("--splits", default=d["splits"], help="e.g. train=0.9,validation=0.1 (by image)")
-    p.add_argument("--shard", default=d["shard"], help="k/n: write only job k of n (0-based)")
+    p.add_argument(
+        "--splits",
+        default=d["splits"],
+        help="e.g. train=0.9,validation=0.1 (by image; fractions must sum to 1)",
+    )
+    p.add_argument(
+        "--shard",
+        default=d["shard"],
+        help="k/n: write only part k of n (0-based); auto: k/n of the SLURM job array "
+        "or torchrun's RANK/WORLD_SIZE (join the parts with degkit merge)",
+    )
     p.add_argument(
         "--rows-per-shard", type=int, default=d["rows_per_shard"], help="default: ~400 MB shards"
     )
@@ -80,6 +94,13 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=d["workers"],
         help="worker processes (default: one per core; 0: all in this process)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=d["engine"],
+        help="local: this machine's --workers processes; ray: one Ray task (one CPU) per "
+        "shard on the cluster at RAY_ADDRESS, else a local one (needs degkit[ray])",
     )
     p.add_argument(
         "--batch-size", type=int, default=d["batch_size"], help="samples degraded together"
@@ -137,12 +158,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    """Upload the shards and card (or list them with --dry-run)."""
-    from degkit.data.hub import files_to_upload, push_dataset
+    """Upload the shards and card (or, with --dry-run, show the target, files and license)."""
+    from degkit.data.hub import push_dataset, push_plan
 
     if args.dry_run:
-        for name in files_to_upload(args.dir):
-            print(name)
+        print(push_plan(args.dir, args.repo_id, args.private, args.revision).text())
         return 0
     url = push_dataset(
         args.dir, args.repo_id, private=args.private, revision=args.revision, token=args.token

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from degkit.ops import registered_ops
-
 __all__ = ["register", "run_ops"]
 
 
@@ -18,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_ops(args: argparse.Namespace) -> int:
     """Print every op (or one): family, summary, config defaults, captions and columns."""
+    from degkit.ops import registered_ops
+
     ops = registered_ops()
     if args.name:
         if args.name not in ops:

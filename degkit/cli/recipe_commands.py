@@ -13,13 +13,12 @@ import argparse
 import json
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from PIL import Image, ImageDraw, ImageFont
-
-from degkit import recipes
-from degkit.captions import captions_for, degradation_caption
+if TYPE_CHECKING:  # imported where used: ``degkit --help`` must not load torch
+    import numpy as np
+    import torch
+    from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["register", "run_recipes", "run_preview", "contact_sheet", "DEFAULT_PHOTO"]
 
@@ -53,18 +52,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_recipes(args: argparse.Namespace) -> int:
-    """Print every shipped recipe (name, scale, hash, summary), or one recipe in full."""
+    """Print every shipped recipe (name, scale, hash, summary), or one recipe in full.
+
+    The listing comes from :mod:`degkit.recipe_index` (cached, so usually without torch).
+    """
     if args.name:
+        from degkit import recipes
+
         recipe = recipes.load(args.name)
         print(f"name: {recipe.name}\nfile: {recipe.path}\nhash: {recipe.hash}")
         print(f"scale: {recipe.scale}\ndescription: {recipe.description}")
         print("ops: " + ", ".join(recipe.pipeline.ops))
         print(json.dumps(recipe.spec, indent=2, sort_keys=True))
         return 0
-    for name in recipes.available():
-        recipe = recipes.load(name)
+    from degkit.recipe_index import summaries
+
+    for recipe in summaries():
         summary = textwrap.shorten(recipe.description, width=70, placeholder="...")
-        print(f"{name:24s} x{recipe.scale}  {recipe.hash[:16]}  {summary}")
+        print(f"{recipe.name:24s} x{recipe.scale}  {recipe.hash[:16]}  {summary}")
     return 0
 
 
@@ -88,6 +93,9 @@ def _load_photo(path: str | None) -> tuple[np.ndarray, str]:
 
 def _centre_crop(photo: np.ndarray, crop: int, scale: int) -> torch.Tensor:
     """The centre ``side x side`` crop (side: ``crop`` or less, a multiple of ``scale``)."""
+    import numpy as np
+    import torch
+
     h, w = photo.shape[:2]
     side = min(crop, h, w) // scale * scale
     if side < scale:
@@ -99,6 +107,8 @@ def _centre_crop(photo: np.ndarray, crop: int, scale: int) -> torch.Tensor:
 
 def _to_pil(img: torch.Tensor, side: int) -> Image.Image:
     """A ``3 x h x w`` image in [0, 1] as a Pillow image, repeated up to ``side`` pixels."""
+    from PIL import Image
+
     factor = max(1, side // img.shape[-1])
     big = img.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2)
     pixels = big.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -125,6 +135,8 @@ def contact_sheet(
     hr: torch.Tensor, lr: list[torch.Tensor], texts: list[str], title: str, columns: int
 ) -> Image.Image:
     """Tiles (the HR crop, then each LR upscaled to its size) with wrapped text under each."""
+    from PIL import Image, ImageDraw, ImageFont
+
     side = hr.shape[-1]
     tiles = [_to_pil(hr, side)] + [_to_pil(img, side) for img in lr]
     font = ImageFont.load_default(size=FONT_SIZE)
@@ -149,6 +161,9 @@ def contact_sheet(
 
 def run_preview(args: argparse.Namespace) -> int:
     """Degrade a photo crop ``--samples`` times and write the contact sheet."""
+    from degkit import recipes
+    from degkit.captions import captions_for, degradation_caption
+
     recipe = recipes.load(args.recipe)
     scale = args.scale or recipe.scale
     if args.samples < 1:

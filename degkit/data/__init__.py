@@ -5,8 +5,11 @@ Modules: :mod:`~degkit.data.sources` (where HR images come from),
 (splits, indices, shards), :mod:`~degkit.data.build` (``degkit build``),
 :mod:`~degkit.data.shards` (parquet schema and atomic writes),
 :mod:`~degkit.data.card` (dataset card), :mod:`~degkit.data.info`
-(``degkit info``), :mod:`~degkit.data.loaders` (torch Dataset / DataLoader) and
-:mod:`~degkit.data.hub` (``degkit push``). Only the light source API is
+(``degkit info``), :mod:`~degkit.data.loaders` (torch Dataset / DataLoader),
+:mod:`~degkit.data.hub` (``degkit push``), :mod:`~degkit.data.parallel` (worker
+processes), :mod:`~degkit.data.jobs` (``--shard auto``, parts),
+:mod:`~degkit.data.merge` (``degkit merge``) and
+:mod:`~degkit.data.ray_engine` (``--engine ray``). Only the light source API is
 imported here, so worker processes that decode images stay free of torch.
 """
 

@@ -25,6 +25,11 @@ sources and captioner model are resolved, and ``--out`` is checked to be new,
 empty or a degkit build outside ``--source`` before anything is written. A
 full disk stops the build with one line naming the folder and the space
 needed; the shards already written stay, and ``--resume`` continues.
+
+Scale-out: ``--shard k/n`` (or ``auto``, see :mod:`degkit.data.jobs`) writes
+one part of the build, ``degkit merge`` joins the parts, and ``engine="ray"``
+runs the shards as Ray tasks (:mod:`degkit.data.ray_engine`); the files are
+the same bytes in every case.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +55,10 @@ from tqdm import tqdm
 
 from degkit import captions as captions_module
 from degkit import recipes
-from degkit.data.captioner import ContentCaptioner
+from degkit.data.captioner import ContentCaptioner, local_model
 from degkit.data.card import render_card
 from degkit.data.config import BuildConfig
+from degkit.data.jobs import record_job
 from degkit.data.parallel import ordered_map
 from degkit.data.plan import (
     ShardPlan,
@@ -86,7 +92,18 @@ from degkit.data.validate import check_crop_fits_scale, field_name
 from degkit.data.work import ImageTask, run_image_task
 from degkit.rng import STREAM_VERSION, BatchStreams
 
-__all__ = ["BuildConfig", "BuildSummary", "DiskFullError", "build_dataset", "finalize"]
+__all__ = [
+    "BuildConfig",
+    "BuildPlan",
+    "BuildSummary",
+    "DiskFullError",
+    "ShardsWritten",
+    "build_dataset",
+    "disk_full_error",
+    "finalize",
+    "plan_build",
+    "write_shards",
+]
 
 
 @dataclasses.dataclass
@@ -199,6 +216,21 @@ def _image_tasks(
         yield ImageTask(sources[ordinal], crops, indices, plan, uniforms, png_level)
 
 
+@dataclasses.dataclass
+class ShardsWritten:
+    """What one run (or one Ray task) wrote: rows, bytes, and why it skipped source images."""
+
+    rows: int = 0
+    bytes: int = 0
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # source id -> reason
+
+    def add(self, other: ShardsWritten) -> None:
+        """Count ``other``'s shards in too."""
+        self.rows += other.rows
+        self.bytes += other.bytes
+        self.skipped.update(other.skipped)
+
+
 class _ShardWriter:
     """Collects chunk rows shard by shard (in order) and commits each finished shard."""
 
@@ -208,8 +240,7 @@ class _ShardWriter:
         self.features = features
         self.device = device
         self.position: int | None = None
-        self.rows = self.bytes = 0
-        self.skipped: dict[str, str] = {}  # source id -> reason, of this run
+        self.written = ShardsWritten()
 
     def _start(self, position: int) -> None:
         self.position = position
@@ -227,12 +258,14 @@ class _ShardWriter:
                 column.append(row[name])
             self.origins[origin] += 1
         self.shard_skipped += chunk.skipped
-        self.skipped.update((entry["source_id"], entry["reason"]) for entry in chunk.skipped)
+        self.written.skipped.update(
+            (entry["source_id"], entry["reason"]) for entry in chunk.skipped
+        )
 
     def row_bytes(self) -> float:
         """Mean bytes per row: of the shard files written, else of the images collected."""
-        if self.rows:
-            return self.bytes / self.rows
+        if self.written.rows:
+            return self.written.bytes / self.written.rows
         if self.position is not None and self.columns["index"]:
             images = sum(len(cell["bytes"]) for c in ("hr", "lr") for cell in self.columns[c])
             return images / len(self.columns["index"])
@@ -256,15 +289,17 @@ class _ShardWriter:
         }
         if n_rows:
             path = self.state.path_of(shard)
-            self.bytes += write_shard(path, self.columns, self.features, meta)
+            self.written.bytes += write_shard(path, self.columns, self.features, meta)
         else:
             self.state.mark_empty(shard, meta)
-        self.rows += n_rows
+        self.written.rows += n_rows
         self.position = None
 
 
 @dataclasses.dataclass
-class _Plan:
+class BuildPlan:
+    """A build laid out: recipe, scale, crop plan, sources, every shard and ``build.json``."""
+
     recipe: Any
     scale: int
     crops: CropPlan
@@ -287,7 +322,7 @@ def _check_out_path(config: BuildConfig) -> None:
     check_out_folder(config.out)
 
 
-def _plan(config: BuildConfig) -> _Plan:
+def plan_build(config: BuildConfig) -> BuildPlan:
     """Resolve recipe and sources and lay out every shard (no image is read)."""
     recipe = recipes.load(config.recipe)
     scale = config.scale if config.scale is not None else recipe.scale
@@ -319,7 +354,7 @@ def _plan(config: BuildConfig) -> _Plan:
         info["skipped_files"] = [
             {**dataclasses.asdict(f), "row": None, "indices": []} for f in listing.skipped
         ]
-    return _Plan(recipe, scale, crops, sources, listing.skipped, shards, info)
+    return BuildPlan(recipe, scale, crops, sources, listing.skipped, shards, info)
 
 
 def _pending_shards(
@@ -363,7 +398,7 @@ def _torch_threads(workers: int) -> Iterator[None]:
 
 def _chunk_rows(
     config: BuildConfig,
-    plan: _Plan,
+    plan: BuildPlan,
     pending: list[ShardPlan],
     captioner: ContentCaptioner | None,
     stack: contextlib.ExitStack,
@@ -428,24 +463,36 @@ def _chunk_rows(
 
 
 class DiskFullError(OSError):
-    """The disk filled up during a build; the message says where and how much space is needed."""
+    """The disk filled up during a build; the message says where and how much space is needed.
+
+    ``row_bytes``: the mean size of a row written so far (0 when unknown).
+    """
+
+    row_bytes: float = 0.0
 
     def __str__(self) -> str:
         return str(self.strerror)
 
 
-def _disk_full(config: BuildConfig, writer: _ShardWriter | None, rows_left: int) -> DiskFullError:
+def disk_full_error(out: Path, row_bytes: float, rows_left: int) -> DiskFullError:
     """The one-line error for a full disk: the folder, the space needed, how to continue."""
-    folder = next(p for p in (config.out.absolute(), *config.out.absolute().parents) if p.exists())
+    folder = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
     free = shutil.disk_usage(folder).free
-    estimate = writer.row_bytes() * rows_left if writer else 0.0
+    estimate = row_bytes * rows_left
     needed = f"about {estimate / 1e6:.1f} MB" if estimate else "more space"
-    return DiskFullError(
+    error = DiskFullError(
         errno.ENOSPC,
-        f"no space left on device in {str(config.out)!r}: the rest of this build needs "
+        f"no space left on device in {str(out)!r}: the rest of this build needs "
         f"{needed} ({free / 1e6:.1f} MB free); the shards already written are kept; "
         "free some space, then resume the build (BuildConfig.resume=True)",
     )
+    error.row_bytes = row_bytes
+    return error
+
+
+def _is_disk_full(exc: OSError) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _no_usable_image(out: Path, skipped: dict[str, str]) -> ValueError:
@@ -464,6 +511,37 @@ def _no_usable_image(out: Path, skipped: dict[str, str]) -> ValueError:
     )
 
 
+def write_shards(
+    config: BuildConfig,
+    plan: BuildPlan,
+    state: OutputState,
+    pending: list[ShardPlan],
+    on_samples: Callable[[int], object],
+    captioner: ContentCaptioner | None = None,
+) -> ShardsWritten:
+    """Write the ``pending`` shards here (and in local workers); report samples done as they go.
+
+    ``captioner`` is the loaded ``config.captioner`` model (None without one).
+
+    Raises:
+        DiskFullError: the disk filled up (the shards written so far are kept).
+    """
+    features = row_features(plan.info["settings"]["flat_columns"])
+    writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
+    try:
+        with contextlib.ExitStack() as stack:
+            for chunk in _chunk_rows(config, plan, pending, captioner, stack) if pending else ():
+                writer.add(chunk)
+                on_samples(chunk.n_samples)
+            writer.finish()
+    except OSError as exc:
+        if not _is_disk_full(exc) or isinstance(exc, DiskFullError):
+            raise
+        rows_left = sum(len(s.samples) for s in pending) - writer.written.rows
+        raise disk_full_error(config.out, writer.row_bytes(), rows_left) from None
+    return writer.written
+
+
 def build_dataset(config: BuildConfig) -> BuildSummary:
     """Build (or resume) the dataset described by ``config``; see the module doc.
 
@@ -474,41 +552,46 @@ def build_dataset(config: BuildConfig) -> BuildSummary:
     start = time.perf_counter()
     job, jobs = parse_shard_spec(config.shard)
     _check_out_path(config)
-    plan = _plan(config)
-    captioner = ContentCaptioner(config.captioner, config.device) if config.captioner else None
-    writer, rows_left = None, sum(len(s.samples) for s in select_job(plan.shards, job, jobs))
+    plan = plan_build(config)
+    captioner = None
+    if config.captioner and config.engine == "local":
+        captioner = ContentCaptioner(config.captioner, config.device)
+    elif config.captioner:  # each Ray task loads it; fail here at once if it is not local
+        local_model(config.captioner)
+    pending: list[ShardPlan] = select_job(plan.shards, job, jobs)
     try:
         state = OutputState.open(config.out, plan.info)
-        pending = _pending_shards(config, state, select_job(plan.shards, job, jobs))
-        rows_left = sum(len(s.samples) for s in pending)
-        features = row_features(plan.info["settings"]["flat_columns"])
-        writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
+        pending = _pending_shards(config, state, pending)
+        if jobs > 1:
+            record_job(config.out, job, jobs, plan.info["fingerprint"])
         progress = tqdm(
-            total=rows_left,
+            total=sum(len(s.samples) for s in pending),
             unit="row",
             desc="degkit build",
             file=sys.stderr,
             disable=not config.progress,
         )
-        with progress, contextlib.ExitStack() as stack:
-            for chunk in _chunk_rows(config, plan, pending, captioner, stack) if pending else ():
-                writer.add(chunk)
-                progress.update(chunk.n_samples)
-            writer.finish()
+        with progress:
+            if config.engine == "ray":
+                from degkit.data.ray_engine import write_shards_on_ray
+
+                written = write_shards_on_ray(config, plan, pending, progress.update)
+            else:
+                written = write_shards(config, plan, state, pending, progress.update, captioner)
         stats = _finalize(config.out)
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not _is_disk_full(exc) or isinstance(exc, DiskFullError):
             raise
-        done = writer.rows if writer else 0
-        raise _disk_full(config, writer, rows_left - done) from None
-    if pending and stats.rows == 0 and writer.skipped:
-        raise _no_usable_image(config.out, writer.skipped)
+        # build.json, a job marker or the card: no row of this run is known
+        raise disk_full_error(config.out, 0.0, sum(len(s.samples) for s in pending)) from None
+    if pending and stats.rows == 0 and written.skipped:
+        raise _no_usable_image(config.out, written.skipped)
     return BuildSummary(
         out=config.out,
-        rows=writer.rows,
+        rows=written.rows,
         shards_written=len(pending),
-        bytes_written=writer.bytes,
-        skipped_images=len(writer.skipped),
+        bytes_written=written.bytes,
+        skipped_images=len(written.skipped),
         shards_done=stats.shards_done,
         shards_total=len(plan.shards),
         wall_s=time.perf_counter() - start,

@@ -1,6 +1,7 @@
 """The dataset card (``README.md``) of a built folder, Hugging Face Hub style.
 
-YAML front matter: ``license``, ``task_categories``, ``tags``,
+YAML front matter: ``license`` (with ``license_name: unspecified`` when it is
+``other``, as the Hub requires; see :func:`license_fields`), ``task_categories``, ``tags``,
 ``size_categories``, ``configs`` (one ``default`` config whose ``data_files``
 map each split to ``data/<split>-*``, which matches every shard of that split
 and nothing else), and ``dataset_info`` (features and split sizes). The body
@@ -15,13 +16,28 @@ from typing import Any
 
 import yaml
 
+from degkit.data.info import completeness
 from degkit.data.shards import column_specs
 from degkit.data.stats import DatasetStats
 
-__all__ = ["render_card", "size_category", "data_files_config", "feature_list"]
+__all__ = [
+    "LICENSE_KEYS",
+    "UNSPECIFIED_LICENSE_NAME",
+    "render_card",
+    "size_category",
+    "data_files_config",
+    "feature_list",
+    "license_fields",
+    "read_license_fields",
+]
 
 # libyaml's emitter where PyYAML has it: the same text, written in C.
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+LICENSE_KEYS = ("license", "license_name", "license_link")
+# The Hub wants ``license_name`` beside ``license: other``; the build knows no name.
+UNSPECIFIED_LICENSE_NAME = "unspecified"
 
 _SIZE_BINS = (
     (1_000, "n<1K"),
@@ -48,6 +64,27 @@ def data_files_config(splits: list[str]) -> list[dict[str, Any]]:
     return [{"config_name": "default", "data_files": files}]
 
 
+def license_fields(license: str) -> dict[str, str]:
+    """The card's license keys: ``license``, plus ``license_name`` when it is ``other``.
+
+    A license id the Hub knows (``cc-by-4.0``, ``mit``, ...) stands alone; ``other``
+    needs a ``license_name``, and the build cannot know one, so it is ``unspecified``
+    (edit the card before pushing to name the terms and add a ``license_link``).
+    """
+    if license == "other":
+        return {"license": license, "license_name": UNSPECIFIED_LICENSE_NAME}
+    return {"license": license}
+
+
+def read_license_fields(card_text: str) -> dict[str, str]:
+    """The :data:`LICENSE_KEYS` present in a card's YAML front matter (empty if none)."""
+    if not card_text.startswith("---\n"):
+        return {}
+    header = card_text[4:].split("\n---", 1)[0]
+    data = yaml.load(header, Loader=_YAML_LOADER) or {}
+    return {k: str(data[k]) for k in LICENSE_KEYS if k in data}
+
+
 def _columns(stats: DatasetStats) -> dict[str, dict[str, Any]]:
     return column_specs(stats.info["settings"]["flat_columns"])
 
@@ -69,7 +106,7 @@ def feature_list(columns: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def _front_matter(stats: DatasetStats) -> dict[str, Any]:
     splits = list(stats.splits)
     return {
-        "license": stats.info["settings"]["license"],
+        **license_fields(stats.info["settings"]["license"]),
         "task_categories": ["image-to-image"],
         "tags": [
             "super-resolution",
@@ -118,11 +155,8 @@ def render_card(stats: DatasetStats) -> str:
     yaml_text = yaml.dump(
         _front_matter(stats), Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True
     )
-    status = (
-        "complete"
-        if stats.complete
-        else "**incomplete**: finish with the same command plus `--resume`"
-    )
+    note, _ = completeness(stats.out, stats)
+    status = f"**{note}**" if note else "complete"
     lines = [
         "---",
         yaml_text.rstrip("\n"),
@@ -212,7 +246,15 @@ def render_card(stats: DatasetStats) -> str:
         "",
         "## License",
         "",
-        f"`{settings['license']}`. The images keep the terms of their source"
+        f"`{settings['license']}`"
+        + (
+            f" with `license_name: {UNSPECIFIED_LICENSE_NAME}`: name the terms (`license_name`, "
+            "`license_link` in the YAML header) before publishing; a `--license` id the Hub "
+            "knows (e.g. `cc-by-4.0`) needs neither"
+            if settings["license"] == "other"
+            else ""
+        )
+        + ". The images keep the terms of their source"
         + (
             "; these are the sample photos shipped with scikit-image, pyiqa and matplotlib."
             if stats.info["source"].startswith("embedded")

@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from degkit.data.prepare import DEFAULT_MAX_PIXELS
-from degkit.data.work import DEFAULT_PNG_LEVEL
+from degkit.data.defaults import DEFAULT_MAX_PIXELS, DEFAULT_PNG_LEVEL
 
 __all__ = ["BuildConfig", "config_defaults"]
 
@@ -49,6 +48,7 @@ class BuildConfig:
     captioner: str | None = None
     license: str = "other"
     progress: bool = True
+    engine: str = "local"
 
     def __post_init__(self) -> None:
         from degkit.data.validate import validate_config

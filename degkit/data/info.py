@@ -13,11 +13,14 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from degkit.data.stats import collect_stats, read_columns
+from degkit.data.jobs import job_files, recorded_jobs
+from degkit.data.state import finished_shard_meta
+from degkit.data.stats import DatasetStats, collect_stats, read_columns
 
-__all__ = ["info_text", "histogram_lines"]
+__all__ = ["info_text", "histogram_lines", "completeness"]
 
 _BAR_WIDTH = 30
+_LISTED_SHARDS = 6
 
 
 def _bar(count: int, largest: int) -> str:
@@ -54,18 +57,56 @@ def histogram_lines(values: Sequence, kind: str, bins: int = 10) -> list[str]:
     return lines
 
 
+def _jobs_label(jobs: list[tuple[int, int]]) -> str:
+    """``part 1 of 3``, ``parts 0, 2 of 4`` or ``parts 0/2, 1/3``."""
+    sizes = {n for _, n in jobs}
+    noun = "part" if len(jobs) == 1 else "parts"
+    if len(sizes) == 1:
+        return f"{noun} {', '.join(str(k) for k, _ in jobs)} of {sizes.pop()}"
+    return f"{noun} {', '.join(f'{k}/{n}' for k, n in jobs)}"
+
+
+def completeness(folder: Path, stats: DatasetStats) -> tuple[str, list[str]]:
+    """What an unfinished folder is and how to finish it, plus the shards a part holds.
+
+    Empty for a complete build; for a part of a split build (``--shard k/n``),
+    which part it is and that ``degkit merge`` joins the parts.
+    """
+    if stats.complete:
+        return "", []
+    jobs = recorded_jobs(folder)
+    if not jobs:
+        return "incomplete: rerun the build with --resume", []
+    fingerprint = stats.info["fingerprint"]
+    mine = job_files(stats.info["shards"], jobs)
+    held = [f for f in mine if finished_shard_meta(folder, f, fingerprint) is not None]
+    label = _jobs_label(jobs)
+    if len(held) == len(mine):
+        note = f"{label} of a split build: join the parts with degkit merge"
+    else:
+        note = (
+            f"{label} of a split build, {len(held)} of its {len(mine)} shards present: "
+            "rerun it with --resume"
+        )
+    listed = ", ".join(held[:_LISTED_SHARDS]) or "no shard yet"
+    if len(held) > _LISTED_SHARDS:
+        listed += f", ... ({len(held)} in all)"
+    return note, [f"part       holds {listed}"]
+
+
 def info_text(folder: str | Path, bins: int = 10, n_examples: int = 5) -> str:
     """The full ``degkit info`` report of a dataset folder."""
     stats = collect_stats(folder, n_examples=n_examples)
     settings = stats.info["settings"]
+    note, part_lines = completeness(Path(folder), stats)
     lines = [
         f"dataset    {Path(folder)}",
         f"recipe     {settings['recipe']}  (hash {settings['recipe_hash']})",
         f"scale      x{settings['scale']}   crop {settings['crop'] or 'whole image'} "
         f"({settings['crop_mode']}, {settings['per_image']} per image)   seed {settings['seed']}",
         f"source     {stats.info['source']}  ({settings['images']} images)",
-        f"shards     {stats.shards_done} of {stats.shards_total}"
-        + ("" if stats.complete else "  (incomplete: rerun the build with --resume)"),
+        f"shards     {stats.shards_done} of {stats.shards_total}" + (f"  ({note})" if note else ""),
+        *part_lines,
         f"rows       {stats.rows}",
         f"skipped    {len(stats.skipped)} images",
         f"devices    {', '.join(stats.devices) or '-'}",

@@ -10,6 +10,10 @@ Random access into parquet is cheap only within a row group, so shuffle with
 :class:`RowGroupShuffleSampler`: it shuffles the order of row groups and the
 rows inside each one (seeded by ``seed`` and the epoch), so every row group is
 read about once per epoch (once per DataLoader worker that gets rows of it).
+Each pass over the sampler (each epoch of a DataLoader) uses the next epoch's
+order by itself: 0, 1, 2, ... from construction, so a fresh sampler with the
+same seed repeats the same sequence of orders. ``set_epoch(e)`` makes the next
+pass use epoch ``e`` (as with ``DistributedSampler``), for resuming or DDP.
 With ``num_replicas`` / ``rank`` it gives each DDP rank an equal, disjoint,
 contiguous part of that order (the remainder dropped).
 """
@@ -166,7 +170,7 @@ class RowGroupShuffleSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the order of ``epoch`` (call once per epoch, like ``DistributedSampler``)."""
+        """Make the next pass use the order of ``epoch`` (later passes: ``epoch + 1``, ...)."""
         self.epoch = epoch
 
     def _order(self) -> list[int]:
@@ -182,8 +186,11 @@ class RowGroupShuffleSampler(Sampler[int]):
         return sum(len(r) for r in self.ranges) // self.num_replicas
 
     def __iter__(self) -> Iterator[int]:
+        """This pass's rows (the order of ``self.epoch``), then advance to the next epoch."""
         n = len(self)
-        return iter(self._order()[self.rank * n : (self.rank + 1) * n])
+        order = self._order()[self.rank * n : (self.rank + 1) * n]
+        self.epoch += 1
+        return iter(order)
 
 
 def collate_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -212,7 +219,12 @@ def make_dataloader(
     rank: int = 0,
     **loader_kwargs: Any,
 ) -> DataLoader:
-    """A DataLoader of :func:`collate_rows` batches over one split, row-group shuffled."""
+    """A DataLoader of :func:`collate_rows` batches over one split, row-group shuffled.
+
+    Every epoch (every ``for batch in loader``) is reshuffled by itself, reproducibly
+    from ``seed`` and the epoch number; ``loader.sampler.set_epoch(e)`` jumps to epoch
+    ``e`` (resuming, or DDP with ``num_replicas`` / ``rank``).
+    """
     dataset = ShardDataset(source, split, columns)
     sampler = RowGroupShuffleSampler(dataset, seed, shuffle, num_replicas, rank)
     return DataLoader(

@@ -39,6 +39,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from degkit.data.defaults import CROP_MODES, DEFAULT_MAX_PIXELS
+
 __all__ = [
     "CROP_MODES",
     "DEFAULT_MAX_PIXELS",
@@ -50,9 +52,6 @@ __all__ = [
     "mod_crop_size",
     "cut_crops",
 ]
-
-CROP_MODES = ("random", "grid")
-DEFAULT_MAX_PIXELS = 100_000_000
 
 
 class SkipImage(Exception):

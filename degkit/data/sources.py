@@ -23,7 +23,11 @@ fetches it, in whatever process decodes it. Source kinds:
   ``datasets.save_to_disk`` folder, with an image column (HF ``Image`` struct of
   ``bytes`` / ``path``, or raw bytes) and an optional caption column;
 * ``None`` / ``"embedded"``: real photos that ship inside installed packages
-  (scikit-image, pyiqa, matplotlib), so a build works with no download.
+  (scikit-image, pyiqa, matplotlib), so a build works with no download,
+  less the held-out ones (:data:`HELDOUT_PHOTOS`);
+* ``"embedded-heldout"``: only the held-out photos, which the test sets of
+  :mod:`degkit.evaluate.sets` are made from, so training data built from the
+  default source and the test sets never share a photo.
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ __all__ = [
     "SourceListing",
     "list_source",
     "scan_folder",
+    "HELDOUT_PHOTOS",
     "embedded_images",
+    "heldout_images",
+    "folder_images",
     "listed_images",
     "parquet_images",
     "saved_dataset_images",
@@ -84,6 +91,17 @@ _EMBEDDED_PHOTOS: tuple[tuple[str, str, str], ...] = (
     ("pyiqa", "tests/test_efficiency_img_dir/frame_7gzdcz9sif0ekg31.jpg", "pyiqa/frame_7gzd"),
     ("pyiqa", "tests/test_efficiency_img_dir/frame_9ogwhvvy7gfj6jzh.jpg", "pyiqa/frame_9ogw"),
     ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "matplotlib/grace_hopper"),
+)
+
+# Held out of the default build source for the test sets: varied content
+# (a portrait, an animal, a texture, a garden, buildings, an object).
+HELDOUT_PHOTOS: tuple[str, ...] = (
+    "embedded/pyiqa/I04",
+    "embedded/skimage/chelsea",
+    "embedded/skimage/gravel",
+    "embedded/pyiqa/frame_4wrw",
+    "embedded/pyiqa/I08",
+    "embedded/skimage/coffee",
 )
 
 
@@ -130,21 +148,43 @@ class SourceListing:
 
 # -- embedded photos ----------------------------------------------------------
 def embedded_images() -> list[SourceImage]:
-    """Real photos shipped inside installed packages, with ids ``embedded/<pkg>/<name>``.
+    """The training photos: embedded photos (ids ``embedded/<pkg>/<name>``) not held out.
 
     Photos of packages that are not installed are left out; the list is never
     empty because scikit-image and pyiqa are dependencies of degkit.
     """
-    found = []
-    for dist, rel_path, name in _EMBEDDED_PHOTOS:
-        path = _distribution_file(dist, rel_path)
-        if path is not None:
-            found.append(SourceImage(f"embedded/{name}", str(path)))
+    found = [s for s in _installed_photos() if s.source_id not in HELDOUT_PHOTOS]
     if not found:
         raise FileNotFoundError(
             "no embedded photos found: install scikit-image, pyiqa or matplotlib, "
             "or set BuildConfig.source"
         )
+    return found
+
+
+def heldout_images() -> list[SourceImage]:
+    """The held-out embedded photos (:data:`HELDOUT_PHOTOS`), sorted by id.
+
+    Raises:
+        FileNotFoundError: a held-out photo's package is not installed (a test
+            set made without it would not be the published one).
+    """
+    found = [s for s in _installed_photos() if s.source_id in HELDOUT_PHOTOS]
+    missing = sorted(set(HELDOUT_PHOTOS) - {s.source_id for s in found})
+    if missing:
+        packages = sorted({d for d, _, n in _EMBEDDED_PHOTOS if f"embedded/{n}" in missing})
+        raise FileNotFoundError(
+            f"held-out photos {missing} are missing: install {', '.join(packages)}"
+        )
+    return found
+
+
+def _installed_photos() -> list[SourceImage]:
+    found = []
+    for dist, rel_path, name in _EMBEDDED_PHOTOS:
+        path = _distribution_file(dist, rel_path)
+        if path is not None:
+            found.append(SourceImage(f"embedded/{name}", str(path)))
     return sorted(found, key=lambda s: s.source_id)
 
 
@@ -163,6 +203,11 @@ def _distribution_file(dist: str, rel_path: str) -> Path | None:
 
 
 # -- folders --------------------------------------------------------------------
+def folder_images(root: str | Path) -> list[SourceImage]:
+    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
+    return scan_folder(root).images
+
+
 def scan_folder(root: str | Path) -> SourceListing:
     """Image files under ``root`` (recursive; id = POSIX path relative to ``root``).
 
@@ -400,7 +445,8 @@ def resolve_source(
 ) -> list[SourceImage]:
     """The sorted images of a ``--source`` argument (kind detected from the path).
 
-    ``None`` or ``"embedded"`` gives :func:`embedded_images`.
+    ``None`` or ``"embedded"`` gives :func:`embedded_images` (the training
+    photos), ``"embedded-heldout"`` :func:`heldout_images`.
     """
     return list_source(source, image_column, caption_column, path_column).images
 
@@ -414,6 +460,8 @@ def list_source(
     """Like :func:`resolve_source`, plus the files of a source folder that are left out."""
     if source is None or str(source) == "embedded":
         return SourceListing(embedded_images(), [])
+    if str(source) == "embedded-heldout":
+        return SourceListing(heldout_images(), [])
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"BuildConfig.source {str(path)!r} does not exist")
@@ -444,5 +492,10 @@ def list_source(
 def describe_source(source: str | Path | None) -> str:
     """A one-line human description of a ``--source`` argument (for the card)."""
     if source is None or str(source) == "embedded":
-        return "embedded real photos from scikit-image, pyiqa and matplotlib"
+        return (
+            "embedded real photos from scikit-image, pyiqa and matplotlib "
+            "(less the ones held out for test sets)"
+        )
+    if str(source) == "embedded-heldout":
+        return "embedded real photos held out for test sets: " + ", ".join(HELDOUT_PHOTOS)
     return str(source)

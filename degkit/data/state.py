@@ -7,12 +7,14 @@ Layout::
     OUT/data/*.parquet         the shards
     OUT/.degkit/build.json     settings, fingerprint, canonical command, planned shards
     OUT/.degkit/empty/*.json   metadata of shards whose every sample was skipped
+    OUT/.degkit/jobs/*.json    the jobs of a split build (--shard k/n) that wrote here
 
 The *fingerprint* hashes every setting that changes the content. A folder
 holding another fingerprint is never written into, unless that build wrote no
 shard file at all (a first run that failed, or one whose every image was
-skipped): then its settings are replaced. A build goes only into a new or
-empty folder or one holding a degkit build, never into a folder of other files.
+skipped): then its settings are replaced and its markers forgotten. A build
+goes only into a new or empty folder or one holding a degkit build, never into
+a folder of other files.
 
 A shard counts as done when its parquet file is readable, carries this
 fingerprint and holds the row count its metadata promises (or when its empty
@@ -42,10 +44,13 @@ from degkit.data.shards import read_shard_fingerprint, read_shard_meta, temp_pat
 __all__ = [
     "OutputState",
     "fingerprint_of",
+    "write_bytes_atomic",
     "write_text_atomic",
     "read_build_info",
     "finished_shard_meta",
     "check_out_folder",
+    "empty_marker_path",
+    "settings_differences",
 ]
 
 STATE_DIR = ".degkit"
@@ -57,19 +62,24 @@ def fingerprint_of(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling, then rename it to ``path``.
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, then rename it to ``path``.
 
     The temporary file is removed if writing fails (e.g. the disk is full).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temporary sibling, then rename it to ``path``."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def read_build_info(out: Path) -> dict[str, Any]:
@@ -122,13 +132,14 @@ def check_out_folder(out: Path) -> None:
         )
 
 
-def _marker_path(out: Path, file: str) -> Path:
+def empty_marker_path(out: Path, file: str) -> Path:
+    """Where the marker of the shard ``file`` with no rows lives."""
     return Path(out) / STATE_DIR / "empty" / (Path(file).stem + ".json")
 
 
 def finished_shard_meta(out: Path, file: str, fingerprint: str) -> dict[str, Any] | None:
     """Metadata (with ``num_rows``) of a finished shard of the build ``fingerprint``, or None."""
-    marker = _marker_path(out, file)
+    marker = empty_marker_path(out, file)
     if marker.is_file():
         meta = json.loads(marker.read_text(encoding="utf-8"))
         meta["num_rows"] = 0
@@ -167,13 +178,13 @@ class OutputState:
             previous = None
         replaced = None
         if previous is not None and previous["fingerprint"] != info["fingerprint"]:
-            changes = _differences(previous["settings"], info["settings"])
+            changes = settings_differences(previous["settings"], info["settings"])
             if _shard_files(out):
                 raise ValueError(
                     f"BuildConfig.out {str(out)!r} holds a build with other settings ({changes}); "
                     "choose another BuildConfig.out or repeat the original options"
                 )
-            _forget_shards(out)
+            _forget_shards(out, info["fingerprint"])
             replaced = changes
         if previous is None or replaced is not None:
             write_text_atomic(out / STATE_DIR / "build.json", json.dumps(info, indent=1) + "\n")
@@ -185,7 +196,7 @@ class OutputState:
         return self.out / shard.file_name
 
     def _marker(self, shard: ShardPlan) -> Path:
-        return _marker_path(self.out, shard.file_name)
+        return empty_marker_path(self.out, shard.file_name)
 
     def shard_meta(self, shard: ShardPlan) -> dict[str, Any] | None:
         """Metadata of a finished shard of this build, or None."""
@@ -241,13 +252,20 @@ def _shard_files(out: Path) -> list[Path]:
     return sorted(data.glob("*.parquet")) + sorted(data.glob(".*.tmp"))
 
 
-def _forget_shards(out: Path) -> None:
-    """Delete the empty-shard markers of a build that wrote no shard file."""
-    for marker in (out / STATE_DIR / "empty").glob("*.json"):
-        marker.unlink()
+def _forget_shards(out: Path, fingerprint: str) -> None:
+    """Delete the markers (empty shards, split-build jobs) of builds other than ``fingerprint``.
+
+    Markers of ``fingerprint`` itself stay: another job of the same split build
+    may have written them already.
+    """
+    for kind in ("empty", "jobs"):  # jobs: see degkit.data.jobs
+        for marker in (out / STATE_DIR / kind).glob("*.json"):
+            if json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
+                marker.unlink(missing_ok=True)
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+def settings_differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``key: old -> new`` for every setting that differs, joined by ``; ``."""
     keys = sorted(set(old) | set(new))
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(changed) or "different fingerprint"

@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
+from degkit.data.defaults import CROP_MODES, ENGINES
+from degkit.data.jobs import shard_from_environment
 from degkit.data.plan import parse_shard_spec, split_weights
-from degkit.data.prepare import CROP_MODES
 
-__all__ = ["field_name", "validate_config", "check_crop_fits_scale"]
+__all__ = ["ENGINES", "field_name", "validate_config", "check_crop_fits_scale"]
 
 _INT64 = 2**63
 # Device types whose torch module tells whether (and how many) such devices exist.
@@ -135,6 +136,8 @@ def validate_config(config: Any) -> None:
     _integer(config, "seed", -_INT64, _INT64 - 1)
     check_splits(config.splits)
     _text(config, "shard", optional=True)
+    if config.shard == "auto":  # the k/n of this job, read once, here
+        config.shard = shard_from_environment()
     parse_shard_spec(config.shard)
     _optional_integer(config, "rows_per_shard", 1)
     _text(config, "device")
@@ -150,3 +153,7 @@ def validate_config(config: Any) -> None:
         _text(config, field, optional=True)
     _text(config, "license")
     _flag(config, "progress")
+    if config.engine not in ENGINES:
+        raise ValueError(
+            f"{field_name('engine')} must be one of {', '.join(ENGINES)}, got {config.engine!r}"
+        )

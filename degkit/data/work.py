@@ -14,12 +14,11 @@ import io
 import numpy as np
 from PIL import Image
 
+from degkit.data.defaults import DEFAULT_PNG_LEVEL
 from degkit.data.prepare import CropPlan, SkipImage, crop_boxes, cut_crops, decode_rgb8
 from degkit.data.sources import SourceImage
 
 __all__ = ["DEFAULT_PNG_LEVEL", "ImageTask", "PreparedImage", "encode_png", "run_image_task"]
-
-DEFAULT_PNG_LEVEL = 6
 
 
 @dataclasses.dataclass(frozen=True)
