@@ -255,7 +255,7 @@ def test_crop_mode_and_types_are_checked_for_library_users(source, tmp_path):
         _config(source, tmp_path / "o", resume="yes")
     with pytest.raises(ValueError, match=r"BuildConfig.per_image must be 1 when"):
         _config(source, tmp_path / "o", crop=None, per_image=2)
-    with pytest.raises(ValueError, match=r"BuildConfig.engine \(--engine\) must be one of local"):
+    with pytest.raises(ValueError, match=r"BuildConfig.engine must be one of local"):
         _config(source, tmp_path / "o", engine="dask")
 
 

@@ -117,7 +117,7 @@ def test_merge_refuses_a_missing_shard_naming_the_job(builds, tmp_path):
     victim.unlink()
     message = _merge_error([*_parts(builds, 3, [0, 2]), unfinished], tmp_path / "m")
     assert victim.relative_to(unfinished).as_posix() in message
-    assert repr(str(unfinished)) in message and "--resume" in message
+    assert repr(str(unfinished)) in message and "BuildConfig.resume=True" in message
 
 
 def test_merge_refuses_a_shard_given_twice(builds, tmp_path):
