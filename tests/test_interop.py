@@ -65,6 +65,8 @@ def test_without_an_index_the_transform_counts_its_calls() -> None:
 def test_transform_refuses_non_rgb_images() -> None:
     with pytest.raises(ValueError, match="H x W x 3"):
         DegkitTransform(RECIPE)(image=np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="'image' target"):
+        A.Compose([DegkitTransform(RECIPE)])(images=np.zeros((2, 8, 8, 3), np.uint8))
 
 
 def test_module_equals_the_plain_call_and_numbers_samples_across_calls() -> None:

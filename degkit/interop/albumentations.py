@@ -64,6 +64,11 @@ class DegkitTransform(A.ImageOnlyTransform):
         self.index_key, self.records_key = index_key, records_key
         self.next_index = 0
 
+    @property
+    def targets(self) -> dict[str, Any]:
+        """Only ``image``: each image is its own sample with its own draws."""
+        return {"image": self.apply}
+
     def get_params_dependent_on_data(
         self, params: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
@@ -72,6 +77,8 @@ class DegkitTransform(A.ImageOnlyTransform):
             index = int(data[self.index_key])
         else:
             index, self.next_index = self.next_index, self.next_index + 1
+        if data.get("image") is None:
+            raise ValueError("DegkitTransform degrades the 'image' target (one sample a call)")
         image = data["image"]
         y, records = self.degrader(image_to_tensor(image), self.degkit_seed, [index])
         return {"index": index, "degraded": tensor_to_image(y[0], image), "records": records[0]}
