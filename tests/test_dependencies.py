@@ -128,6 +128,20 @@ def test_every_requirement_is_used() -> None:
         assert names <= used, f"[{extra}] lists {sorted(names - used)}, which nothing imports"
 
 
+def test_dev_extra_declares_what_the_tests_import() -> None:
+    core, extras = _declared()
+    declared = core | set().union(*extras.values())
+    helpers = {p.stem for p in (ROOT / "tests").glob("*.py")}  # tests/ is on sys.path
+    problems = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for module, _ in _imports(path):
+            if module in ("degkit", *helpers) or module in sys.stdlib_module_names:
+                continue
+            if not _distributions(module) & declared:
+                problems.append(f"{path.name}: {module} is in no requirement of degkit[dev]")
+    assert not problems, "\n".join(problems)
+
+
 def test_a_missing_extra_names_the_install_command(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(MissingExtra, match=r"pip install 'degkit\[caption\]'"):
