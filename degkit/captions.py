@@ -60,10 +60,11 @@ of their label (``datasets.ClassLabel``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from degkit.ops import registered_ops
+from degkit.ops import Op, OpError, op_class, registered_ops
 from degkit.ops.labels import CaptionType, FlatColumn, Record
 
 __all__ = [
@@ -88,10 +89,20 @@ SEVERITY_WORDS = ("light", "medium", "heavy")
 SEPARATOR = ","
 
 
+def _registry_key() -> tuple[tuple[str, type[Op]], ...]:
+    """Changes whenever an op is registered (or removed), so derived tables can be cached."""
+    return tuple(registered_ops().items())
+
+
 def caption_types() -> dict[str, CaptionType]:
     """Every captioned type the registered ops declare, by name (paper types first)."""
+    return dict(_caption_types(_registry_key()))
+
+
+@functools.lru_cache(maxsize=4)
+def _caption_types(ops: tuple[tuple[str, type[Op]], ...]) -> dict[str, CaptionType]:
     found: dict[str, CaptionType] = {}
-    for cls in registered_ops().values():
+    for _, cls in ops:
         for kind in cls.caption_types:
             if found.setdefault(kind.name, kind) != kind:
                 raise TypeError(f"caption type {kind.name!r} is declared differently by two ops")
@@ -104,8 +115,11 @@ PAPER_TYPES = ("blur", "gaussian noise", "poisson noise", "jpeg", "ringing")
 
 def caption_type(record: Record) -> CaptionType | None:
     """The captioned type of a record, or None for ops without a caption (or unknown ops)."""
-    cls = registered_ops().get(record.get("op"))
-    return None if cls is None else cls.caption_type(record)
+    try:
+        cls = op_class(record.get("op"))
+    except OpError:
+        return None
+    return cls.caption_type(record)
 
 
 def _typed(records: Sequence[Record]) -> list[tuple[CaptionType, Record]]:
@@ -191,8 +205,13 @@ def flat_schema() -> dict[str, FlatColumn]:
     Raises:
         TypeError: two ops declare one column name with different dtype, doc or labels.
     """
+    return dict(_flat_schema(_registry_key()))
+
+
+@functools.lru_cache(maxsize=4)
+def _flat_schema(ops: tuple[tuple[str, type[Op]], ...]) -> dict[str, FlatColumn]:
     out: dict[str, FlatColumn] = {}
-    for cls in registered_ops().values():
+    for _, cls in ops:
         for column in cls.flat_columns:
             if out.setdefault(column.name, column) != column:
                 raise TypeError(
