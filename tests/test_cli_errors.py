@@ -75,3 +75,18 @@ def test_replaying_a_record_without_a_field_is_a_value_error() -> None:
         create_op("jpeg").params_from_records(
             [{"op": "jpeg", "quality": 50, "mode": "codec"}, {"op": "jpeg", "mode": "codec"}]
         )
+
+
+def test_a_build_of_another_version_is_one_line(tmp_path, capsys) -> None:
+    import json
+
+    from degkit.data.state import STATE_DIR
+
+    (tmp_path / STATE_DIR).mkdir()
+    old = {"settings": {"flat_columns": {"noise_kind": "string"}}, "fingerprint": "f"}
+    (tmp_path / STATE_DIR / "build.json").write_text(
+        json.dumps({**old, "command": "", "shards": []})
+    )
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not written by this degkit version" in err and err.count("\n") == 1
