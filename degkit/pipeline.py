@@ -262,7 +262,7 @@ class OpNode(Node):
         records = [_params_record(state.pop(i)) for i in positions]
         try:
             params = self.op.params_from_records(records)
-        except (KeyError, ValueError) as exc:
+        except ValueError as exc:  # OpError names the bad or missing field
             raise PipelineError(f"{path}: cannot replay records: {exc}") from exc
         started = time.process_time()
         state.scatter(positions, self.op.apply(state.gather(positions), params))

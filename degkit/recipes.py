@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 
-# libyaml's parser where PyYAML has it (about 8x faster: recipes load in every worker).
+# libyaml's parser where PyYAML has it (written in C: recipes load in every worker).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_LEVEL_KEYS = ("description", "scale", "pipeline", "extends", "overrides")
 NODE_KEYS = {

@@ -137,10 +137,6 @@ class BatchStreams:
         span = high - low
         return torch.tensor([low + span * g.random() for g in self.streams], dtype=torch.float64)
 
-    def log_uniform(self, low: float, high: float) -> torch.Tensor:
-        """One draw per sample, uniform in log space (``low``, ``high`` > 0)."""
-        return torch.exp(self.uniform(float(np.log(low)), float(np.log(high))))
-
     def integers(self, low: int, high: int) -> torch.Tensor:
         """One int64 draw in ``[low, high]`` (inclusive) per sample."""
         return torch.tensor([low + g.below(high - low + 1) for g in self.streams])

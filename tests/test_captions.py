@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from degkit import recipes
 from degkit.captions import (
     CLEAN_CAPTION,
-    FLAT_COLUMNS,
     captions_for,
     flat_columns,
+    flat_schema,
     parse_caption,
     severity_caption,
 )
@@ -213,7 +213,7 @@ def test_round_trip_of_arbitrary_paper_records(records: list[dict]) -> None:
 
 
 # -- flat columns ---------------------------------------------------------------------------
-_PY_TYPES = {"float64": float, "int64": int, "string": str, "bool": bool}
+_PY_TYPES = {"float64": float, "int64": int, "string": str, "bool": bool, "class_label": int}
 
 
 @pytest.mark.parametrize("name", ["realesrgan", "bsrgan", "deplsr", "single_rain", "single_haze"])
@@ -221,16 +221,20 @@ def test_flat_columns_match_the_declared_schema(name: str) -> None:
     recipe = recipes.load(name)
     for records in recipe.pipeline.plan(0, range(100), (64, 64), recipe.scale):
         row = flat_columns(records)
-        assert list(row) == list(FLAT_COLUMNS)
+        schema = flat_schema()
+        assert list(row) == list(schema)
         for column, value in row.items():
             if value is not None:
-                assert type(value) is _PY_TYPES[FLAT_COLUMNS[column]], (column, value)
+                assert type(value) is _PY_TYPES[schema[column].dtype], (column, value)
+            if value is not None and schema[column].labels:
+                assert 0 <= value < len(schema[column].labels)
 
 
 def test_flat_columns_describe_the_last_op_of_each_type() -> None:
     row = flat_columns([BLUR, GAUSS, JPEG, {**JPEG, "quality": 88}, POISSON])
     assert row["blur_count"] == 1 and row["blur_sigma"] == pytest.approx(1.84)
-    assert row["noise_count"] == 2 and row["noise_kind"] == "poisson"
+    kinds = flat_schema()["noise_kind"].labels
+    assert row["noise_count"] == 2 and kinds[row["noise_kind"]] == "poisson"
     assert row["noise_level"] == 2.96 and row["noise_gray"] is True
     assert row["jpeg_count"] == 2 and row["jpeg_quality"] == 88.0
     assert row["ringing"] is False and row["ringing_cutoff"] is None

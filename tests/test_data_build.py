@@ -187,7 +187,9 @@ def test_resume_redoes_only_missing_or_broken_shards(corpus, built):
         build_dataset(_config(root, recipe, "resumed", resume=True))
     assert shards[1].read_bytes() == cut  # never deleted by degkit
     shards[1].unlink()
-    with pytest.raises(ValueError, match="already holds shards of this build.*--resume"):
+    with pytest.raises(
+        ValueError, match="already holds shards of this build.*BuildConfig.resume=True"
+    ):
         build_dataset(_config(root, recipe, "resumed"))
     summary = build_dataset(_config(root, recipe, "resumed", resume=True))
     assert summary.shards_written == 2
@@ -225,7 +227,7 @@ def test_cli_errors_name_the_option(corpus, tmp_path, capsys):
         (["--source", str(root / "images"), "--shard", "5/2"], "--shard"),
         (
             ["--source", str(root / "images"), "--crop", "30"],
-            "(--crop) must be a positive multiple",
+            "error: --crop must be a positive multiple",
         ),
         (["--source", str(root / "images"), "--splits", "a=1,a=2"], "--splits"),
     ]
@@ -244,6 +246,11 @@ def test_info_prints_counts_captions_and_histograms(built, capsys):
     assert "recipe     fast" in text
     assert "gaussian noise with sigma:" in text
     assert "noise_level (float64)" in text and "#" in text
+    after = text.split("noise_kind (class_label)\n", 1)[1].splitlines()
+    end = next(i for i, line in enumerate(after) if not line.startswith("    "))
+    bars = [line.split()[0] for line in after[:end]]
+    assert set(bars) <= {"gaussian", "poisson", "speckle", "salt_pepper", "(null)"}  # labels
+    assert "gaussian" in bars
     assert "skipped    6 images" in text
 
 
@@ -303,3 +310,34 @@ def test_chunks_follow_a_shrinking_limit_and_keep_image_order() -> None:
     assert [t for c in chunks for t in c.tasks] == tasks
     for chunk, most in zip(chunks, asked, strict=True):
         assert sum(len(t.indices) for t in chunk.tasks) <= most or len(chunk.tasks) == 1
+
+
+def test_categorical_flat_columns_round_trip_as_class_labels(built):
+    out, _ = built
+    ds = datasets.load_dataset("parquet", data_files=str(out / "data/*.parquet"))["train"]
+    kind = ds.features["noise_kind"]
+    assert isinstance(kind, datasets.ClassLabel)
+    assert kind.names == ["gaussian", "poisson", "speckle", "salt_pepper"]
+    mode = ds.features["final_resize_mode"]
+    assert isinstance(mode, datasets.ClassLabel) and "bicubic" in mode.names
+    for row in ds:
+        records = json.loads(row["records"])
+        noises = [r["op"] for r in records if r["op"].endswith("_noise")]
+        expected = noises[-1].removesuffix("_noise") if noises else None
+        got = None if row["noise_kind"] is None else kind.int2str(row["noise_kind"])
+        assert got == expected
+        [final] = [r["mode"] for r in records if r["op"] == "final_resize"]
+        assert mode.int2str(row["final_resize_mode"]) == final
+
+
+def test_card_describes_every_column_and_its_features_parse(built):
+    out, _ = built
+    text = (out / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---\n")[1])
+    features = datasets.Features._from_yaml_list(meta["dataset_info"]["features"])
+    ds = datasets.load_dataset("parquet", data_files=str(out / "data/*.parquet"))["train"]
+    assert features == ds.features
+    lines = [line for line in text.splitlines() if line.startswith("- `")]
+    assert [line.split("`")[1] for line in lines] == list(ds.features)
+    docs = [line.split("): ", 1)[1] for line in lines]
+    assert len(set(docs)) == len(docs)  # every column has its own description

@@ -71,7 +71,7 @@ def _build(root: Path, out: str, **kwargs) -> Path:
         source=str(root / "list.csv"),
         crop=16,
         progress=False,
-        **kwargs,
+        **{"workers": 0, **kwargs},
     )
     build_dataset(config)
     return root / out
@@ -112,5 +112,7 @@ def test_captioner_is_deterministic_and_reports_bad_models(tiny_blip, tmp_path):
     captioner = ContentCaptioner(str(tiny_blip))
     images = [photo_like(20, 20, i) for i in range(3)]
     assert captioner(images) == captioner(images) and captioner([]) == []
-    with pytest.raises(ValueError, match="--captioner.* cannot be loaded: no such folder"):
+    with pytest.raises(
+        ValueError, match="BuildConfig.captioner.* cannot be loaded: no such folder"
+    ):
         ContentCaptioner(str(tmp_path / "no-model"))

@@ -36,6 +36,7 @@ def _build(root: Path, out: str, shard: str | None = None, license: str = "other
         splits="train=0.6,validation=0.4",
         rows_per_shard=2,
         shard=shard,
+        workers=0,
         license=license,
         progress=False,
     )

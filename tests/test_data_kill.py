@@ -55,7 +55,8 @@ def test_killed_builds_resume_to_the_uninterrupted_result(tmp_path):
     build_dataset(
         BuildConfig(
             recipe="deplsr", out=clean, source=str(source), crop=64, per_image=PER_IMAGE,
-            seed=3, splits="train=0.8,test=0.2", rows_per_shard=ROWS_PER_SHARD, progress=False,
+            seed=3, splits="train=0.8,test=0.2", rows_per_shard=ROWS_PER_SHARD, workers=0,
+            progress=False,
         )
     )  # fmt: skip
     total = _shards(clean)

@@ -31,6 +31,7 @@ def dataset_dir(tmp_path_factory):
             crop=16,
             per_image=3,
             rows_per_shard=13,
+            workers=0,
             progress=False,
         )
     )

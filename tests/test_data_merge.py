@@ -117,7 +117,7 @@ def test_merge_refuses_a_missing_shard_naming_the_job(builds, tmp_path):
     victim.unlink()
     message = _merge_error([*_parts(builds, 3, [0, 2]), unfinished], tmp_path / "m")
     assert victim.relative_to(unfinished).as_posix() in message
-    assert repr(str(unfinished)) in message and "--resume" in message
+    assert repr(str(unfinished)) in message and "BuildConfig.resume=True" in message
 
 
 def test_merge_refuses_a_shard_given_twice(builds, tmp_path):
@@ -226,9 +226,7 @@ def test_shard_auto_reads_torchrun_and_explains_when_nothing_is_set(builds, monk
     for name in list(os.environ):
         if name.startswith("SLURM_") or name in ("RANK", "WORLD_SIZE"):
             monkeypatch.delenv(name)
-    with pytest.raises(
-        ValueError, match=r"BuildConfig\.shard \(--shard\) auto: no job array found"
-    ):
+    with pytest.raises(ValueError, match=r"BuildConfig\.shard 'auto': no job array found"):
         _config(builds, "auto", shard="auto")
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ValueError, match="RANK and WORLD_SIZE"):

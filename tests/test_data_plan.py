@@ -91,7 +91,7 @@ def test_shard_file_names():
     ],
 )
 def test_bad_shard_spec_is_named(text, message):
-    with pytest.raises(ValueError, match=f"--shard.*{message}"):
+    with pytest.raises(ValueError, match=f"BuildConfig.shard.*{message}"):
         parse_shard_spec(text)
 
 

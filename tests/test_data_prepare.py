@@ -138,11 +138,11 @@ def test_task_encodes_crops_losslessly(corpus):
 
 
 def test_plan_validation_names_the_option():
-    with pytest.raises(ValueError, match="--crop 250 is not a multiple of --scale 4"):
+    with pytest.raises(ValueError, match="CropPlan.crop 250 is not a multiple of the scale 4"):
         CropPlan(250, 4)
-    with pytest.raises(ValueError, match="--per-image must be 1"):
+    with pytest.raises(ValueError, match="CropPlan.per_image must be 1"):
         CropPlan(None, 4, per_image=2)
-    with pytest.raises(ValueError, match="--crop-mode"):
+    with pytest.raises(ValueError, match="CropPlan.mode"):
         CropPlan(64, 4, mode="centre")
 
 

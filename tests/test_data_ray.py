@@ -18,6 +18,7 @@ from degkit.cli import main
 from degkit.data import ray_engine
 from degkit.data.build import BuildConfig, DiskFullError, build_dataset, disk_full_error
 from degkit.data.ray_engine import import_ray
+from degkit.extras import MissingExtra
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_ray_build_resumes_to_the_local_build(local_ray, tmp_path: Path):
 
 def test_missing_ray_is_a_one_line_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
-    with pytest.raises(ValueError, match=r'pip install "degkit\[ray\]"'):
+    with pytest.raises(MissingExtra, match=r"pip install 'degkit\[ray\]'"):
         import_ray()
 
 
@@ -80,7 +81,7 @@ def test_ray_build_explains_unusable_images_and_lists_other_files(local_ray, tmp
         build_dataset(BuildConfig(out=out, crop=64, engine="ray", **options))
     message = str(caught.value)
     assert "no usable image: all 3 source images this run read were skipped" in message
-    assert "smaller than the crop: 24x20 < 64x64" in message and "lower --crop" in message
+    assert "smaller than the crop: 24x20 < 64x64" in message and "lower BuildConfig.crop" in message
     summary = build_dataset(BuildConfig(out=out, crop=16, engine="ray", **options))
     assert "replaced the settings of an earlier build that wrote no shard" in summary.text()
     assert "crop: 64 -> 16" in summary.text() and summary.skipped_files == 1

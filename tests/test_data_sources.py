@@ -73,14 +73,14 @@ def test_jsonl_list_and_errors(tmp_path):
     with pytest.raises(ValueError, match="line 2 repeats the path 'a.png' of line 1"):
         resolve_source(listing)
     listing.write_text('{"where": "a.png"}\n')
-    with pytest.raises(ValueError, match="cannot tell which column.*--path-column"):
+    with pytest.raises(ValueError, match="cannot tell which column.*BuildConfig.path_column"):
         resolve_source(listing)
     with pytest.raises(ValueError, match="no column 'nope'"):
         resolve_source(listing, path_column="nope")
 
 
 def test_missing_source_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--source .*does-not-exist"):
+    with pytest.raises(FileNotFoundError, match="BuildConfig.source .*does-not-exist"):
         resolve_source(tmp_path / "does-not-exist")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no images"):

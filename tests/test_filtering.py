@@ -12,11 +12,20 @@ from scipy import ndimage
 
 from degkit.ops.filtering import (
     _fft_is_cheaper,
-    center_pad_kernels,
     filter2d_per_sample,
     filter_separable_per_sample,
 )
 from degkit.testing import image_batches
+
+
+def center_pad_kernels(kernels: list[torch.Tensor]) -> torch.Tensor:
+    """Stack odd square kernels of different sizes into ``N x K x K`` (zero padded)."""
+    size = max(k.shape[-1] for k in kernels)
+    out = kernels[0].new_zeros(len(kernels), size, size)
+    for i, k in enumerate(kernels):
+        off = (size - k.shape[-1]) // 2
+        out[i, off : off + k.shape[-2], off : off + k.shape[-1]] = k
+    return out
 
 
 def _random_kernels(n: int, seed: int) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from degkit.cli import (
     recipe_commands,
     set_commands,
 )
+from degkit.extras import MissingExtra
 
 __all__ = ["main"]
 
@@ -25,6 +27,25 @@ COMMAND_MODULES = (
     set_commands,
     eval_commands,
 )
+
+# Library errors name config fields (``BuildConfig.crop``); the command line shows its options.
+_FIELD = re.compile(r"\bBuildConfig\.(\w+)(=True|=None)?")
+_OPTIONS = {
+    ("recipe", ""): "RECIPE",
+    ("progress", ""): "--quiet",
+    ("crop", "=None"): "--no-crop",
+    ("resume", "=True"): "--resume",
+}
+
+
+def option_names(message: str) -> str:
+    """``message`` with each ``BuildConfig.<field>`` replaced by its ``degkit build`` option."""
+
+    def option(match: re.Match[str]) -> str:
+        field, value = match.group(1), match.group(2) or ""
+        return _OPTIONS.get((field, value), "--" + field.replace("_", "-"))
+
+    return _FIELD.sub(option, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a sub-command; errors print one clear line and exit with status 2.
 
-    Besides bad input (ValueError, KeyError), OSError covers the conditions a user
-    causes: a missing file, a full disk, no network to the Hub (ConnectionError),
-    no token (PermissionError).
+    Only user errors are caught: bad input (``ValueError``, including degkit's
+    own error types), conditions of the machine and network (``OSError``: a
+    missing file, a full disk, no network to the Hub (``ConnectionError``), no
+    token (``PermissionError``)) and a missing optional dependency
+    (:class:`degkit.extras.MissingExtra`). Anything else, e.g. a ``KeyError``,
+    is a bug and keeps its traceback.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -51,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0
-    except (ValueError, OSError, KeyError) as exc:  # OSError: e.g. a full disk, no permission
-        print(f"degkit {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, MissingExtra) as exc:
+        print(f"degkit {args.command}: error: {option_names(str(exc))}", file=sys.stderr)
         return 2
 
 

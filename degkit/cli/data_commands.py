@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 __all__ = ["register", "run_build", "run_info", "run_push"]
@@ -33,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_build(sub: argparse._SubParsersAction) -> None:
-    from degkit.data.defaults import CROP_MODES, DEFAULT_MAX_PIXELS, DEFAULT_PNG_LEVEL
+    from degkit.data.config import config_defaults
+    from degkit.data.defaults import CROP_MODES, ENGINES
 
+    d = config_defaults()  # every default lives on BuildConfig, none here
     p = sub.add_parser(
         "build",
         help="degrade HR images with a recipe into captioned parquet shards",
@@ -46,98 +47,104 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--source",
-        default=None,
+        default=d["source"],
         help="image folder, .csv/.jsonl list, .parquet file or folder, saved HF dataset, "
         "'embedded' (default: the training photos) or 'embedded-heldout' (the test-set photos)",
     )
-    p.add_argument("--scale", type=int, default=None, help="SR factor (default: the recipe's)")
+    p.add_argument(
+        "--scale", type=int, default=d["scale"], help="SR factor (default: the recipe's)"
+    )
     crop = p.add_mutually_exclusive_group()
-    crop.add_argument("--crop", type=int, default=256, help="HR crop size (multiple of scale)")
+    crop.add_argument(
+        "--crop",
+        type=int,
+        default=d["crop"],
+        help=f"HR crop size, a multiple of the scale (default {d['crop']})",
+    )
     crop.add_argument(
         "--no-crop", dest="crop", action="store_const", const=None, help="keep whole images"
     )
-    p.add_argument("--per-image", type=int, default=1, help="crops per source image")
+    p.add_argument("--per-image", type=int, default=d["per_image"], help="crops per source image")
     p.add_argument(
-        "--crop-mode", choices=CROP_MODES, default="random", help="random or evenly spaced grid"
+        "--crop-mode",
+        choices=CROP_MODES,
+        default=d["crop_mode"],
+        help="random or evenly spaced grid",
     )
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (crops and degradations)")
+    p.add_argument(
+        "--seed", type=int, default=d["seed"], help="dataset seed (crops and degradations)"
+    )
     p.add_argument(
         "--splits",
-        default="train",
+        default=d["splits"],
         help="e.g. train=0.9,validation=0.1 (by image; fractions must sum to 1)",
     )
     p.add_argument(
         "--shard",
-        default=None,
+        default=d["shard"],
         help="k/n: write only part k of n (0-based); auto: k/n of the SLURM job array "
         "or torchrun's RANK/WORLD_SIZE (join the parts with degkit merge)",
     )
-    p.add_argument("--rows-per-shard", type=int, default=None, help="default: ~400 MB shards")
-    p.add_argument("--device", default="cpu", help="torch device of the degradation")
+    p.add_argument(
+        "--rows-per-shard", type=int, default=d["rows_per_shard"], help="default: ~400 MB shards"
+    )
+    p.add_argument("--device", default=d["device"], help="torch device of the degradation")
     p.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
+        default=d["workers"],
         help="worker processes (default: one per core; 0: all in this process)",
     )
     p.add_argument(
         "--engine",
-        choices=("local", "ray"),
-        default="local",
+        choices=ENGINES,
+        default=d["engine"],
         help="local: this machine's --workers processes; ray: one Ray task (one CPU) per "
         "shard on the cluster at RAY_ADDRESS, else a local one (needs degkit[ray])",
     )
-    p.add_argument("--batch-size", type=int, default=32, help="samples degraded together")
+    p.add_argument(
+        "--batch-size", type=int, default=d["batch_size"], help="samples degraded together"
+    )
     p.add_argument("--resume", action="store_true", help="continue a killed build")
     p.add_argument(
-        "--png-level", type=int, default=DEFAULT_PNG_LEVEL, help="PNG compression level, 0-9"
+        "--png-level",
+        type=int,
+        default=d["png_level"],
+        help=f"PNG compression level, 0-9 (default {d['png_level']})",
     )
     p.add_argument(
         "--max-pixels",
         type=int,
-        default=DEFAULT_MAX_PIXELS,
+        default=d["max_pixels"],
         help="skip source images with more pixels (decompression-bomb guard)",
     )
-    p.add_argument("--image-column", default=None, help="image column of a parquet source")
-    p.add_argument("--caption-column", default=None, help="content caption column of the source")
-    p.add_argument("--path-column", default=None, help="path column of a CSV/JSONL source")
-    p.add_argument("--captioner", default=None, help="image-to-text model for content captions")
-    p.add_argument("--license", default="other", help="license field of the dataset card")
+    p.add_argument(
+        "--image-column", default=d["image_column"], help="image column of a parquet source"
+    )
+    p.add_argument(
+        "--caption-column", default=d["caption_column"], help="content caption column of the source"
+    )
+    p.add_argument(
+        "--path-column", default=d["path_column"], help="path column of a CSV/JSONL source"
+    )
+    p.add_argument(
+        "--captioner", default=d["captioner"], help="image-to-text model for content captions"
+    )
+    p.add_argument("--license", default=d["license"], help="license field of the dataset card")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
     """Build the dataset and print the summary."""
+    import dataclasses
+
     from degkit.data.build import BuildConfig, build_dataset
 
-    config = BuildConfig(
-        recipe=args.recipe,
-        out=args.out,
-        source=args.source,
-        scale=args.scale,
-        crop=args.crop,
-        per_image=args.per_image,
-        crop_mode=args.crop_mode,
-        seed=args.seed,
-        splits=args.splits,
-        shard=args.shard,
-        rows_per_shard=args.rows_per_shard,
-        device=args.device,
-        workers=args.workers,
-        batch_size=args.batch_size,
-        resume=args.resume,
-        png_level=args.png_level,
-        max_pixels=args.max_pixels,
-        image_column=args.image_column,
-        caption_column=args.caption_column,
-        path_column=args.path_column,
-        captioner=args.captioner,
-        license=args.license,
-        progress=not args.quiet,
-        engine=args.engine,
-    )
-    summary = build_dataset(config)
+    fields = [f.name for f in dataclasses.fields(BuildConfig)]
+    options = {name: getattr(args, name) for name in fields if hasattr(args, name)}
+    options["progress"] = not args.quiet
+    summary = build_dataset(BuildConfig(**options))
     print(summary.text())
     return 0
 

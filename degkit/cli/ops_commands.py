@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ops(args: argparse.Namespace) -> int:
-    """Print every op (or one) with its family, summary and config defaults."""
+    """Print every op (or one): family, summary, config defaults, captions and columns."""
     from degkit.ops import registered_ops
 
     ops = registered_ops()
@@ -39,4 +39,13 @@ def run_ops(args: argparse.Namespace) -> int:
                 f"{k} in [{lo:g}, {hi:g}] (optional)" for k, (lo, hi) in cls.optional_params.items()
             ]
             print(f"    per-sample parameters: {'; '.join(limits + cats + optional)}")
+        for kind in cls.caption_types:
+            lo, hi = kind.bins
+            heavier = "lower" if kind.heavier_when_lower else "higher"
+            print(
+                f"    caption {kind.template!r}; {kind.phrase} light / medium / heavy split "
+                f"at {lo:g} and {hi:g} ({heavier} is heavier)"
+            )
+        for column in cls.flat_columns:
+            print(f"    column {column.name} ({column.dtype}): {column.doc}")
     return 0

@@ -2,7 +2,8 @@
 
 Modules: :mod:`~degkit.data.sources` (where HR images come from),
 :mod:`~degkit.data.prepare` (decode to RGB8, crops), :mod:`~degkit.data.plan`
-(splits, indices, shards), :mod:`~degkit.data.build` (``degkit build``),
+(splits, indices, shards), :mod:`~degkit.data.config` (``BuildConfig``, the
+options and their defaults), :mod:`~degkit.data.build` (``degkit build``),
 :mod:`~degkit.data.shards` (parquet schema and atomic writes),
 :mod:`~degkit.data.card` (dataset card), :mod:`~degkit.data.info`
 (``degkit info``), :mod:`~degkit.data.loaders` (torch Dataset / DataLoader),

@@ -57,6 +57,7 @@ from degkit import captions as captions_module
 from degkit import recipes
 from degkit.data.captioner import ContentCaptioner, local_model
 from degkit.data.card import render_card
+from degkit.data.config import BuildConfig
 from degkit.data.jobs import record_job
 from degkit.data.parallel import ordered_map
 from degkit.data.plan import (
@@ -87,8 +88,8 @@ from degkit.data.state import (
     write_text_atomic,
 )
 from degkit.data.stats import DatasetStats, collect_stats, skipped_lines
-from degkit.data.validate import check_crop_fits_scale, field_name, validate_config
-from degkit.data.work import DEFAULT_PNG_LEVEL, ImageTask, run_image_task
+from degkit.data.validate import check_crop_fits_scale, field_name
+from degkit.data.work import ImageTask, run_image_task
 from degkit.rng import STREAM_VERSION, BatchStreams
 
 __all__ = [
@@ -103,40 +104,6 @@ __all__ = [
     "plan_build",
     "write_shards",
 ]
-
-
-@dataclasses.dataclass
-class BuildConfig:
-    """Options of one ``degkit build`` run (see ``degkit build --help``)."""
-
-    recipe: str
-    out: Path
-    source: str | None = None
-    scale: int | None = None
-    crop: int | None = 256
-    per_image: int = 1
-    crop_mode: str = "random"
-    seed: int = 0
-    splits: str = "train"
-    shard: str | None = None
-    rows_per_shard: int | None = None
-    device: str = "cpu"
-    workers: int = 0
-    batch_size: int = 32
-    resume: bool = False
-    png_level: int = DEFAULT_PNG_LEVEL
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    image_column: str | None = None
-    caption_column: str | None = None
-    path_column: str | None = None
-    captioner: str | None = None
-    license: str = "other"
-    progress: bool = True
-    engine: str = "local"
-
-    def __post_init__(self) -> None:
-        validate_config(self)
-        self.out = Path(self.out)
 
 
 @dataclasses.dataclass
@@ -199,7 +166,9 @@ def _settings(
         "source_ids_sha256": hashlib.sha256(ids.encode()).hexdigest(),
         "captioner": config.captioner,
         "license": config.license,
-        "flat_columns": captions_module.FLAT_COLUMNS,
+        "flat_columns": {
+            name: column.spec() for name, column in captions_module.flat_schema().items()
+        },
     }
 
 
@@ -347,7 +316,8 @@ def _check_out_path(config: BuildConfig) -> None:
         if source.is_dir() and (out == source or source in out.parents):
             raise ValueError(
                 f"{field_name('out')} {str(config.out)!r} is the source folder or inside it "
-                f"({field_name('source')} {config.source!r}); choose an --out outside the source"
+                f"({field_name('source')} {config.source!r}); "
+                "choose an out folder outside the source"
             )
     check_out_folder(config.out)
 
@@ -401,8 +371,9 @@ def _pending_shards(
         existing = [s.file_name for s in mine if state.has_any_trace(s)]
         if existing:
             raise ValueError(
-                f"--out {str(config.out)!r} already holds shards of this build "
-                f"(e.g. {existing[0]}); pass --resume to continue it, or choose another --out"
+                f"BuildConfig.out {str(config.out)!r} already holds shards of this build "
+                f"(e.g. {existing[0]}); set BuildConfig.resume=True to continue it, "
+                "or choose another BuildConfig.out"
             )
     for shard in mine:
         state.discard_partial(shard)
@@ -513,7 +484,7 @@ def disk_full_error(out: Path, row_bytes: float, rows_left: int) -> DiskFullErro
         errno.ENOSPC,
         f"no space left on device in {str(out)!r}: the rest of this build needs "
         f"{needed} ({free / 1e6:.1f} MB free); the shards already written are kept; "
-        "free some space, then run the same command with --resume",
+        "free some space, then resume the build (BuildConfig.resume=True)",
     )
     error.row_bytes = row_bytes
     return error
@@ -530,7 +501,7 @@ def _no_usable_image(out: Path, skipped: dict[str, str]) -> ValueError:
     first_id, first_reason = next(iter(skipped.items()))
     counts = ", ".join(f"{n} x {kind}" for kind, n in kinds.most_common(3))
     hint = (
-        "; lower --crop or pass --no-crop"
+        "; lower BuildConfig.crop or set BuildConfig.crop=None"
         if kinds.most_common(1)[0][0] == "smaller than the crop"
         else ""
     )
@@ -555,7 +526,7 @@ def write_shards(
     Raises:
         DiskFullError: the disk filled up (the shards written so far are kept).
     """
-    features = row_features(captions_module.FLAT_COLUMNS)
+    features = row_features(plan.info["settings"]["flat_columns"])
     writer = _ShardWriter(state, pending, features, torch.device(config.device).type)
     try:
         with contextlib.ExitStack() as stack:

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from degkit.extras import require
+
 __all__ = ["ContentCaptioner", "local_model"]
 
-_OPTION = "BuildConfig.captioner (--captioner)"
+_OPTION = "BuildConfig.captioner"
 _HUB_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")
 
 
@@ -70,7 +72,9 @@ class ContentCaptioner:
 
     def __init__(self, model: str, device: str = "cpu", max_new_tokens: int = 30) -> None:
         where = local_model(model)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        transformers = require("transformers", "caption", _OPTION)
+        AutoModelForImageTextToText = transformers.AutoModelForImageTextToText
+        AutoProcessor = transformers.AutoProcessor
 
         try:
             self.processor = AutoProcessor.from_pretrained(where, local_files_only=True)

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from degkit.data.info import completeness
-from degkit.data.shards import BASE_COLUMNS
+from degkit.data.shards import column_specs
 from degkit.data.stats import DatasetStats
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
     "read_license_fields",
 ]
 
-# libyaml's emitter where PyYAML has it: the same text, several times faster.
+# libyaml's emitter where PyYAML has it: the same text, written in C.
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -48,25 +48,6 @@ _SIZE_BINS = (
     (100_000_000, "10M<n<100M"),
     (1_000_000_000, "100M<n<1B"),
 )
-
-_COLUMN_DOCS = {
-    "id": "unique row id: `<recipe>-s<seed>-<index>`",
-    "source_id": "stable id of the source image the HR crop was cut from",
-    "index": "global sample index; names the sample's random streams",
-    "crop_top": "top edge of the HR crop in the (upright) source image, pixels",
-    "crop_left": "left edge of the HR crop in the source image, pixels",
-    "hr": "HR crop, PNG, 8-bit RGB",
-    "lr": "LR image (HR size / scale), PNG, 8-bit RGB",
-    "scale": "super-resolution factor",
-    "recipe": "degradation recipe name",
-    "recipe_hash": "canonical hash of the recipe",
-    "seed": "dataset seed",
-    "content_caption": "caption of the HR content (may be empty, see above)",
-    "degradation_caption": "numeric caption of the degradations, in the order they ran",
-    "fine_captions": "one caption per type: blur, gaussian noise, poisson noise, jpeg, ringing",
-    "severity_caption": "severity-word caption (light / medium / heavy)",
-    "records": "JSON list of the records of the ops that ran (replayable)",
-}
 
 
 def size_category(n: int) -> str:
@@ -104,18 +85,21 @@ def read_license_fields(card_text: str) -> dict[str, str]:
     return {k: str(data[k]) for k in LICENSE_KEYS if k in data}
 
 
-def _column_types(stats: DatasetStats) -> dict[str, str]:
-    return {**BASE_COLUMNS, **stats.info["settings"]["flat_columns"]}
+def _columns(stats: DatasetStats) -> dict[str, dict[str, Any]]:
+    return column_specs(stats.info["settings"]["flat_columns"])
 
 
-def feature_list(column_types: dict[str, str]) -> list[dict[str, str]]:
-    """``dataset_info.features`` in the Hub's YAML form."""
-    out = []
-    for name, kind in column_types.items():
-        if kind == "list<string>":
+def feature_list(columns: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``dataset_info.features`` in the Hub's YAML form (from :func:`column_specs`)."""
+    out: list[dict[str, Any]] = []
+    for name, spec in columns.items():
+        if spec["dtype"] == "list<string>":
             out.append({"name": name, "list": "string"})
+        elif spec["dtype"] == "class_label":
+            names = {str(code): label for code, label in enumerate(spec["labels"])}
+            out.append({"name": name, "dtype": {"class_label": {"names": names}}})
         else:
-            out.append({"name": name, "dtype": kind})
+            out.append({"name": name, "dtype": spec["dtype"]})
     return out
 
 
@@ -133,7 +117,7 @@ def _front_matter(stats: DatasetStats) -> dict[str, Any]:
         "size_categories": [size_category(stats.rows)],
         "configs": data_files_config(splits),
         "dataset_info": {
-            "features": feature_list(_column_types(stats)),
+            "features": feature_list(_columns(stats)),
             "splits": [
                 {"name": s.name, "num_bytes": s.bytes, "num_examples": s.rows}
                 for s in stats.splits.values()
@@ -230,9 +214,11 @@ def render_card(stats: DatasetStats) -> str:
         "## Columns",
         "",
     ]
-    for name, kind in _column_types(stats).items():
-        doc = _COLUMN_DOCS.get(name, "flat degradation parameter (from the records)")
-        lines.append(f"- `{name}` ({kind}): {doc}")
+    for name, spec in _columns(stats).items():
+        kind = spec["dtype"]
+        if kind == "class_label":
+            kind = "class label: " + ", ".join(spec["labels"])
+        lines.append(f"- `{name}` ({kind}): {spec['doc']}")
     lines += [
         "",
         "## HR preparation",

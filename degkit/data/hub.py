@@ -42,7 +42,9 @@ def files_to_upload(folder: str | Path) -> list[str]:
             f"({note}); push the finished dataset"
         )
     if not (folder / "README.md").is_file():
-        raise ValueError(f"{str(folder)!r} has no README.md; rerun degkit build ... --resume")
+        raise ValueError(
+            f"{str(folder)!r} has no README.md; resume its build (BuildConfig.resume=True)"
+        )
     names = ["README.md", *stats.files]
     if (folder / "skipped.jsonl").is_file():
         names.append("skipped.jsonl")

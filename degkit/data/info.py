@@ -3,7 +3,7 @@
 Counts per split, the recipe and build settings, skipped images, caption
 examples, and one text histogram per flat parameter column: numeric columns
 as ``bins`` equal-width bins over their observed range (nulls counted apart),
-booleans and strings as counts per value.
+booleans, strings and class labels as counts per value.
 """
 
 from __future__ import annotations
@@ -139,7 +139,11 @@ def info_text(folder: str | Path, bins: int = 10, n_examples: int = 5) -> str:
     flat = settings["flat_columns"]
     values = read_columns(folder, stats.files, list(flat))
     lines += ["", "parameter histograms:"]
-    for name, kind in flat.items():
+    for name, spec in flat.items():
+        kind, column = spec["dtype"], values[name]
         lines.append(f"  {name} ({kind})")
-        lines += histogram_lines(values[name], kind, bins) or ["    (no values)"]
+        if kind == "class_label":
+            kind = "string"
+            column = [None if v is None else spec["labels"][v] for v in column]
+        lines += histogram_lines(column, kind, bins) or ["    (no values)"]
     return "\n".join(lines)

@@ -35,7 +35,7 @@ def _integer(environ: Mapping[str, str], name: str, default: int | None = None) 
     try:
         return int(str(text).strip())
     except ValueError:
-        raise ValueError(f"--shard auto: {name}={text!r} is not an integer") from None
+        raise ValueError(f"BuildConfig.shard 'auto': {name}={text!r} is not an integer") from None
 
 
 def shard_from_environment(environ: Mapping[str, str] | None = None) -> str:
@@ -44,7 +44,8 @@ def shard_from_environment(environ: Mapping[str, str] | None = None) -> str:
     if "SLURM_ARRAY_TASK_ID" in env:
         if "SLURM_ARRAY_TASK_COUNT" not in env:
             raise ValueError(
-                "--shard auto: SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT"
+                "BuildConfig.shard 'auto': SLURM_ARRAY_TASK_ID is set "
+                "but not SLURM_ARRAY_TASK_COUNT"
             )
         task = _integer(env, "SLURM_ARRAY_TASK_ID")
         count = _integer(env, "SLURM_ARRAY_TASK_COUNT")
@@ -53,19 +54,21 @@ def shard_from_environment(environ: Mapping[str, str] | None = None) -> str:
         k, off_grid = divmod(task - first, max(step, 1))
         if off_grid or not 0 <= k < count:
             raise ValueError(
-                f"--shard auto: SLURM array task {task} is not one of {count} evenly spaced "
+                f"BuildConfig.shard 'auto': SLURM array task {task} is not one of {count} "
+                "evenly spaced "
                 f"tasks from {first} (step {step}); use e.g. --array=0-{count - 1} "
-                "or pass --shard k/n"
+                "or set BuildConfig.shard to k/n"
             )
         return f"{k}/{count}"
     if "RANK" in env or "WORLD_SIZE" in env:
         if "RANK" not in env or "WORLD_SIZE" not in env:
-            raise ValueError("--shard auto: RANK and WORLD_SIZE must be set together")
+            raise ValueError("BuildConfig.shard 'auto': RANK and WORLD_SIZE must be set together")
         return f"{_integer(env, 'RANK')}/{_integer(env, 'WORLD_SIZE')}"
     raise ValueError(
-        "--shard auto: no job array found; run it in a SLURM array (SLURM_ARRAY_TASK_ID, "
+        "BuildConfig.shard 'auto': no job array found; run it in a SLURM array "
+        "(SLURM_ARRAY_TASK_ID, "
         "SLURM_ARRAY_TASK_COUNT) or set RANK and WORLD_SIZE (as torchrun does), "
-        "or pass --shard k/n"
+        "or set BuildConfig.shard to k/n"
     )
 
 

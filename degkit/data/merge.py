@@ -79,7 +79,7 @@ def _missing_hint(position: int, parts: Sequence[Path]) -> str:
             if position % n == k:
                 return (
                     f"part {str(part)!r} (job {k} of {n}) has not finished it; "
-                    "rerun its degkit build with --resume"
+                    "resume its build (BuildConfig.resume=True)"
                 )
     sizes = {n for part_jobs in jobs.values() for _, n in part_jobs}
     if len(sizes) == 1:
@@ -150,7 +150,7 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path) -> MergeSummary:
     seen: dict[Path, Path] = {}
     for part in parts:
         if part.resolve() == out.resolve():
-            raise ValueError(f"--out {str(out)!r} is one of the parts; choose a new folder")
+            raise ValueError(f"output folder {str(out)!r} is one of the parts; choose a new folder")
         if part.resolve() in seen:
             raise ValueError(f"part {str(part)!r} is given twice")
         seen[part.resolve()] = part
@@ -164,7 +164,7 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path) -> MergeSummary:
         existing = None
     if existing not in (None, info["fingerprint"]):
         raise ValueError(
-            f"--out {str(out)!r} holds another build; choose a new folder for the merge"
+            f"output folder {str(out)!r} holds another build; choose a new folder for the merge"
         )
     owners = _owners(parts, info, out)
     OutputState.open(out, info)

@@ -90,7 +90,7 @@ def ordered_map(
     in each worker process.
     """
     if workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {workers}")
+        raise ValueError(f"workers must be >= 0, got {workers}")
     if workers == 0:
         yield from map(fn, items)
         return

@@ -35,11 +35,9 @@ __all__ = [
     "plan_shards",
     "select_job",
     "default_rows_per_shard",
-    "MAX_SHARD_BYTES",
     "ROW_GROUP_SIZE",
 ]
 
-MAX_SHARD_BYTES = 500_000_000
 ROW_GROUP_SIZE = 100
 _TARGET_SHARD_BYTES = 400_000_000
 _SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -79,17 +77,19 @@ def split_weights(text: str) -> dict[str, float]:
     for part in parts:
         name, sep, value = (x.strip() for x in part.partition("="))
         if not _SPLIT_NAME.match(name):
-            raise ValueError(f"--splits: bad split name {name!r} in {text!r}")
+            raise ValueError(f"BuildConfig.splits: bad split name {name!r} in {text!r}")
         if name in splits:
-            raise ValueError(f"--splits names {name!r} twice")
+            raise ValueError(f"BuildConfig.splits names {name!r} twice")
         if not sep and len(parts) == 1:
             value = "1"
         try:
             fraction = float(value)
         except ValueError:
-            raise ValueError(f"--splits: {name!r} needs a fraction, e.g. {name}=0.1") from None
+            raise ValueError(
+                f"BuildConfig.splits: {name!r} needs a fraction, e.g. {name}=0.1"
+            ) from None
         if not (math.isfinite(fraction) and fraction > 0):
-            raise ValueError(f"--splits: fraction of {name!r} must be > 0, got {value!r}")
+            raise ValueError(f"BuildConfig.splits: fraction of {name!r} must be > 0, got {value!r}")
         splits[name] = fraction
     return splits
 
@@ -100,10 +100,10 @@ def parse_shard_spec(text: str | None) -> tuple[int, int]:
         return 0, 1
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match:
-        raise ValueError(f"--shard must look like k/n (e.g. 0/4), got {text!r}")
+        raise ValueError(f"BuildConfig.shard must look like k/n (e.g. 0/4), got {text!r}")
     k, n = int(match.group(1)), int(match.group(2))
     if n < 1 or not 0 <= k < n:
-        raise ValueError(f"--shard k/n needs 0 <= k < n, got {text!r}")
+        raise ValueError(f"BuildConfig.shard k/n needs 0 <= k < n, got {text!r}")
     return k, n
 
 
@@ -115,7 +115,9 @@ def assign_splits(source_ids: Sequence[str], fractions: dict[str, float]) -> dic
     """Ordinals (positions in ``source_ids``) of each split, each list sorted."""
     n = len(source_ids)
     if n < len(fractions):
-        raise ValueError(f"--splits asks for {len(fractions)} splits but there are {n} images")
+        raise ValueError(
+            f"BuildConfig.splits asks for {len(fractions)} splits but there are {n} images"
+        )
     exact = [f * n for f in fractions.values()]
     counts = [math.floor(e) for e in exact]
     by_remainder = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
@@ -139,7 +141,7 @@ def plan_shards(
 ) -> list[ShardPlan]:
     """All shards of a build, splits in the given order, shards in index order."""
     if rows_per_shard < 1:
-        raise ValueError(f"--rows-per-shard must be at least 1, got {rows_per_shard}")
+        raise ValueError(f"BuildConfig.rows_per_shard must be at least 1, got {rows_per_shard}")
     shards = []
     for split, ordinals in split_ordinals.items():
         samples = [(o, k) for o in ordinals for k in range(per_image)]

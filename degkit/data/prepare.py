@@ -74,23 +74,25 @@ class CropPlan:
 
     def __post_init__(self) -> None:
         if self.scale < 1:
-            raise ValueError(f"--scale must be a positive integer, got {self.scale}")
+            raise ValueError(f"CropPlan.scale must be a positive integer, got {self.scale}")
         if self.crop is not None:
             if self.crop < self.scale:
-                raise ValueError(f"--crop must be at least the scale {self.scale}, got {self.crop}")
+                raise ValueError(
+                    f"CropPlan.crop must be at least the scale {self.scale}, got {self.crop}"
+                )
             if self.crop % self.scale:
                 raise ValueError(
-                    f"--crop {self.crop} is not a multiple of --scale {self.scale}; "
+                    f"CropPlan.crop {self.crop} is not a multiple of the scale {self.scale}; "
                     f"try {self.crop - self.crop % self.scale}"
                 )
         if self.per_image < 1:
-            raise ValueError(f"--per-image must be at least 1, got {self.per_image}")
+            raise ValueError(f"CropPlan.per_image must be at least 1, got {self.per_image}")
         if self.crop is None and self.per_image != 1:
-            raise ValueError("--per-image must be 1 when whole images are kept (no --crop)")
+            raise ValueError("CropPlan.per_image must be 1 when whole images are kept (crop None)")
         if self.mode not in CROP_MODES:
-            raise ValueError(f"--crop-mode must be one of {CROP_MODES}, got {self.mode!r}")
+            raise ValueError(f"CropPlan.mode must be one of {CROP_MODES}, got {self.mode!r}")
         if self.max_pixels < 1:
-            raise ValueError(f"--max-pixels must be positive, got {self.max_pixels}")
+            raise ValueError(f"CropPlan.max_pixels must be positive, got {self.max_pixels}")
 
 
 def decode_rgb8(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -37,6 +37,7 @@ from degkit.data.build import (
 from degkit.data.captioner import ContentCaptioner
 from degkit.data.plan import ShardPlan
 from degkit.data.state import OutputState, read_build_info
+from degkit.extras import require
 
 __all__ = ["import_ray", "write_shards_on_ray"]
 
@@ -48,11 +49,7 @@ _CAPTIONERS: dict[tuple[str, str], ContentCaptioner] = {}
 
 def import_ray() -> Any:
     """The ``ray`` module, or a one-line error saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError('--engine ray needs Ray: pip install "degkit[ray]"') from None
-    return ray
+    return require("ray", "ray", "BuildConfig.engine 'ray'")
 
 
 def _plan_once(config: BuildConfig) -> BuildPlan:
@@ -80,7 +77,7 @@ def build_one_shard(config: BuildConfig, fingerprint: str, file: str) -> ShardsW
     if plan.info["fingerprint"] != fingerprint:
         raise ValueError(
             f"{where} plans another build than the driver (its recipe, settings or "
-            f"--source {config.source!r} differ); give every node the same files"
+            f"BuildConfig.source {config.source!r} differ); give every node the same files"
         )
     try:
         folder_fingerprint = read_build_info(config.out)["fingerprint"]
@@ -88,8 +85,8 @@ def build_one_shard(config: BuildConfig, fingerprint: str, file: str) -> ShardsW
         folder_fingerprint = None
     if folder_fingerprint != fingerprint:
         raise ValueError(
-            f"{where} does not see the build in --out {str(config.out)!r}; "
-            "put --out on a file system every node shares"
+            f"{where} does not see the build in BuildConfig.out {str(config.out)!r}; "
+            "put BuildConfig.out on a file system every node shares"
         )
     shard = next(s for s in plan.shards if s.file_name == file)
     state = OutputState(config.out, plan.info)

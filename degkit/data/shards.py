@@ -1,9 +1,10 @@
 """Parquet shards: the row schema, atomic writes and reading a shard's own metadata.
 
-A row (see DESIGN.md) holds the sample's identity (``id``, ``source_id``,
+A row holds the sample's identity (``id``, ``source_id``,
 ``index``, crop position), the HR and LR images as Hugging Face ``Image``
 structs of PNG bytes, the recipe name and hash, the seed, every caption, the
-records as JSON and one flat column per degradation parameter.
+records as JSON and the flat columns the ops declare (:func:`degkit.captions.flat_schema`;
+a build keeps their specs in its settings).
 
 The schema carries the ``huggingface`` features (so ``datasets`` restores
 ``Image`` and ``List`` types) and a ``degkit`` JSON entry with the shard's
@@ -28,6 +29,7 @@ from degkit.data.plan import ROW_GROUP_SIZE
 
 __all__ = [
     "BASE_COLUMNS",
+    "column_specs",
     "IMAGE_COLUMNS",
     "row_features",
     "write_shard",
@@ -37,45 +39,61 @@ __all__ = [
     "image_cell",
 ]
 
-BASE_COLUMNS: dict[str, str] = {
-    "id": "string",
-    "source_id": "string",
-    "index": "int64",
-    "crop_top": "int64",
-    "crop_left": "int64",
-    "hr": "image",
-    "lr": "image",
-    "scale": "int64",
-    "recipe": "string",
-    "recipe_hash": "string",
-    "seed": "int64",
-    "content_caption": "string",
-    "degradation_caption": "string",
-    "fine_captions": "list<string>",
-    "severity_caption": "string",
-    "records": "string",
+#: Every row's own columns: name -> (dtype, one-line description for the card).
+BASE_COLUMNS: dict[str, tuple[str, str]] = {
+    "id": ("string", "unique row id: `<recipe>-s<seed>-<index>`"),
+    "source_id": ("string", "stable id of the source image the HR crop was cut from"),
+    "index": ("int64", "global sample index; names the sample's random streams"),
+    "crop_top": ("int64", "top edge of the HR crop in the (upright) source image, pixels"),
+    "crop_left": ("int64", "left edge of the HR crop in the source image, pixels"),
+    "hr": ("image", "HR crop, PNG, 8-bit RGB"),
+    "lr": ("image", "LR image (HR size / scale), PNG, 8-bit RGB"),
+    "scale": ("int64", "super-resolution factor"),
+    "recipe": ("string", "degradation recipe name"),
+    "recipe_hash": ("string", "canonical hash of the recipe"),
+    "seed": ("int64", "dataset seed"),
+    "content_caption": ("string", "caption of the HR content (may be empty, see above)"),
+    "degradation_caption": (
+        "string",
+        "numeric caption of the degradations, in the order they ran",
+    ),
+    "fine_captions": (
+        "list<string>",
+        "one caption per type: blur, gaussian noise, poisson noise, jpeg, ringing",
+    ),
+    "severity_caption": ("string", "severity-word caption (light / medium / heavy)"),
+    "records": ("string", "JSON list of the records of the ops that ran (replayable)"),
 }
 IMAGE_COLUMNS = ("hr", "lr")
-_FLAT_TYPES = ("float64", "int64", "string", "bool")
+_VALUE_TYPES = ("float64", "int64", "string", "bool")
 
 
-def row_features(flat_columns: dict[str, str]):
-    """``datasets.Features`` of a row: the base columns, then the flat parameter columns."""
-    from datasets import Features, Image, List, Value
-
-    clash = sorted(set(flat_columns) & set(BASE_COLUMNS))
+def column_specs(flat_specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every column of a row: the base columns, then the flat ones (``FlatColumn.spec`` form)."""
+    clash = sorted(set(flat_specs) & set(BASE_COLUMNS))
     if clash:
         raise ValueError(f"flat columns {clash} clash with the base columns of a row")
+    base = {name: {"dtype": dtype, "doc": doc} for name, (dtype, doc) in BASE_COLUMNS.items()}
+    return {**base, **flat_specs}
+
+
+def row_features(flat_specs: dict[str, dict[str, Any]]):
+    """``datasets.Features`` of a row: the base columns, then the flat parameter columns."""
+    from datasets import ClassLabel, Features, Image, List, Value
+
     features: dict[str, Any] = {}
-    for name, kind in {**BASE_COLUMNS, **flat_columns}.items():
+    for name, spec in column_specs(flat_specs).items():
+        kind = spec["dtype"]
         if kind == "image":
             features[name] = Image()
         elif kind == "list<string>":
             features[name] = List(Value("string"))
-        elif kind in _FLAT_TYPES:
+        elif kind == "class_label":
+            features[name] = ClassLabel(names=list(spec["labels"]))
+        elif kind in _VALUE_TYPES:
             features[name] = Value(kind)
         else:
-            raise ValueError(f"column {name!r}: unknown type {kind!r}; allowed: {_FLAT_TYPES}")
+            raise ValueError(f"column {name!r}: unknown type {kind!r}")
     return Features(features)
 
 

@@ -156,7 +156,8 @@ def embedded_images() -> list[SourceImage]:
     found = [s for s in _installed_photos() if s.source_id not in HELDOUT_PHOTOS]
     if not found:
         raise FileNotFoundError(
-            "no embedded photos found: install scikit-image, pyiqa or matplotlib, or pass --source"
+            "no embedded photos found: install scikit-image, pyiqa or matplotlib, "
+            "or set BuildConfig.source"
         )
     return found
 
@@ -202,6 +203,11 @@ def _distribution_file(dist: str, rel_path: str) -> Path | None:
 
 
 # -- folders --------------------------------------------------------------------
+def folder_images(root: str | Path) -> list[SourceImage]:
+    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
+    return scan_folder(root).images
+
+
 def scan_folder(root: str | Path) -> SourceListing:
     """Image files under ``root`` (recursive; id = POSIX path relative to ``root``).
 
@@ -211,7 +217,7 @@ def scan_folder(root: str | Path) -> SourceListing:
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"--source folder {str(root)!r} does not exist")
+        raise FileNotFoundError(f"BuildConfig.source folder {str(root)!r} does not exist")
     found, skipped = [], []
     for path in root.rglob("*"):
         rel = path.relative_to(root)
@@ -240,11 +246,6 @@ def _not_an_image_file(path: Path) -> str | None:
     return None
 
 
-def folder_images(root: str | Path) -> list[SourceImage]:
-    """Image files under ``root`` (recursive), id = POSIX path relative to ``root``."""
-    return scan_folder(root).images
-
-
 # -- CSV / JSONL lists ---------------------------------------------------------------
 def listed_images(
     list_file: str | Path, path_column: str | None = None, caption_column: str | None = None
@@ -252,12 +253,14 @@ def listed_images(
     """Images named in a CSV (with header) or JSONL file; id = the path as written."""
     list_file = Path(list_file)
     if not list_file.is_file():
-        raise FileNotFoundError(f"--source list {str(list_file)!r} does not exist")
+        raise FileNotFoundError(f"BuildConfig.source list {str(list_file)!r} does not exist")
     rows = _read_rows(list_file)
     if not rows:
-        raise ValueError(f"--source list {str(list_file)!r} has no rows")
+        raise ValueError(f"BuildConfig.source list {str(list_file)!r} has no rows")
     columns = list(rows[0])
-    path_col = _pick_column(list_file, columns, path_column, PATH_COLUMNS, "--path-column")
+    path_col = _pick_column(
+        list_file, columns, path_column, PATH_COLUMNS, "BuildConfig.path_column"
+    )
     caption_col = _pick_optional_column(list_file, columns, caption_column, CAPTION_COLUMNS)
     seen: dict[str, int] = {}
     found = []
@@ -290,7 +293,7 @@ def _read_rows(list_file: Path) -> list[dict]:
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{list_file}: line {line} is not JSON: {exc}") from None
         return rows
-    raise ValueError(f"--source list {str(list_file)!r} must be .csv or .jsonl")
+    raise ValueError(f"BuildConfig.source list {str(list_file)!r} must be .csv or .jsonl")
 
 
 def _pick_column(
@@ -317,7 +320,7 @@ def _pick_optional_column(
     where: Path | str, columns: Sequence[str], wanted: str | None, candidates: Iterable[str]
 ) -> str | None:
     if wanted is not None:
-        return _pick_column(where, columns, wanted, (), "--caption-column")
+        return _pick_column(where, columns, wanted, (), "BuildConfig.caption_column")
     return next((name for name in candidates if name in columns), None)
 
 
@@ -334,11 +337,13 @@ def parquet_images(
     path = Path(path)
     files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"--source {str(path)!r} holds no .parquet files")
+        raise FileNotFoundError(f"BuildConfig.source {str(path)!r} holds no .parquet files")
     found = []
     for file in files:
         columns = pq.ParquetFile(file).schema_arrow.names
-        image_col = _pick_column(file, columns, image_column, IMAGE_COLUMNS, "--image-column")
+        image_col = _pick_column(
+            file, columns, image_column, IMAGE_COLUMNS, "BuildConfig.image_column"
+        )
         caption_col = _pick_optional_column(file, columns, caption_column, CAPTION_COLUMNS)
         n_rows = pq.ParquetFile(file).metadata.num_rows
         captions = (
@@ -360,7 +365,9 @@ def saved_dataset_images(
     """Rows of a ``datasets.Dataset.save_to_disk`` folder; id = ``<folder name>#<row>``."""
     ds = _load_saved_dataset(str(folder))
     columns = ds.column_names
-    image_col = _pick_column(folder, columns, image_column, IMAGE_COLUMNS, "--image-column")
+    image_col = _pick_column(
+        folder, columns, image_column, IMAGE_COLUMNS, "BuildConfig.image_column"
+    )
     caption_col = _pick_optional_column(folder, columns, caption_column, CAPTION_COLUMNS)
     captions = ds[caption_col] if caption_col else [""] * len(ds)
     name = Path(folder).name
@@ -377,8 +384,8 @@ def _load_saved_dataset(folder: str):
     ds = datasets.load_from_disk(folder)
     if isinstance(ds, datasets.DatasetDict):
         raise ValueError(
-            f"--source {folder!r} is a DatasetDict with splits {list(ds)}; "
-            "point --source at one split's folder"
+            f"BuildConfig.source {folder!r} is a DatasetDict with splits {list(ds)}; "
+            "point BuildConfig.source at one split's folder"
         )
     for name, feature in ds.features.items():
         if isinstance(feature, datasets.Image):
@@ -457,7 +464,7 @@ def list_source(
         return SourceListing(heldout_images(), [])
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"--source {str(path)!r} does not exist")
+        raise FileNotFoundError(f"BuildConfig.source {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     skipped: list[SkippedFile] = []
     if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
@@ -473,12 +480,12 @@ def list_source(
         images, skipped = listing.images, listing.skipped
     else:
         raise ValueError(
-            f"--source {str(path)!r}: expected a folder, a .csv / .jsonl list, "
+            f"BuildConfig.source {str(path)!r}: expected a folder, a .csv / .jsonl list, "
             "a .parquet file or a saved dataset folder"
         )
     if not images:
         left_out = "".join(f"; {f.source_id}: {f.reason}" for f in skipped[:3])
-        raise ValueError(f"--source {str(path)!r} holds no images{left_out}")
+        raise ValueError(f"BuildConfig.source {str(path)!r} holds no images{left_out}")
     return SourceListing(sorted(images, key=lambda s: s.source_id), skipped)
 
 

@@ -87,7 +87,23 @@ def read_build_info(out: Path) -> dict[str, Any]:
     path = Path(out) / STATE_DIR / "build.json"
     if not path.is_file():
         raise FileNotFoundError(f"{str(out)!r} is not a degkit dataset (no {STATE_DIR}/build.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    info = json.loads(path.read_text(encoding="utf-8"))
+    settings = info.get("settings") if isinstance(info, dict) else None
+    missing = [k for k in _INFO_KEYS if not isinstance(info, dict) or k not in info]
+    columns = settings.get("flat_columns") if isinstance(settings, dict) else None
+    if (
+        missing
+        or not isinstance(columns, dict)
+        or not all(isinstance(c, dict) for c in columns.values())
+    ):
+        what = f"no {', '.join(missing)}" if missing else "flat columns in an older form"
+        raise ValueError(
+            f"{str(path)!r} was not written by this degkit version ({what}); rebuild the dataset"
+        )
+    return info
+
+
+_INFO_KEYS = ("settings", "fingerprint", "command", "shards")
 
 
 def check_out_folder(out: Path) -> None:
@@ -101,7 +117,7 @@ def check_out_folder(out: Path) -> None:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+        raise ValueError(f"BuildConfig.out {str(out)!r} is a file, not a folder")
     if not out.is_dir() or (out / STATE_DIR).is_dir():
         return
     entries = sorted(p.name for p in out.iterdir())
@@ -110,7 +126,8 @@ def check_out_folder(out: Path) -> None:
             f" and {len(entries) - 5} more" if len(entries) > 5 else ""
         )
         raise ValueError(
-            f"--out {str(out)!r} is not empty and holds no degkit build (it has {shown}); "
+            f"BuildConfig.out {str(out)!r} is not empty and holds no degkit build "
+            f"(it has {shown}); "
             "choose a new or empty folder"
         )
 
@@ -164,8 +181,8 @@ class OutputState:
             changes = settings_differences(previous["settings"], info["settings"])
             if _shard_files(out):
                 raise ValueError(
-                    f"--out {str(out)!r} holds a build with other settings ({changes}); "
-                    "choose another --out or repeat the original options"
+                    f"BuildConfig.out {str(out)!r} holds a build with other settings ({changes}); "
+                    "choose another BuildConfig.out or repeat the original options"
                 )
             _forget_shards(out, info["fingerprint"])
             replaced = changes
@@ -204,7 +221,8 @@ class OutputState:
             path = self.path_of(shard)
             if (path.exists() or path.is_symlink()) and not self.owns_file(shard):
                 raise ValueError(
-                    f"--out {str(self.out)!r} holds {shard.file_name}, which does not carry "
+                    f"BuildConfig.out {str(self.out)!r} holds {shard.file_name}, "
+                    "which does not carry "
                     "this build's fingerprint (a file it did not write, or one damaged beyond "
                     "reading); degkit deletes only files it can prove it wrote, so move it away"
                 )

@@ -1,8 +1,8 @@
 """Checks of every :class:`degkit.data.build.BuildConfig` field, before any work starts.
 
-Each message names the config field and its ``degkit build`` option, e.g.
-``BuildConfig.scale (--scale) must be a positive integer, got 0``, so library
-and command-line users both know what to change.
+Each message names the config field, e.g. ``BuildConfig.scale must be a
+positive integer, got 0``; the command line shows the same message with its
+option in place of the field (``--scale must be ...``).
 """
 
 from __future__ import annotations
@@ -14,24 +14,20 @@ from typing import Any
 
 import torch
 
+from degkit.data.defaults import CROP_MODES, ENGINES
 from degkit.data.jobs import shard_from_environment
 from degkit.data.plan import parse_shard_spec, split_weights
-from degkit.data.prepare import CROP_MODES
 
 __all__ = ["ENGINES", "field_name", "validate_config", "check_crop_fits_scale"]
 
-ENGINES = ("local", "ray")
-
-_FLAGS = {"recipe": "RECIPE", "progress": "--quiet"}
 _INT64 = 2**63
 # Device types whose torch module tells whether (and how many) such devices exist.
 _ACCELERATORS = ("cuda", "mps", "xpu")
 
 
 def field_name(field: str) -> str:
-    """``BuildConfig.<field> (<option>)``, how messages name a setting."""
-    flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
-    return f"BuildConfig.{field} ({flag})"
+    """``BuildConfig.<field>``, how messages name a setting."""
+    return f"BuildConfig.{field}"
 
 
 def _integer(config: Any, field: str, low: int | None, high: int | None = None) -> None:
@@ -88,14 +84,11 @@ def check_device(device: str) -> None:
 
 
 def check_splits(text: Any) -> None:
-    """Refuse ``--splits`` whose fractions do not sum to 1 (one bare name means 1)."""
+    """Refuse ``BuildConfig.splits`` whose fractions do not sum to 1 (one bare name means 1)."""
     name = field_name("splits")
     if not isinstance(text, str):
         raise ValueError(f"{name} must be a string like train=0.9,validation=0.1, got {text!r}")
-    try:
-        weights = split_weights(text)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("--splits", name, 1)) from None
+    weights = split_weights(text)
     total = sum(weights.values())
     if not math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-6):
         written = " + ".join(f"{k}={v:g}" for k, v in weights.items())
@@ -132,7 +125,8 @@ def validate_config(config: Any) -> None:
     _integer(config, "per_image", 1)
     if config.crop is None and config.per_image != 1:
         raise ValueError(
-            f"{field_name('per_image')} must be 1 when whole images are kept (--no-crop), "
+            f"{field_name('per_image')} must be 1 when whole images are kept "
+            f"(BuildConfig.crop=None), "
             f"got {config.per_image}"
         )
     if config.crop_mode not in CROP_MODES:
@@ -142,15 +136,14 @@ def validate_config(config: Any) -> None:
     _integer(config, "seed", -_INT64, _INT64 - 1)
     check_splits(config.splits)
     _text(config, "shard", optional=True)
-    try:
-        if config.shard == "auto":  # the k/n of this job, read once, here
-            config.shard = shard_from_environment()
-        parse_shard_spec(config.shard)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("--shard", field_name("shard"), 1)) from None
+    if config.shard == "auto":  # the k/n of this job, read once, here
+        config.shard = shard_from_environment()
+    parse_shard_spec(config.shard)
     _optional_integer(config, "rows_per_shard", 1)
     _text(config, "device")
     check_device(config.device)
+    if config.workers is None:
+        config.workers = os.cpu_count() or 1
     _integer(config, "workers", 0)
     _integer(config, "batch_size", 1)
     _flag(config, "resume")

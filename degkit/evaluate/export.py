@@ -24,7 +24,7 @@ def _check_target(test_set: TestSet, out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+        raise ValueError(f"output folder {str(out)!r} is a file, not a folder")
     if not any(out.iterdir()):
         return
     try:
@@ -34,7 +34,8 @@ def _check_target(test_set: TestSet, out: Path) -> None:
     same = (previous.get("name"), previous.get("hash")) == (test_set.name, test_set.hash)
     if not same:
         raise ValueError(
-            f"--out {str(out)!r} is not empty and is not an export of set {test_set.name!r} "
+            f"output folder {str(out)!r} is not empty and is not an export of set "
+            f"{test_set.name!r} "
             f"(hash {test_set.hash[:16]}); choose an empty or new folder"
         )
 

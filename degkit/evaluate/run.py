@@ -171,11 +171,13 @@ def _claim(out: Path, settings: dict[str, Any]) -> None:
         previous = json.loads(path.read_text(encoding="utf-8"))
         if previous != json.loads(text):
             raise ValueError(
-                f"--out {out}: holds an evaluation with other settings "
-                f"({settings_differences(previous, settings)}); choose another --out"
+                f"output folder {out}: holds an evaluation with other settings "
+                f"({settings_differences(previous, settings)}); choose another output folder"
             )
     elif (out / CSV_FILE).exists():
-        raise ValueError(f"--out {out}: holds {CSV_FILE} but no {SETTINGS_FILE}; choose another")
+        raise ValueError(
+            f"output folder {out}: holds {CSV_FILE} but no {SETTINGS_FILE}; choose another"
+        )
     else:
         write_text_atomic(path, text)
 

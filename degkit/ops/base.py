@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 import torch
 
+from degkit.ops.labels import CaptionType, FlatColumn, Record
 from degkit.rng import BatchStreams
 
 __all__ = [
@@ -56,7 +57,6 @@ SEED_LIMITS = (-(2.0**63), 2.0**63)
 
 Images: TypeAlias = torch.Tensor | list[torch.Tensor]
 Params: TypeAlias = dict[str, torch.Tensor]
-Record: TypeAlias = dict[str, Any]
 
 _REGISTRY: dict[str, type[Op]] = {}
 
@@ -191,7 +191,9 @@ class Op:
     rejected, so records hold exactly what changes the pixels. ``version`` is
     the op's semantic version: raise it whenever what ``apply`` computes from
     the same parameters, or what ``sample`` draws from the same
-    configuration, changes (recipe hashes include it).
+    configuration, changes (recipe hashes include it). It also declares
+    ``caption_types`` and ``flat_columns`` (see :mod:`degkit.ops.labels`; a
+    registered op must declare both, empty where it has none).
     """
 
     name: ClassVar[str] = ""
@@ -200,6 +202,13 @@ class Op:
     param_limits: ClassVar[dict[str, tuple[float, float]]] = {}
     categories: ClassVar[dict[str, tuple[str, ...]]] = {}
     optional_params: ClassVar[dict[str, tuple[float, float]]] = {}
+    caption_types: ClassVar[tuple[CaptionType, ...]]
+    flat_columns: ClassVar[tuple[FlatColumn, ...]]
+
+    @classmethod
+    def caption_type(cls, record: Record) -> CaptionType | None:
+        """The caption type of one of this op's records (its first declared one, if any)."""
+        return cls.caption_types[0] if cls.caption_types else None
 
     # -- to implement -----------------------------------------------------
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
@@ -297,6 +306,9 @@ class Op:
         for key in records[0]:
             if key in ("op", "path"):
                 continue
+            lacking = [i for i, rec in enumerate(records) if key not in rec]
+            if lacking:
+                raise OpError(f"{self.name}: record {lacking[0]} has no {key!r}")
             values = [rec[key] for rec in records]
             if key in self.categories:
                 labels = self.categories[key]
@@ -331,6 +343,11 @@ def register(cls: type[Op]) -> type[Op]:
     """Class decorator adding an op to the registry under ``cls.name``."""
     if not cls.name:
         raise TypeError(f"{cls.__qualname__} has no name")
+    for attribute in ("caption_types", "flat_columns"):
+        if not isinstance(getattr(cls, attribute, None), tuple):
+            raise TypeError(
+                f"op {cls.name!r} must declare {attribute} (a tuple, empty if it has none)"
+            )
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise TypeError(f"op name {cls.name!r} registered twice")
     _REGISTRY[cls.name] = cls

@@ -22,10 +22,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from degkit.ops.base import Op, OpError, Params, check_prob, check_range, map_groups, register
+from degkit.ops.base import (
+    Op,
+    OpError,
+    Params,
+    Record,
+    check_prob,
+    check_range,
+    map_groups,
+    register,
+)
 from degkit.ops.filtering import (
     SampleFilter,
     filter2d_opencv,
@@ -49,6 +59,7 @@ from degkit.ops.kernels import (
     plateau_kernels,
     sinc_kernels,
 )
+from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.rng import BatchStreams
 
 __all__ = [
@@ -175,6 +186,97 @@ def blur_kernels(size: int, params: Params) -> torch.Tensor:
     return out
 
 
+# -- captions and dataset columns -----------------------------------------------------
+def _is_sinc(rec: Record) -> bool:
+    return rec.get("kernel") == "sinc"
+
+
+def _blur_sigma(rec: Record) -> float:
+    """A kernel's sigma: the geometric mean of its two standard deviations."""
+    return math.sqrt(float(rec["sigma_x"]) * float(rec["sigma_y"]))
+
+
+def _unless_sinc(value: Callable[[Record], Any]) -> Callable[[Record], Any]:
+    return lambda rec: None if _is_sinc(rec) else value(rec)
+
+
+def _if_sinc(value: Callable[[Record], Any]) -> Callable[[Record], Any]:
+    return lambda rec: value(rec) if _is_sinc(rec) else None
+
+
+BLUR_CAPTION = CaptionType(
+    name="blur",
+    template="blur with sigma:{sigma:.1f}",
+    none="blur with sigma:0.0",
+    phrase="blur",
+    bins=(1.0, 2.0),
+    heavier_when_lower=False,
+    values=lambda rec: {"sigma": _blur_sigma(rec)},
+    severity=_blur_sigma,
+    to_record=lambda v: {
+        "op": "blur",
+        "kernel": "iso",
+        "sigma_x": v["sigma"],
+        "sigma_y": v["sigma"],
+    },
+)
+RINGING_CAPTION = CaptionType(
+    name="ringing",
+    template="ringing and overshoot artifacts",
+    none="no ringing and overshoot artifacts",
+    phrase="ringing artifacts",
+    bins=(3 * math.pi / 4, math.pi / 2),
+    heavier_when_lower=True,
+    values=lambda rec: {},
+    severity=field_value("cutoff"),
+    to_record=lambda v: {"op": "ringing"},
+)
+_RINGING_DOC = "a sinc filter ran (`ringing`, or a `blur` with a sinc kernel)"
+_CUTOFF_DOC = "cutoff of the last sinc filter, radians per pixel (lower rings more)"
+_BLUR_COLUMNS = (
+    FlatColumn(
+        "blur_count",
+        "int64",
+        "number of Gaussian-family `blur` ops that ran (a sinc kernel counts as ringing)",
+        _unless_sinc(lambda rec: 1),
+        count=True,
+    ),
+    FlatColumn(
+        "blur_kernel",
+        "class_label",
+        "kernel type of the last Gaussian-family blur",
+        _unless_sinc(lambda rec: rec["kernel"]),
+        labels=KERNEL_TYPES,
+    ),
+    FlatColumn(
+        "blur_sigma",
+        "float64",
+        "sigma of the last Gaussian-family blur, pixels: sqrt(sigma_x * sigma_y), as captioned",
+        _unless_sinc(_blur_sigma),
+    ),
+    FlatColumn(
+        "blur_sigma_x",
+        "float64",
+        "the last Gaussian-family blur's standard deviation on its first axis, pixels",
+        _unless_sinc(field_value("sigma_x")),
+    ),
+    FlatColumn(
+        "blur_sigma_y",
+        "float64",
+        "the last Gaussian-family blur's standard deviation on its second axis, pixels",
+        _unless_sinc(field_value("sigma_y")),
+    ),
+    FlatColumn(
+        "blur_kernel_size",
+        "int64",
+        "the last Gaussian-family blur's kernel size, pixels (odd)",
+        _unless_sinc(lambda rec: rec["kernel_size"]),
+    ),
+    FlatColumn("ringing", "bool", _RINGING_DOC, _if_sinc(lambda rec: True)),
+    FlatColumn("ringing_cutoff", "float64", _CUTOFF_DOC, _if_sinc(field_value("cutoff"))),
+)
+
+
 # -- ops ---------------------------------------------------------------------------
 class _KernelSizeOp(Op):
     """Shared by the blur ops: their ``kernel_size`` parameter must be odd."""
@@ -205,6 +307,8 @@ class Blur(_KernelSizeOp):
     version = 1
     family = "blur"
     categories = {"kernel": KERNEL_LABELS}
+    caption_types = (BLUR_CAPTION, RINGING_CAPTION)
+    flat_columns = _BLUR_COLUMNS
     param_limits = {
         "kernel": (0, len(KERNEL_LABELS) - 1),
         "kernel_size": (1, MAX_KERNEL_SIZE),
@@ -225,6 +329,11 @@ class Blur(_KernelSizeOp):
     beta_plateau: tuple[float, float] = (1.0, 2.0)
     kernel_size: tuple[int, int] | str = (7, 21)
     sinc_prob: float = 0.0
+
+    @classmethod
+    def caption_type(cls, record: Record) -> CaptionType:
+        """A sinc kernel is captioned as ringing, every other kernel as blur."""
+        return RINGING_CAPTION if _is_sinc(record) else BLUR_CAPTION
 
     def __post_init__(self) -> None:
         self.kernel_types = tuple(self.kernel_types)
@@ -399,6 +508,21 @@ class MotionBlur(_KernelSizeOp):
     name = "motion_blur"
     version = 1
     family = "blur"
+    caption_types = (CaptionType.single("motion blur", "motion_blur", "length", 1, (7.0, 11.0)),)
+    flat_columns = (
+        FlatColumn(
+            "motion_blur_length",
+            "float64",
+            "length of the last motion blur's segment, pixels",
+            field_value("length"),
+        ),
+        FlatColumn(
+            "motion_blur_angle",
+            "float64",
+            "direction of the last motion blur, degrees counter-clockwise from +x",
+            field_value("angle"),
+        ),
+    )
     param_limits = {
         "kernel_size": (1, MAX_KERNEL_SIZE),
         "length": (0.0, MAX_KERNEL_SIZE - 1.0),
@@ -433,6 +557,15 @@ class DefocusBlur(_KernelSizeOp):
     name = "defocus_blur"
     version = 1
     family = "blur"
+    caption_types = (CaptionType.single("defocus blur", "defocus_blur", "radius", 1, (2.0, 3.0)),)
+    flat_columns = (
+        FlatColumn(
+            "defocus_blur_radius",
+            "float64",
+            "disk radius of the last defocus blur, pixels",
+            field_value("radius"),
+        ),
+    )
     param_limits = {"kernel_size": (1, MAX_KERNEL_SIZE), "radius": (0.0, MAX_KERNEL_SIZE / 2 - 1)}
 
     radius: tuple[float, float] = (1.0, 4.0)
@@ -463,6 +596,11 @@ class Ringing(_KernelSizeOp):
     name = "ringing"
     version = 1
     family = "blur"
+    caption_types = (RINGING_CAPTION,)
+    flat_columns = (
+        FlatColumn("ringing", "bool", _RINGING_DOC, lambda rec: True),
+        FlatColumn("ringing_cutoff", "float64", _CUTOFF_DOC, field_value("cutoff")),
+    )
     param_limits = {"kernel_size": (1, MAX_KERNEL_SIZE), "cutoff": (0.0, math.pi)}
 
     kernel_size: tuple[int, int] = (7, 21)

@@ -28,6 +28,7 @@ import torch
 from kornia.enhance import adjust_gamma, adjust_hue, adjust_saturation
 
 from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_range, register
+from degkit.ops.labels import CaptionType, FlatColumn, Record, field_value
 from degkit.ops.noise import gaussian_fields
 from degkit.rng import BatchStreams
 
@@ -42,6 +43,24 @@ def _check_rgb(op: str, x: torch.Tensor) -> None:
         raise OpError(f"{op}: images must have 3 (RGB) channels, got {x.shape[1]}")
 
 
+def _midtone(rec: Record) -> float:
+    """Where a mid-gray 0.5 lands: ``brightness * 0.5 ** gamma``."""
+    return float(rec["brightness"]) * 0.5 ** float(rec["gamma"])
+
+
+LOW_LIGHT_CAPTION = CaptionType(
+    name="low light",
+    template="low light with gamma:{gamma:.1f} and brightness:{brightness:.2f}",
+    none="low light with gamma:1.0 and brightness:1.00",
+    phrase="underexposure",
+    bins=(0.2, 0.1),
+    heavier_when_lower=True,
+    values=lambda rec: {"gamma": float(rec["gamma"]), "brightness": float(rec["brightness"])},
+    severity=_midtone,
+    to_record=lambda v: {"op": "low_light", "gamma": v["gamma"], "brightness": v["brightness"]},
+)
+
+
 @register
 @dataclasses.dataclass
 class LowLight(Op):
@@ -50,6 +69,21 @@ class LowLight(Op):
     name = "low_light"
     version = 1
     family = "color"
+    caption_types = (LOW_LIGHT_CAPTION,)
+    flat_columns = (
+        FlatColumn(
+            "low_light_gamma",
+            "float64",
+            "gamma of the last low-light op (> 1 darkens)",
+            field_value("gamma"),
+        ),
+        FlatColumn(
+            "low_light_brightness",
+            "float64",
+            "brightness gain of the last low-light op (0-1)",
+            field_value("brightness"),
+        ),
+    )
     param_limits = {
         "gamma": (1.0, 10.0),
         "brightness": (0.0, 1.0),
@@ -98,6 +132,8 @@ class ColorShift(Op):
     name = "color_shift"
     version = 1
     family = "color"
+    caption_types = ()
+    flat_columns = (FlatColumn("color_shift", "bool", "a colour shift ran", lambda rec: True),)
     param_limits = {"saturation": (0.0, 10.0), "hue": (-math.pi, math.pi), "gains": (0.0, 4.0)}
 
     saturation: tuple[float, float] = (0.5, 1.5)

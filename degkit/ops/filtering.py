@@ -10,10 +10,9 @@ On the CPU, when no gradient is needed, each image plane goes through OpenCV
 (``filter2D`` / ``sepFilter2D``) with its own trimmed kernel, samples spread
 over a thread pool (OpenCV releases the GIL). Elsewhere (CUDA, autograd)
 samples are grouped by support size and each group runs depthwise ``conv2d``.
-The paths agree up to float rounding (about 1e-6). Measured per sample on
-this project's 2-core CPU, OpenCV is 1.5-2.8x faster than a grouped ``conv2d``
-for images up to 192 pixels and 13-21 tap kernels, and on a par at 256 pixels;
-for separable kernels it is about twice as fast. A 2-D kernel of more than 129
+The paths agree up to float rounding (about 1e-6); OpenCV is used on the
+CPU because it avoids building a grouped convolution per support size
+(``benchmarks/ops_throughput.py`` measures the ops on your machine). A 2-D kernel of more than 129
 taps (OpenCV's direct limit) is correlated in strips of rows or through real
 FFTs, whichever a cost model (:data:`FFT_COST_FACTOR`) finds cheaper for the
 sample. Ops that mix kinds of filter in one batch (separable and 2-D blur)
@@ -37,7 +36,6 @@ from degkit.ops.base import map_groups
 from degkit.ops.threads import map_in_threads
 
 __all__ = [
-    "center_pad_kernels",
     "each_plane",
     "map_samples_cpu",
     "use_opencv",
@@ -49,16 +47,6 @@ __all__ = [
     "separable_opencv",
     "run_sample_filters",
 ]
-
-
-def center_pad_kernels(kernels: list[torch.Tensor]) -> torch.Tensor:
-    """Stack odd square kernels of different sizes into ``N x K x K`` (zero padded)."""
-    size = max(k.shape[-1] for k in kernels)
-    out = kernels[0].new_zeros(len(kernels), size, size)
-    for i, k in enumerate(kernels):
-        off = (size - k.shape[-1]) // 2
-        out[i, off : off + k.shape[-2], off : off + k.shape[-1]] = k
-    return out
 
 
 def kernels_by_size(
@@ -204,9 +192,9 @@ def _filter2d_plane(src: np.ndarray, kernel: np.ndarray, dst: np.ndarray) -> Non
             np.add(dst, window, out=dst)
 
 
-# An FFT correlation of an L x L plane (forward and back) costs about as much as
-# FFT_COST_FACTOR * L^2 * log2(L^2) taps of direct correlation (measured on this
-# project's 2-core CPU with SciPy's pocketfft in float32 and OpenCV's filter2D).
+# An FFT correlation of an L x L plane (forward and back) is taken to cost as much as
+# FFT_COST_FACTOR * L^2 * log2(L^2) taps of direct correlation. The factor only picks
+# the faster path; both give the same result up to float rounding.
 FFT_COST_FACTOR = 10.0
 
 

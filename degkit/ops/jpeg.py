@@ -42,6 +42,7 @@ import torch
 from kornia.enhance import jpeg_codec_differentiable
 
 from degkit.ops.base import Op, OpError, Params, check_range, map_groups, register
+from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.ops.quantize import to_uint8
 from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams
@@ -103,6 +104,25 @@ class JPEG(Op):
     version = 1
     categories = {"mode": MODES, "subsampling": SUBSAMPLINGS}
     param_limits = {"quality": (1.0, 100.0)}
+    caption_types = (
+        CaptionType.single(
+            "jpeg",
+            "jpeg",
+            "quality",
+            1,
+            (70.0, 50.0),
+            phrase="jpeg compression",
+            heavier_when_lower=True,
+            none=100.0,
+            label="quality factor",
+        ),
+    )
+    flat_columns = (
+        FlatColumn("jpeg_count", "int64", "number of JPEG compressions", lambda rec: 1, count=True),
+        FlatColumn(
+            "jpeg_quality", "float64", "quality of the last JPEG (1-100)", field_value("quality")
+        ),
+    )
 
     quality: tuple[float, float] = (30.0, 95.0)
     mode: str = "codec"

@@ -17,7 +17,7 @@ Counts are drawn by inversion: one uniform per pixel from the sample's field
 generator, looked up in the exact Poisson CDF of its level (there are at most
 256 rates per ``vals``; tables are built once with SciPy and cached, with a
 guide table that makes a lookup take about one step). This is the same
-distribution as NumPy's ``poisson`` at about twice its speed.
+distribution as NumPy's ``poisson``, drawn from uniforms so it replays from the seed.
 
 Gray noise is one field shared by the channels of one sample; different
 samples always get different fields. ``gaussian_noise`` can also be
@@ -44,6 +44,7 @@ from kornia.color import rgb_to_grayscale
 from scipy import special
 
 from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_range, register
+from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.ops.quantize import to_uint8
 from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams, field_generator
@@ -202,6 +203,38 @@ def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> 
     return torch.from_numpy(fields)
 
 
+NOISE_KINDS = ("gaussian", "poisson", "speckle", "salt_pepper")
+
+
+def _noise_columns(kind: str, level: str) -> tuple[FlatColumn, ...]:
+    """The columns every noise op shares; ``level`` is the record field of its strength."""
+    return (
+        FlatColumn(
+            "noise_count", "int64", "number of noise ops that ran", lambda rec: 1, count=True
+        ),
+        FlatColumn(
+            "noise_kind",
+            "class_label",
+            "kind of the last noise op",
+            lambda rec: kind,
+            labels=NOISE_KINDS,
+        ),
+        FlatColumn(
+            "noise_level",
+            "float64",
+            "strength of the last noise op: sigma (0-255) for gaussian, scale for poisson, "
+            "relative sigma for speckle, pixel fraction for salt_pepper",
+            field_value(level),
+        ),
+        FlatColumn(
+            "noise_gray",
+            "bool",
+            "the last noise op drew one field for all channels (False for salt_pepper)",
+            lambda rec: bool(rec.get("gray", False)),
+        ),
+    )
+
+
 class _FieldNoise(Op):
     """Noise drawn as (level, gray flag, field seed) per sample; ``level`` names the
     strength field (``sigma`` or ``scale``), valid in ``[0, level_max]``."""
@@ -240,6 +273,10 @@ class GaussianNoise(_FieldNoise):
 
     name = "gaussian_noise"
     version = 1
+    caption_types = (
+        CaptionType.single("gaussian noise", "gaussian_noise", "sigma", 1, (10.0, 20.0)),
+    )
+    flat_columns = _noise_columns("gaussian", "sigma")
     level, level_max = "sigma", 255.0
     param_limits = {"sigma": (0.0, 255.0), "gray": (0, 1), "seed": SEED_LIMITS}
     optional_params = {"correlated": (0, 1)}  # absent: no sample is correlated
@@ -299,6 +336,8 @@ class PoissonNoise(_FieldNoise):
 
     name = "poisson_noise"
     version = 1
+    caption_types = (CaptionType.single("poisson noise", "poisson_noise", "scale", 1, (1.0, 2.0)),)
+    flat_columns = _noise_columns("poisson", "scale")
     level, level_max = "scale", 10.0
     param_limits = {"scale": (0.0, 10.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
@@ -317,6 +356,10 @@ class SpeckleNoise(_FieldNoise):
 
     name = "speckle_noise"
     version = 1
+    caption_types = (
+        CaptionType.single("speckle noise", "speckle_noise", "sigma", 2, (0.08, 0.14)),
+    )
+    flat_columns = _noise_columns("speckle", "sigma")
     level, level_max = "sigma", 1.0
     param_limits = {"sigma": (0.0, 1.0), "gray": (0, 1), "seed": SEED_LIMITS}
 
@@ -336,6 +379,10 @@ class SaltPepperNoise(Op):
     name = "salt_pepper_noise"
     version = 1
     family = "noise"
+    caption_types = (
+        CaptionType.single("salt and pepper noise", "salt_pepper_noise", "amount", 3, (0.01, 0.03)),
+    )
+    flat_columns = _noise_columns("salt_pepper", "amount")
     param_limits = {"amount": (0.0, 1.0), "salt_ratio": (0.0, 1.0), "seed": SEED_LIMITS}
 
     amount: tuple[float, float] = (0.001, 0.05)

@@ -16,6 +16,7 @@ import dataclasses
 import torch
 
 from degkit.ops.base import Op, OpError, Params, register
+from degkit.ops.labels import FlatColumn
 from degkit.rng import BatchStreams
 
 __all__ = ["Quantize", "quantize_levels", "to_uint8"]
@@ -42,6 +43,15 @@ class Quantize(Op):
     name = "quantize"
     version = 1
     family = "quantize"
+    caption_types = ()
+    flat_columns = (
+        FlatColumn(
+            "quantize_bits",
+            "int64",
+            "bits per channel of the last quantisation",
+            lambda rec: rec["bits"],
+        ),
+    )
     param_limits = {"bits": (1, MAX_BITS)}
 
     bits: int = 8

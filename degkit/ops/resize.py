@@ -45,6 +45,7 @@ from degkit.ops.filtering import (
     use_opencv,
 )
 from degkit.ops.kernels import shifted_gaussian_kernels
+from degkit.ops.labels import FlatColumn, field_value
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "ShiftedSubsample", "INTERPOLATIONS", "resize_one"]
@@ -91,7 +92,7 @@ def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: boo
 
     On the CPU path (float32, no gradient) bilinear and bicubic resizes without
     antialiasing, and area resizes by whole factors (box means, e.g. 256 to
-    64), run through OpenCV's ``resize``, 2-8x faster than torch. OpenCV maps
+    64), run through OpenCV's ``resize`` (no autograd graph). OpenCV maps
     output to input coordinates in double precision where torch uses float32,
     so the two differ by up to about 3e-5 (both are tested against a float64
     reference); whole-factor area means agree to float rounding.
@@ -151,6 +152,16 @@ class Resize(Op):
     categories = {"mode": INTERPOLATIONS}
     param_limits = {"scale": (1e-3, 64.0), "antialias": (0, 1)}
     optional_params = {"ref_size": (1, 1 << 16)}
+    caption_types = ()
+    flat_columns = (
+        FlatColumn("resize_count", "int64", "number of random resizes", lambda rec: 1, count=True),
+        FlatColumn(
+            "resize_scale",
+            "float64",
+            "scale of the last random resize (< 1 shrinks)",
+            field_value("scale"),
+        ),
+    )
 
     scale: tuple[float, float] = (0.15, 1.5)
     p_up: float = 0.2
@@ -240,6 +251,16 @@ class FinalResize(Op):
     version = 1
     categories = {"mode": INTERPOLATIONS}
     param_limits = {"size": (1, 1 << 16), "antialias": (0, 1)}
+    caption_types = ()
+    flat_columns = (
+        FlatColumn(
+            "final_resize_mode",
+            "class_label",
+            "interpolation of the resize to the LR size",
+            lambda rec: rec["mode"],
+            labels=INTERPOLATIONS,
+        ),
+    )
 
     modes: tuple[str, ...] = ("area", "bilinear", "bicubic")
     mode_weights: tuple[float, ...] | None = None
@@ -275,6 +296,22 @@ class ShiftedSubsample(Op):
     name = "shifted_subsample"
     family = "resize"
     version = 1
+    caption_types = ()
+    flat_columns = (
+        FlatColumn(
+            "shifted_subsample_count",
+            "int64",
+            "number of shifted-Gaussian subsamplings (BSRGAN's third way down)",
+            lambda rec: 1,
+            count=True,
+        ),
+        FlatColumn(
+            "shifted_subsample_sigma",
+            "float64",
+            "Gaussian sigma of the last shifted-Gaussian subsampling",
+            field_value("sigma"),
+        ),
+    )
     param_limits = {
         "kernel_size": (1, MAX_SUBSAMPLE_KERNEL),
         "sigma": (0.0, 50.0),

@@ -36,6 +36,7 @@ from degkit.ops.filtering import (
     use_opencv,
 )
 from degkit.ops.kernels import gaussian_kernels_1d
+from degkit.ops.labels import FlatColumn
 from degkit.rng import BatchStreams
 
 __all__ = ["UnsharpMask", "usm_kernel_size", "opencv_sigma"]
@@ -61,6 +62,8 @@ class UnsharpMask(Op):
     name = "usm"
     version = 1
     family = "sharpen"
+    caption_types = ()
+    flat_columns = (FlatColumn("usm", "bool", "the HR was unsharp-masked first", lambda rec: True),)
     param_limits = {
         "weight": (0.0, 10.0),
         "threshold": (0.0, 255.0),
@@ -128,7 +131,7 @@ def _usm_opencv(
         weight = np.float32(weight_list[i])
         threshold = np.float32(threshold_list[i]) / np.float32(255)
         residual = plane - cv2.sepFilter2D(plane, -1, k, k, borderType=cv2.BORDER_REFLECT_101)
-        # A 0/1 uint8 mask filters twice as fast as a float one, to the same bits.
+        # A 0/1 uint8 mask filters to the same bits as a float one, with less memory traffic.
         mask = (np.abs(residual) > threshold).view(np.uint8)
         soft = cv2.sepFilter2D(mask, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT_101)
         sharp = np.clip(plane + residual * weight, 0.0, 1.0)

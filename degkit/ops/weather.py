@@ -47,6 +47,7 @@ from degkit.ops.kernels import (
     motion_kernels,
     motion_size,
 )
+from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.rng import BatchStreams, field_generator
 
 __all__ = ["Haze", "Rain", "Snow"]
@@ -95,6 +96,21 @@ class Haze(Op):
     name = "haze"
     version = 1
     family = "weather"
+    caption_types = (CaptionType.single("haze", "haze", "beta", 2, (1.0, 2.0)),)
+    flat_columns = (
+        FlatColumn(
+            "haze_beta",
+            "float64",
+            "scattering density of the last haze, per unit depth",
+            field_value("beta"),
+        ),
+        FlatColumn(
+            "haze_airlight",
+            "float64",
+            "airlight grey level of the last haze (0-1)",
+            field_value("airlight"),
+        ),
+    )
     param_limits = {"beta": (0.0, 10.0), "airlight": (0.0, 1.0), "seed": SEED_LIMITS}
 
     beta: tuple[float, float] = (0.5, 2.0)
@@ -131,6 +147,18 @@ class Rain(Op):
     name = "rain"
     version = 1
     family = "weather"
+    caption_types = (CaptionType.single("rain", "rain", "density", 4, (0.004, 0.008)),)
+    flat_columns = (
+        FlatColumn(
+            "rain_density", "float64", "drops per pixel of the last rain", field_value("density")
+        ),
+        FlatColumn(
+            "rain_length",
+            "float64",
+            "streak length of the last rain, pixels",
+            field_value("length"),
+        ),
+    )
     param_limits = {
         "density": (0.0, 1.0),
         "length": (0.0, 100.0),
@@ -181,6 +209,18 @@ class Snow(Op):
     name = "snow"
     version = 1
     family = "weather"
+    caption_types = (CaptionType.single("snow", "snow", "density", 4, (0.002, 0.004)),)
+    flat_columns = (
+        FlatColumn(
+            "snow_density", "float64", "flakes per pixel of the last snow", field_value("density")
+        ),
+        FlatColumn(
+            "snow_size",
+            "float64",
+            "flake size (motion length) of the last snow, pixels",
+            field_value("size"),
+        ),
+    )
     param_limits = {
         "density": (0.0, 1.0),
         "size": (0.0, 20.0),

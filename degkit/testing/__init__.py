@@ -8,7 +8,11 @@ three), identity at zero strength, monotone severity, gradients and
 normalised kernels.
 """
 
-from degkit.testing.invariants import (
+from degkit.extras import require
+
+require("hypothesis", "testing", "degkit.testing")
+
+from degkit.testing.invariants import (  # noqa: E402  (after the check above)
     check_batch_equals_per_sample,
     check_batch_size_invariance,
     check_contract,
@@ -19,7 +23,7 @@ from degkit.testing.invariants import (
     check_op,
     mse,
 )
-from degkit.testing.strategies import image_batches, indices, seeds
+from degkit.testing.strategies import image_batches, indices, seeds  # noqa: E402
 
 __all__ = [
     "check_batch_equals_per_sample",
