@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from degkit.cli import (
+    adaptor_commands,
     data_commands,
     merge_commands,
     ops_commands,
@@ -16,7 +17,14 @@ from degkit.cli import (
 
 __all__ = ["main"]
 
-COMMAND_MODULES = (ops_commands, recipe_commands, data_commands, merge_commands, set_commands)
+COMMAND_MODULES = (
+    ops_commands,
+    recipe_commands,
+    data_commands,
+    merge_commands,
+    set_commands,
+    adaptor_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,93 @@
+"""``degkit train-adaptor``: train the DePLSR degradation adaptor on a built dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run_train_adaptor"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train-adaptor`` sub-command."""
+    p = sub.add_parser(
+        "train-adaptor",
+        help="train the degradation adaptor (frozen CLIP + controller) on a degkit dataset",
+        description="Freeze a CLIP (pre-trained here with --init scratch, or real open_clip "
+        "weights from --init FILE) and train the controller, zero layers, per-type head and "
+        "loss temperatures on the LR images and captions of a built dataset. Writes "
+        "OUT/last.safetensors every --save-every steps (and, for --init scratch, "
+        "OUT/clip-pretrained.safetensors); --resume continues an interrupted run.",
+    )
+    p.add_argument("--data", required=True, help="a dataset folder written by degkit build")
+    p.add_argument("--out", required=True, help="folder for the checkpoints")
+    p.add_argument(
+        "--model", default="small", help="architecture: small (trains on a CPU) or vit_b32"
+    )
+    p.add_argument(
+        "--init",
+        default="scratch",
+        help="'scratch' (pre-train the CLIP on the dataset first) or an open_clip weights "
+        "file (.pt / .bin / .safetensors) of the --model architecture (default: scratch)",
+    )
+    p.add_argument("--steps", type=int, default=200, help="controller training steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument("--warmup", type=int, default=20, help="linear warm-up steps")
+    p.add_argument("--weight-decay", type=float, default=0.2)
+    p.add_argument("--loss", default="siglip", choices=("siglip", "infonce"))
+    p.add_argument(
+        "--loss-weights",
+        default="0.2,0.3,0.5",
+        help="content,degradation,per-type weights (default 0.2,0.3,0.5)",
+    )
+    p.add_argument("--pretrain-steps", type=int, default=200, help="CLIP steps for --init scratch")
+    p.add_argument("--pretrain-lr", type=float, default=5e-4)
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--split", default="train")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_train_adaptor)
+
+
+def _loss_weights(text: str) -> tuple[float, float, float]:
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3:
+        raise ValueError(f"--loss-weights {text!r}: give three numbers, e.g. 0.2,0.3,0.5")
+    return weights
+
+
+def run_train_adaptor(args: argparse.Namespace) -> int:
+    """Train and print the checkpoint path."""
+    from degkit.train.adaptor import TrainConfig, train_adaptor
+
+    content, degradation, types = _loss_weights(args.loss_weights)
+    config = TrainConfig(
+        data=args.data,
+        out=args.out,
+        model=args.model,
+        init=args.init,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        weight_decay=args.weight_decay,
+        loss=args.loss,
+        content_weight=content,
+        degradation_weight=degradation,
+        types_weight=types,
+        pretrain_steps=args.pretrain_steps,
+        pretrain_lr=args.pretrain_lr,
+        save_every=args.save_every,
+        seed=args.seed,
+        device=args.device,
+        split=args.split,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(train_adaptor(config))
+    return 0

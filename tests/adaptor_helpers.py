@@ -1,0 +1,36 @@
+"""Test helpers for the degradation adaptor: a tiny config and fake text embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from degkit.models.config import AdaptorConfig
+
+TINY = AdaptorConfig(
+    name="tiny",
+    embed_dim=32,
+    image_size=16,
+    patch_size=8,
+    vision_width=64,
+    vision_layers=2,
+    text_width=32,
+    text_layers=2,
+    text_heads=1,
+    context_length=32,
+)
+"""Seconds to train on a CPU: 2 x 2 patches, one attention head, two blocks a tower."""
+
+TINY_FIELDS = {k: v for k, v in TINY.to_dict().items() if k != "name"}
+
+
+def fake_text_embeddings(texts: list[str], dim: int = 32) -> torch.Tensor:
+    """A fixed unit vector per string (seeded by its SHA-256), independent of any model."""
+    rows = []
+    for text in texts:
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        v = np.random.default_rng(seed).normal(size=dim)
+        rows.append(v / np.linalg.norm(v))
+    return torch.tensor(np.stack(rows), dtype=torch.float32)
