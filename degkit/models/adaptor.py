@@ -141,7 +141,7 @@ class DegradationAdaptor(nn.Module):
         self.clip = clip if clip is not None else build_clip(config)
         self.clip.requires_grad_(False)
         self.clip.eval()
-        self.controller = copy.deepcopy(self.clip.visual).requires_grad_(True)
+        self.controller = copy.deepcopy(self.clip.visual).requires_grad_(True).train()
         width = config.vision_width
         self.zero_layers = nn.ModuleList(
             nn.Linear(width, width) for _ in self.controller.transformer.resblocks
