@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 
 import pyarrow.parquet as pq
 import pytest
 import torch
-from adaptor_helpers import TINY
+from adaptor_helpers import TINY, ddp_worker
 from safetensors import safe_open
 
 import degkit.train.adaptor as trainer
@@ -115,7 +116,7 @@ def _config(data, out, **overrides) -> TrainConfig:
 def test_resume_continues_exactly_and_checkpoints_record_provenance(
     tiny_dataset, tiny_model, tmp_path, monkeypatch
 ):
-    straight = train_adaptor(_config(tiny_dataset, tmp_path / "a"))
+    straight = train_adaptor(_config(tiny_dataset, tmp_path / "a")).checkpoint
 
     calls = {"n": 0}
     real_step = trainer.training_step
@@ -134,7 +135,7 @@ def test_resume_continues_exactly_and_checkpoints_record_provenance(
     assert meta["step"] == 2
     with pytest.raises(ValueError, match="pass --resume"):
         train_adaptor(_config(tiny_dataset, tmp_path / "b"))
-    resumed = train_adaptor(_config(tiny_dataset, tmp_path / "b", resume=True))
+    resumed = train_adaptor(_config(tiny_dataset, tmp_path / "b", resume=True)).checkpoint
 
     with safe_open(str(straight), "pt") as a, safe_open(str(resumed), "pt") as b:
         assert sorted(a.keys()) == sorted(b.keys())
@@ -185,3 +186,22 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("degkit train-adaptor: error:") and message in err
     assert len(err.splitlines()) == 1
+
+
+def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    # fork: the ranks inherit the imported modules instead of importing torch again
+    torch.multiprocessing.start_processes(
+        ddp_worker, args=(2, port, tiny_dataset, out), nprocs=2, start_method="fork"
+    )
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for name, value in rank0.items():
+        assert torch.equal(value, rank1[name]), name
+    model, meta, _ = load_adaptor(out / "last.safetensors")
+    assert meta["world_size"] == 2 and meta["step"] == 1
+    for name, param in model.trainable_parameters():
+        assert torch.equal(param, rank0[name]), name

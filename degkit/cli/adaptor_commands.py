@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "weights from --init FILE) and train the controller, zero layers, per-type head and "
         "loss temperatures on the LR images and captions of a built dataset. Writes "
         "OUT/last.safetensors every --save-every steps (and, for --init scratch, "
-        "OUT/clip-pretrained.safetensors); --resume continues an interrupted run.",
+        "OUT/clip-pretrained.safetensors); --resume continues an interrupted run. Under "
+        "torchrun each process trains on its own part of the data and gradients are averaged.",
     )
     p.add_argument("--data", required=True, help="a dataset folder written by degkit build")
     p.add_argument("--out", required=True, help="folder for the checkpoints")
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "file (.pt / .bin / .safetensors) of the --model architecture (default: scratch)",
     )
     p.add_argument("--steps", type=int, default=200, help="controller training steps")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="per process under torchrun")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     p.add_argument("--warmup", type=int, default=20, help="linear warm-up steps")
     p.add_argument("--weight-decay", type=float, default=0.2)
@@ -89,5 +90,5 @@ def run_train_adaptor(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
     )
-    print(train_adaptor(config))
+    print(train_adaptor(config).checkpoint)
     return 0

@@ -45,9 +45,10 @@ from degkit.models.adaptor import (
 from degkit.models.config import get_config
 from degkit.models.losses import AdaptorLoss, InfoNCELoss, positive_mask
 from degkit.train.data import dataset_summary, step_batches
+from degkit.train.distributed import SINGLE, World, average_gradients, join_world
 from degkit.train.optim import adamw, lr_at, optimizer_from_tensors, optimizer_to_tensors
 
-__all__ = ["TrainConfig", "pretrain_clip", "train_adaptor", "training_step"]
+__all__ = ["TrainConfig", "TrainResult", "pretrain_clip", "train_adaptor", "training_step"]
 
 CHECKPOINT = "last.safetensors"
 PRETRAINED = "clip-pretrained.safetensors"
@@ -139,6 +140,7 @@ def pretrain_clip(
     device: torch.device,
     weight_decay: float = 0.2,
     progress: bool = False,
+    world: World = SINGLE,
 ) -> None:
     """Contrastive pre-training of a whole CLIP on (LR, degradation caption) and
     (HR, content caption) pairs (rows with an empty content caption give only the first)."""
@@ -165,6 +167,7 @@ def pretrain_clip(
             loss = loss_fn(image.float(), text.float(), positive_mask(captions).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(clip.parameters(), world)
         optimizer.step()
         return {"loss": float(loss.detach())}
 
@@ -178,6 +181,7 @@ def training_step(
     optimizer: torch.optim.Optimizer,
     batch: dict[str, Any],
     lr: float,
+    world: World = SINGLE,
 ) -> dict[str, float]:
     """One optimisation step of the controller on a collated batch; returns loss terms."""
     device = model.type_head.weight.device
@@ -193,6 +197,7 @@ def training_step(
         )
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    average_gradients((p for g in optimizer.param_groups for p in g["params"]), world)
     optimizer.step()
     return {"loss": float(total.detach()), **numbers}
 
@@ -205,7 +210,9 @@ def _frozen_text(model: DegradationAdaptor) -> Callable[[list[str]], torch.Tenso
     return encode
 
 
-def _build_model(cfg: TrainConfig, num_types: int, device: torch.device) -> DegradationAdaptor:
+def _build_model(
+    cfg: TrainConfig, num_types: int, device: torch.device, world: World
+) -> DegradationAdaptor:
     """The adaptor over a CLIP from ``cfg.init`` (pre-training it first for "scratch")."""
     config = get_config(cfg.model, num_types=num_types)
     torch.manual_seed(cfg.seed)
@@ -220,7 +227,7 @@ def _build_model(cfg: TrainConfig, num_types: int, device: torch.device) -> Degr
         summary = dataset_summary(cfg.data, cfg.split)
         columns = ["lr", "degradation_caption", "content_caption"]
         columns += ["hr"] if summary["has_content_captions"] else []
-        batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split)
+        batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split, world)
         pretrain_clip(
             clip.to(device),
             batches,
@@ -230,14 +237,17 @@ def _build_model(cfg: TrainConfig, num_types: int, device: torch.device) -> Degr
             config.image_size,
             device,
             cfg.weight_decay,
-            cfg.progress,
+            cfg.progress and world.is_main,
+            world,
         )
-        save_clip_weights(clip, pretrained)
+        if world.is_main:
+            save_clip_weights(clip, pretrained)
     return DegradationAdaptor(config, clip).to(device)
 
 
-def _provenance(cfg: TrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
+def _provenance(cfg: TrainConfig, summary: dict[str, Any], world: World) -> dict[str, Any]:
     return {
+        "world_size": world.size,
         "init": cfg.init,
         "seed": cfg.seed,
         "data": str(cfg.data),
@@ -253,9 +263,11 @@ def _provenance(cfg: TrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_resumable(cfg: TrainConfig, meta: dict[str, Any], summary: dict[str, Any]) -> None:
-    expected = _provenance(cfg, summary)
-    for key in ("init", "seed", "recipe_hashes", "train"):
+def _check_resumable(
+    cfg: TrainConfig, meta: dict[str, Any], summary: dict[str, Any], world: World
+) -> None:
+    expected = _provenance(cfg, summary, world)
+    for key in ("init", "seed", "recipe_hashes", "world_size", "train"):
         if meta.get(key) != expected[key]:
             raise ValueError(
                 f"--resume: {cfg.out / CHECKPOINT} was written with another {key} "
@@ -263,16 +275,26 @@ def _check_resumable(cfg: TrainConfig, meta: dict[str, Any], summary: dict[str, 
             )
 
 
-def train_adaptor(cfg: TrainConfig) -> Path:
-    """Run (or resume) training; return the path of the final checkpoint."""
+@dataclasses.dataclass
+class TrainResult:
+    """What a run leaves: its checkpoint file, the trained model and the last step."""
+
+    checkpoint: Path
+    model: DegradationAdaptor
+    step: int
+
+
+def train_adaptor(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) training, on every rank under ``torchrun``; rank 0 writes checkpoints."""
     device = torch.device(cfg.device)
+    world = join_world(device)
     summary = dataset_summary(cfg.data, cfg.split)
     checkpoint = cfg.out / CHECKPOINT
     if checkpoint.exists() and not cfg.resume:
         raise ValueError(
             f"--out {cfg.out} already holds {CHECKPOINT}; pass --resume or a new --out"
         )
-    if not summary["has_content_captions"]:
+    if not summary["has_content_captions"] and world.is_main:
         _say("the dataset has no content captions: the content term of the loss is dropped")
     loss_fn = AdaptorLoss(
         cfg.loss, cfg.content_weight, cfg.degradation_weight, cfg.types_weight
@@ -280,31 +302,32 @@ def train_adaptor(cfg: TrainConfig) -> Path:
     start = 0
     if cfg.resume and checkpoint.exists():
         model, meta, tensors = load_adaptor(checkpoint, device)
-        _check_resumable(cfg, meta, summary)
+        _check_resumable(cfg, meta, summary, world)
         loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
         start = meta["step"]
     else:
-        model = _build_model(cfg, summary["num_types"], device)
+        model = _build_model(cfg, summary["num_types"], device, world)
     named = model.trainable_parameters() + list(loss_fn.named_parameters())
     optimizer = adamw(named, cfg.lr, cfg.weight_decay)
     if start:
         optimizer_from_tensors(optimizer, tensors, meta["optimizer"], "optim")
-        _say(f"resuming at step {start} of {cfg.steps}")
+        if world.is_main:
+            _say(f"resuming at step {start} of {cfg.steps}")
     columns = ["lr", "degradation_caption", "fine_captions", "content_caption"]
-    batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split)
+    batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split, world)
     model.train()
 
     def save(step: int) -> None:
-        if step % cfg.save_every and step != cfg.steps:
+        if not world.is_main or (step % cfg.save_every and step != cfg.steps):
             return
         optim_tensors, groups = optimizer_to_tensors(optimizer, "optim")
         loss_tensors = {f"loss.{k}": v for k, v in loss_fn.state_dict().items()}
-        meta = {**_provenance(cfg, summary), "step": step, "optimizer": groups}
+        meta = {**_provenance(cfg, summary, world), "step": step, "optimizer": groups}
         save_adaptor(model, checkpoint, {**optim_tensors, **loss_tensors}, meta)
 
     def step(s: int) -> dict[str, float]:
         lr = lr_at(s, cfg.steps, cfg.warmup, cfg.lr)
-        return training_step(model, loss_fn, optimizer, next(batches), lr)
+        return training_step(model, loss_fn, optimizer, next(batches), lr, world)
 
-    _run_steps("train adaptor", start, cfg.steps, step, cfg.progress, save)
-    return checkpoint
+    _run_steps("train adaptor", start, cfg.steps, step, cfg.progress and world.is_main, save)
+    return TrainResult(checkpoint, model, cfg.steps)

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, collate_rows, split_files
+from degkit.train.distributed import SINGLE, World
 
 __all__ = ["dataset_summary", "step_batches"]
 
@@ -43,19 +44,22 @@ def step_batches(
     seed: int,
     start_step: int = 0,
     split: str = "train",
+    world: World = SINGLE,
 ) -> Iterator[dict[str, Any]]:
     """Endless collated batches; batch ``s`` is a function of ``(seed, s)`` alone.
 
     Epoch ``e`` is the loaders' row-group-shuffled order of epoch ``e`` cut into
     full batches (the remainder is dropped), so starting at ``start_step``
-    yields exactly what an uninterrupted run yields from that step on.
+    yields exactly what an uninterrupted run yields from that step on. Under
+    ``torchrun`` each rank takes its own disjoint part of every epoch.
     """
     dataset = ShardDataset(folder, split, columns)
-    sampler = RowGroupShuffleSampler(dataset, seed=seed)
-    per_epoch = len(dataset) // batch_size
+    sampler = RowGroupShuffleSampler(dataset, seed, True, world.size, world.rank)
+    per_epoch = len(sampler) // batch_size
     if per_epoch == 0:
         raise ValueError(
-            f"--batch-size {batch_size} is larger than the {len(dataset)} rows of split {split!r}"
+            f"--batch-size {batch_size} is larger than the {len(sampler)} rows of split "
+            f"{split!r} a process gets"
         )
     epoch, skip = divmod(start_step, per_epoch)
     while True:
