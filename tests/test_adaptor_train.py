@@ -13,6 +13,7 @@ from adaptor_helpers import TINY, ddp_worker
 from safetensors import safe_open
 
 import degkit.train.adaptor as trainer
+from degkit.captions import PAPER_TYPES
 from degkit.cli import main as cli_main
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.models import config as model_config
@@ -20,6 +21,7 @@ from degkit.models.adaptor import DegradationAdaptor, load_adaptor
 from degkit.models.losses import AdaptorLoss
 from degkit.train.adaptor import TrainConfig, train_adaptor, training_step
 from degkit.train.optim import adamw, lr_at
+from degkit.train.regressor import load_regressor
 
 CAPTIONS = {
     "degradation_caption": ["blur a", "noise b", "blur a", "jpeg c"],
@@ -205,3 +207,17 @@ def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
     assert meta["world_size"] == 2 and meta["step"] == 1
     for name, param in model.trainable_parameters():
         assert torch.equal(param, rank0[name]), name
+
+
+def test_cli_trains_the_level_regressor(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "reg"
+    argv = ["train-regressor", "--data", str(tiny_dataset), "--out", str(out)]
+    argv += ["--steps", "3", "--batch-size", "4", "--width", "8", "--quiet"]
+    assert cli_main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(out / "regressor.safetensors")
+    model, meta = load_regressor(out / "regressor.safetensors")
+    assert meta["step"] == 3 and meta["types"] == list(PAPER_TYPES)
+    out_levels = model(torch.rand(2, 3, 16, 16)).levels
+    assert out_levels.shape == (2, len(PAPER_TYPES))
+    assert cli_main(argv) == 2  # never overwrites a checkpoint
+    assert "already holds regressor.safetensors" in capsys.readouterr().err

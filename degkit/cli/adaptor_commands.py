@@ -1,10 +1,10 @@
-"""``degkit train-adaptor``: train the DePLSR degradation adaptor on a built dataset."""
+"""``degkit train-adaptor`` / ``train-regressor``: degradation estimators on a built dataset."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["register", "run_train_adaptor"]
+__all__ = ["register", "run_train_adaptor", "run_train_regressor"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +51,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train_adaptor)
 
+    r = sub.add_parser(
+        "train-regressor",
+        help="train the level regressor (a small CNN, the non-VLM control) on a degkit dataset",
+        description="Regress per-type presence and level (blur sigma, noise sigma / scale, "
+        "JPEG quality, ringing) from LR images, with targets from the dataset's flat "
+        "columns. Writes OUT/regressor.safetensors.",
+    )
+    r.add_argument("--data", required=True, help="a dataset folder written by degkit build")
+    r.add_argument("--out", required=True, help="folder for the checkpoint")
+    r.add_argument("--steps", type=int, default=300)
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--lr", type=float, default=3e-3)
+    r.add_argument("--warmup", type=int, default=20)
+    r.add_argument("--width", type=int, default=32, help="channels of the first conv block")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--split", default="train")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(run=run_train_regressor)
+
 
 def _loss_weights(text: str) -> tuple[float, float, float]:
     try:
@@ -91,4 +111,25 @@ def run_train_adaptor(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(train_adaptor(config).checkpoint)
+    return 0
+
+
+def run_train_regressor(args: argparse.Namespace) -> int:
+    """Train the level regressor and print the checkpoint path."""
+    from degkit.train.regressor import RegressorConfig, train_regressor
+
+    config = RegressorConfig(
+        data=args.data,
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        width=args.width,
+        seed=args.seed,
+        device=args.device,
+        split=args.split,
+        progress=not args.quiet,
+    )
+    print(train_regressor(config))
     return 0
