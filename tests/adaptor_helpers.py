@@ -28,6 +28,11 @@ TINY = AdaptorConfig(
 TINY_FIELDS = {k: v for k, v in TINY.to_dict().items() if k != "name"}
 
 
+def scalar(t: torch.Tensor) -> float:
+    """A 0-d tensor's value, detached from autograd."""
+    return float(t.detach())
+
+
 def fake_text_embeddings(texts: list[str], dim: int = 32) -> torch.Tensor:
     """A fixed unit vector per string (seeded by its SHA-256), independent of any model."""
     rows = []

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from adaptor_helpers import fake_text_embeddings
+from adaptor_helpers import fake_text_embeddings, scalar
+from hypothesis import given
+from hypothesis import strategies as st
 
 from degkit.models.adaptor import AdaptorOutput
 from degkit.models.losses import AdaptorLoss, InfoNCELoss, SigLIPLoss, positive_mask
@@ -44,9 +46,28 @@ def _siglip_reference(image, text, captions, scale, bias):
     return total / n
 
 
-def test_positive_mask_marks_equal_captions():
-    expected = [[a == b for b in CAPTIONS] for a in CAPTIONS]
-    assert positive_mask(CAPTIONS).tolist() == expected
+caption_batches = st.lists(st.sampled_from(["a", "b", "c", "no ringing"]), min_size=2, max_size=7)
+
+
+@given(captions=caption_batches)
+def test_positive_mask_marks_equal_captions(captions):
+    expected = [[a == b for b in captions] for a in captions]
+    assert positive_mask(captions).tolist() == expected
+
+
+@given(captions=caption_batches, seed=st.integers(0, 2**16), scale=st.floats(0.5, 20.0))
+def test_losses_match_references_on_any_batch(captions, seed, scale):
+    n = len(captions)
+    image, text = _unit(n, 6, seed), fake_text_embeddings(captions, 6)
+    mask = positive_mask(captions)
+    infonce = InfoNCELoss(init_temperature=1 / scale)
+    want = _infonce_reference(image.double().numpy(), text.double().numpy(), captions, scale)
+    assert float(infonce(image, text, mask).detach()) == pytest.approx(want, rel=1e-4)
+    siglip = SigLIPLoss(init_scale=scale, init_bias=-scale / 2)
+    want = _siglip_reference(
+        image.double().numpy(), text.double().numpy(), captions, scale, -scale / 2
+    )
+    assert float(siglip(image, text, mask).detach()) == pytest.approx(want, rel=1e-4)
 
 
 def test_infonce_matches_the_multi_positive_reference():
@@ -54,13 +75,13 @@ def test_infonce_matches_the_multi_positive_reference():
     loss = InfoNCELoss(init_temperature=0.5)
     got = loss(image, text, positive_mask(CAPTIONS))
     want = _infonce_reference(image.double().numpy(), text.double().numpy(), CAPTIONS, 2.0)
-    assert float(got) == pytest.approx(want, rel=1e-5)
+    assert float(got.detach()) == pytest.approx(want, rel=1e-5)
 
 
 def test_infonce_with_distinct_captions_is_clips_loss():
     image, text = _unit(4, 8, 2), _unit(4, 8, 3)
     loss = InfoNCELoss()
-    logits = math.exp(float(loss.logit_scale)) * image @ text.T
+    logits = math.exp(float(loss.logit_scale.detach())) * image @ text.T
     labels = torch.arange(4)
     clip = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
     got = loss(image, text, positive_mask(["a", "b", "c", "d"]))
@@ -72,7 +93,7 @@ def test_siglip_matches_the_reference():
     loss = SigLIPLoss()
     got = loss(image, text, positive_mask(CAPTIONS))
     want = _siglip_reference(image.double().numpy(), text.double().numpy(), CAPTIONS, 10.0, -10.0)
-    assert float(got) == pytest.approx(want, rel=1e-5)
+    assert float(got.detach()) == pytest.approx(want, rel=1e-5)
 
 
 def test_siglip_counts_equal_captions_as_positives():
@@ -80,14 +101,14 @@ def test_siglip_counts_equal_captions_as_positives():
     its own. As a negative pair that would cost about as much as a wrong match."""
     text = fake_text_embeddings(CAPTIONS, 32)
     loss = SigLIPLoss(init_scale=20.0, init_bias=-10.0)  # aligned pairs get logit +10
-    with_twins = float(loss(text, text, positive_mask(CAPTIONS)))
-    as_negatives = float(loss(text, text, torch.eye(5, dtype=torch.bool)))
+    with_twins = scalar(loss(text, text, positive_mask(CAPTIONS)))
+    as_negatives = scalar(loss(text, text, torch.eye(5, dtype=torch.bool)))
     assert with_twins < 0.01
     # four ordered twin pairs, each a negative of logit +10 costing softplus(10), over 5 rows
     assert as_negatives == pytest.approx(with_twins + 4 * math.log1p(math.exp(10)) / 5, abs=1e-3)
     swapped = [4, 1, 2, 3, 0]  # rows 1 and 4 share a caption: swap the images of 0 and 4
     images = text[swapped]
-    assert float(loss(images, text, positive_mask(CAPTIONS))) > with_twins + 1
+    assert scalar(loss(images, text, positive_mask(CAPTIONS))) > with_twins + 1
 
 
 def test_infonce_twins_cost_the_log_of_their_count_at_best():
@@ -97,7 +118,7 @@ def test_infonce_twins_cost_the_log_of_their_count_at_best():
     loss = InfoNCELoss(init_temperature=0.001)  # clamped at scale 100: near one-hot softmax
     sizes = [sum(c == d for d in CAPTIONS) for c in CAPTIONS]
     floor = float(np.mean(np.log(sizes)))
-    assert float(loss(text, text, positive_mask(CAPTIONS))) == pytest.approx(floor, abs=1e-3)
+    assert scalar(loss(text, text, positive_mask(CAPTIONS))) == pytest.approx(floor, abs=1e-3)
 
 
 def _output(n: int, types: int, dim: int, seed: int) -> AdaptorOutput:
@@ -129,9 +150,9 @@ def test_total_is_the_weighted_sum_of_terms():
         "types": (per_type[0] + per_type[1]) / 2,
     }
     for name, value in want.items():
-        assert terms[name] == pytest.approx(float(value), rel=1e-6)
+        assert terms[name] == pytest.approx(scalar(value), rel=1e-6)
     expected = 0.2 * want["content"] + 0.3 * want["degradation"] + 0.5 * want["types"]
-    assert float(total) == pytest.approx(float(expected), rel=1e-6)
+    assert scalar(total) == pytest.approx(scalar(expected), rel=1e-6)
     assert {"acc0", "acc1"} <= set(terms)
 
 
@@ -140,7 +161,7 @@ def test_content_term_dropped_without_content_captions():
     loss = AdaptorLoss("infonce", 0.2, 0.3, 0.5)
     total, terms = loss(out, fake_text_embeddings, ["a", "b", "c"], [["x"], ["y"], ["x"]], [""] * 3)
     assert "content" not in terms
-    assert float(total) == pytest.approx(0.3 * terms["degradation"] + 0.5 * terms["types"])
+    assert scalar(total) == pytest.approx(0.3 * terms["degradation"] + 0.5 * terms["types"])
 
 
 def test_per_type_accuracy_counts_the_closest_caption():

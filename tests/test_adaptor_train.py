@@ -75,6 +75,19 @@ def test_loss_falls_on_a_fixed_batch(loss):
     assert losses[-1] < 0.8 * losses[0]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_step_runs_in_bf16_autocast_and_keeps_fp32_weights():
+    model, loss_fn, optimizer = _setup()
+    model.cuda(), loss_fn.cuda()
+    optimizer = adamw(model.trainable_parameters() + list(loss_fn.named_parameters()), 3e-3)
+    frozen = {k: v.clone() for k, v in model.clip.state_dict().items()}
+    numbers = training_step(model, loss_fn, optimizer, _batch(), 3e-3)
+    assert math.isfinite(numbers["loss"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    for name, value in model.clip.state_dict().items():
+        assert torch.equal(value, frozen[name]), name
+
+
 def test_adamw_decays_weight_matrices_only():
     model, loss_fn, _ = _setup()
     named = model.trainable_parameters() + list(loss_fn.named_parameters())
