@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from degkit.models.adaptor import (
     DegradationAdaptor,
@@ -45,8 +44,15 @@ from degkit.models.adaptor import (
 from degkit.models.config import get_config
 from degkit.models.losses import AdaptorLoss, InfoNCELoss, positive_mask
 from degkit.train.data import dataset_summary, step_batches
-from degkit.train.distributed import SINGLE, World, average_gradients, join_world
-from degkit.train.optim import adamw, lr_at, optimizer_from_tensors, optimizer_to_tensors
+from degkit.train.distributed import SINGLE, World, average_gradients, join_world, rank_device
+from degkit.train.optim import (
+    adamw,
+    lr_at,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    set_lr,
+)
+from degkit.train.steps import run_steps
 
 __all__ = ["TrainConfig", "TrainResult", "pretrain_clip", "train_adaptor", "training_step"]
 
@@ -105,31 +111,6 @@ def _say(message: str) -> None:
     print(f"degkit train-adaptor: {message}", file=sys.stderr)
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def _run_steps(
-    name: str,
-    start: int,
-    total: int,
-    step: Callable[[int], dict[str, float]],
-    progress: bool,
-    on_step: Callable[[int], None] = lambda s: None,
-) -> None:
-    """Call ``step(s)`` for s in [start, total) with a tqdm bar showing its numbers."""
-    bar = tqdm(
-        total=total, initial=start, desc=name, unit="step", file=sys.stderr, disable=not progress
-    )
-    with bar:
-        for s in range(start, total):
-            numbers = step(s)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items()}, refresh=False)
-            bar.update()
-            on_step(s + 1)
-
-
 def pretrain_clip(
     clip: torch.nn.Module,
     batches: Iterator[dict[str, Any]],
@@ -160,7 +141,7 @@ def pretrain_clip(
         if with_content:
             images.append(preprocess(batch["hr"][with_content].to(device), image_size))
             captions += [batch["content_caption"][i] for i in with_content]
-        _set_lr(optimizer, lr_at(s, steps, warmup, lr))
+        set_lr(optimizer, lr_at(s, steps, warmup, lr))
         with _autocast(device):
             image = clip.encode_image(torch.cat(images), normalize=True)
             text = clip.encode_text(tokenizer(captions).to(device), normalize=True)
@@ -171,7 +152,7 @@ def pretrain_clip(
         optimizer.step()
         return {"loss": float(loss.detach())}
 
-    _run_steps("pre-train CLIP", 0, steps, step, progress)
+    run_steps("pre-train CLIP", 0, steps, step, progress)
     clip.eval()
 
 
@@ -185,7 +166,7 @@ def training_step(
 ) -> dict[str, float]:
     """One optimisation step of the controller on a collated batch; returns loss terms."""
     device = model.type_head.weight.device
-    _set_lr(optimizer, lr)
+    set_lr(optimizer, lr)
     with _autocast(device):
         output = model(batch["lr"].to(device))
         total, numbers = loss_fn(
@@ -286,8 +267,8 @@ class TrainResult:
 
 def train_adaptor(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training, on every rank under ``torchrun``; rank 0 writes checkpoints."""
-    device = torch.device(cfg.device)
-    world = join_world(device)
+    world = join_world(torch.device(cfg.device))
+    device = rank_device(torch.device(cfg.device))
     summary = dataset_summary(cfg.data, cfg.split)
     checkpoint = cfg.out / CHECKPOINT
     if checkpoint.exists() and not cfg.resume:
@@ -329,5 +310,5 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
         lr = lr_at(s, cfg.steps, cfg.warmup, cfg.lr)
         return training_step(model, loss_fn, optimizer, next(batches), lr, world)
 
-    _run_steps("train adaptor", start, cfg.steps, step, cfg.progress and world.is_main, save)
+    run_steps("train adaptor", start, cfg.steps, step, cfg.progress and world.is_main, save)
     return TrainResult(checkpoint, model, cfg.steps)

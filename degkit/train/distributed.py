@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 
-__all__ = ["SINGLE", "World", "average_gradients", "join_world"]
+__all__ = ["SINGLE", "World", "average_gradients", "join_world", "rank_device"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,13 @@ def join_world(device: torch.device) -> World:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return World(dist.get_rank(), dist.get_world_size())
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """``cuda`` without an index means this process's GPU: ``cuda:$LOCAL_RANK`` (0 alone)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter], world: World) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["adamw", "lr_at", "optimizer_from_tensors", "optimizer_to_tensors"]
+__all__ = ["adamw", "lr_at", "optimizer_from_tensors", "optimizer_to_tensors", "set_lr"]
 
 BETAS = (0.9, 0.98)
 EPS = 1e-6
@@ -39,6 +39,12 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Use learning rate ``lr`` in every parameter group from the next step on."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def optimizer_to_tensors(

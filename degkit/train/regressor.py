@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from degkit.models.estimator import LevelRegressor, level_loss, levels_from_flat
 from degkit.train.data import dataset_summary, step_batches
-from degkit.train.optim import adamw, lr_at
+from degkit.train.optim import adamw, lr_at, set_lr
+from degkit.train.steps import run_steps
 
 __all__ = ["RegressorConfig", "load_regressor", "train_regressor"]
 
@@ -72,17 +71,18 @@ def train_regressor(cfg: RegressorConfig) -> Path:
     model = LevelRegressor(width=cfg.width).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
     batches = step_batches(cfg.data, ("lr", *LEVEL_COLUMNS), cfg.batch_size, cfg.seed)
-    bar = tqdm(range(cfg.steps), desc="train regressor", file=sys.stderr, disable=not cfg.progress)
-    for step in bar:
+
+    def step(s: int) -> dict[str, float]:
         batch = next(batches)
         levels, present = _targets(batch, device)
         loss = level_loss(model(batch["lr"].to(device)), levels, present, model.scales)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.lr)
+        set_lr(optimizer, lr_at(s, cfg.steps, cfg.warmup, cfg.lr))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        bar.set_postfix(loss=f"{float(loss.detach()):.3g}", refresh=False)
+        return {"loss": float(loss.detach())}
+
+    run_steps("train regressor", 0, cfg.steps, step, cfg.progress)
     meta = {
         "types": list(model.types),
         "width": cfg.width,
