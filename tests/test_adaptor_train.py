@@ -148,8 +148,13 @@ def test_resume_continues_exactly_and_checkpoints_record_provenance(
     monkeypatch.setattr(trainer, "training_step", real_step)
     _, meta, _ = load_adaptor(tmp_path / "b" / "last.safetensors")
     assert meta["step"] == 2
-    with pytest.raises(ValueError, match="pass --resume"):
+    with pytest.raises(ValueError, match="already holds last.safetensors; pass --resume"):
         train_adaptor(_config(tiny_dataset, tmp_path / "b"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "clip-pretrained.safetensors").write_bytes(b"mine")
+    with pytest.raises(ValueError, match="already holds clip-pretrained.safetensors"):
+        train_adaptor(_config(tiny_dataset, tmp_path / "c"))
+    assert (tmp_path / "c" / "clip-pretrained.safetensors").read_bytes() == b"mine"
     resumed = train_adaptor(_config(tiny_dataset, tmp_path / "b", resume=True)).checkpoint
 
     with safe_open(str(straight), "pt") as a, safe_open(str(resumed), "pt") as b:

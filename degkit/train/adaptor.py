@@ -271,10 +271,9 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
     device = rank_device(torch.device(cfg.device))
     summary = dataset_summary(cfg.data, cfg.split)
     checkpoint = cfg.out / CHECKPOINT
-    if checkpoint.exists() and not cfg.resume:
-        raise ValueError(
-            f"--out {cfg.out} already holds {CHECKPOINT}; pass --resume or a new --out"
-        )
+    for name in (CHECKPOINT, PRETRAINED):
+        if (cfg.out / name).exists() and not cfg.resume:
+            raise ValueError(f"--out {cfg.out} already holds {name}; pass --resume or a new --out")
     if not summary["has_content_captions"] and world.is_main:
         _say("the dataset has no content captions: the content term of the loss is dropped")
     loss_fn = AdaptorLoss(
