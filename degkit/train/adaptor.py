@@ -18,6 +18,8 @@ matrices only), linear warm-up then cosine decay, and bf16 autocast on CUDA
 seeded; on the CPU a run is deterministic, and ``resume`` continues from
 ``last.safetensors`` exactly as the uninterrupted run would. Every checkpoint
 records the config, the init, the step, the dataset's recipe hash and the seed.
+Under ``torchrun`` every rank trains on its own part of the data with averaged
+gradients (:mod:`degkit.train.distributed`); rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -203,7 +205,8 @@ def _build_model(
         load_clip_weights(clip, cfg.init)
     elif cfg.resume and pretrained.is_file():
         load_clip_weights(clip, pretrained)
-        _say(f"using the pre-trained CLIP in {pretrained}")
+        if world.is_main:
+            _say(f"using the pre-trained CLIP in {pretrained}")
     else:
         summary = dataset_summary(cfg.data, cfg.split)
         columns = ["lr", "degradation_caption", "content_caption"]
