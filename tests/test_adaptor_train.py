@@ -11,13 +11,14 @@ import pytest
 import torch
 from adaptor_helpers import TINY, ddp_worker
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 import degkit.train.adaptor as trainer
 from degkit.captions import PAPER_TYPES
 from degkit.cli import main as cli_main
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.models import config as model_config
-from degkit.models.adaptor import DegradationAdaptor, load_adaptor
+from degkit.models.adaptor import DegradationAdaptor, build_clip, load_adaptor
 from degkit.models.losses import AdaptorLoss
 from degkit.train.adaptor import TrainConfig, train_adaptor, training_step
 from degkit.train.optim import adamw, lr_at
@@ -239,3 +240,21 @@ def test_cli_trains_the_level_regressor(tiny_dataset, tmp_path, capsys):
     assert out_levels.shape == (2, len(PAPER_TYPES))
     assert cli_main(argv) == 2  # never overwrites a checkpoint
     assert "already holds regressor.safetensors" in capsys.readouterr().err
+
+
+def test_cli_init_file_freezes_those_weights_and_records_the_init(
+    tiny_dataset, tiny_model, tmp_path, capsys
+):
+    torch.manual_seed(9)
+    weights = {k: v.contiguous() for k, v in build_clip(TINY).state_dict().items()}
+    init = tmp_path / "clip.safetensors"
+    save_file(weights, str(init))
+    out = tmp_path / "run"
+    argv = ["train-adaptor", "--data", str(tiny_dataset), "--out", str(out), "--model", "tiny"]
+    argv += ["--init", str(init), "--steps", "2", "--batch-size", "4", "--quiet"]
+    assert cli_main(argv) == 0, capsys.readouterr().err
+    model, meta, _ = load_adaptor(out / "last.safetensors")
+    assert meta["init"] == str(init)
+    assert not (out / "clip-pretrained.safetensors").exists()  # no pre-training with a file
+    for name, value in weights.items():
+        assert torch.equal(model.clip.state_dict()[name], value), name
