@@ -22,7 +22,7 @@ from degkit.data.sources import HELDOUT_PHOTOS, resolve_source
 from degkit.evaluate import set_cache
 from degkit.evaluate.export import export_set
 from degkit.evaluate.pairs import Pair, content_hash
-from degkit.evaluate.sets import available_sets, load_set
+from degkit.evaluate.sets import SETS_DIR, available_sets, load_set
 
 SEVERITY_TYPES = [
     "blur",
@@ -395,3 +395,11 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert "\n" not in err
     assert main(["export-set", "no_such_set", "--out", str(tmp_path / "o")]) == 2
     assert "unknown test set 'no_such_set'" in capsys.readouterr().err
+
+
+def test_describe_names_shipped_files_the_same_on_every_machine(tmp_path):
+    shipped = load_set("bicubic_x4").describe()
+    assert shipped["file"] == "benchmarks/sets/bicubic_x4.yaml"
+    copy = tmp_path / "mine.yaml"
+    copy.write_text((SETS_DIR / "bicubic_x4.yaml").read_text())
+    assert load_set(copy).describe()["file"] == str(copy)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from degkit.cli import (
     adaptor_commands,
     data_commands,
+    eval_commands,
     merge_commands,
     ops_commands,
     recipe_commands,
@@ -23,6 +24,7 @@ COMMAND_MODULES = (
     data_commands,
     merge_commands,
     set_commands,
+    eval_commands,
     adaptor_commands,
 )
 

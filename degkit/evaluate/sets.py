@@ -31,6 +31,14 @@ def _shipped_sets_dir() -> Path:
 SETS_DIR = _shipped_sets_dir()
 
 
+def _portable_path(path: Path) -> str:
+    """A shipped set file as ``benchmarks/sets/<name>.yaml`` (the same on every machine),
+    any other set file as given."""
+    if path.resolve().parent == SETS_DIR.resolve():
+        return f"benchmarks/sets/{path.name}"
+    return str(path)
+
+
 def available_sets() -> list[str]:
     """Names of the shipped test sets, sorted."""
     return sorted(p.stem for p in SETS_DIR.glob("*.yaml"))
@@ -180,7 +188,7 @@ class TestSet:
             "layout": spec.kind,
             "n": len(pairs),
             "lr_sizes": lr_sizes(list(pairs)),
-            "file": str(self.path),
+            "file": _portable_path(self.path),
             "description": spec.description,
         }
         if spec.kind == "synthetic":
