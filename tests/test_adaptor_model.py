@@ -50,7 +50,10 @@ def test_step_zero_content_is_the_frozen_clip_embedding():
         / np.array(CLIP_STD, np.float32)[:, None, None]
     )
     plain = model.clip.encode_image(normalised, normalize=True)
-    torch.testing.assert_close(model(images).content, plain, atol=1e-6, rtol=0)
+    out = model(images)
+    torch.testing.assert_close(out.content, plain, atol=1e-6, rtol=0)
+    # the controller starts as a copy of the vision tower: same embedding
+    torch.testing.assert_close(out.degradation, plain, atol=1e-6, rtol=0)
 
 
 def test_control_changes_content_once_zero_layers_move():

@@ -116,12 +116,17 @@ def save_clip_weights(clip: open_clip.CLIP, path: str | Path) -> None:
 
 
 def _embed_tokens(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """open_clip's VisionTransformer up to the transformer blocks, batch first (N, L, D)."""
+    """open_clip's VisionTransformer up to the transformer blocks, batch first (N, L, D).
+
+    Its ``_embeds`` (open_clip 3.3): patch conv, class token, positional
+    embedding, patch dropout, ``ln_pre``.
+    """
     return tower._embeds(x)
 
 
 def _pool_project(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """open_clip's VisionTransformer after the blocks: pooling, ln_post, projection."""
+    """open_clip's VisionTransformer after the blocks: its ``_pool`` (pooling and
+    ``ln_post`` in the tower's order), then the projection."""
     pooled, _ = tower._pool(x)
     return pooled @ tower.proj if tower.proj is not None else pooled
 
