@@ -48,6 +48,7 @@ __all__ = [
     "preprocess",
     "save_adaptor",
     "save_clip_weights",
+    "write_safetensors",
 ]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -104,15 +105,26 @@ def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
     return (images - mean) / std
 
 
-def save_clip_weights(clip: open_clip.CLIP, path: str | Path) -> None:
-    """Write a CLIP's state dict as a safetensors file that :func:`load_clip_weights` reads."""
+def write_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``tensors`` to a temporary file, then rename it to ``path`` (never half-written)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in clip.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    try:
+        save_file(contiguous, str(tmp), metadata=metadata)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_clip_weights(clip: open_clip.CLIP, path: str | Path) -> None:
+    """Write a CLIP's state dict as a safetensors file that :func:`load_clip_weights` reads."""
+    write_safetensors(clip.state_dict(), path)
 
 
 def _embed_tokens(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -237,19 +249,13 @@ def save_adaptor(
     under the ``degkit`` key next to ``config``. The file is written to a
     temporary name and renamed, so an existing checkpoint is never half-replaced.
     """
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({k: v.detach().contiguous() for k, v in (extra_tensors or {}).items()})
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(extra_tensors or {})
     header = {
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "degkit": json.dumps(metadata or {}, sort_keys=True),
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp), metadata=header)
-    tmp.replace(path)
+    write_safetensors(tensors, path, header)
 
 
 def load_adaptor(

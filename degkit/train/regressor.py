@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from degkit.models.adaptor import write_safetensors
 from degkit.models.estimator import LevelRegressor, level_loss, levels_from_flat
 from degkit.train.data import dataset_summary, step_batches
 from degkit.train.optim import adamw, lr_at, set_lr
@@ -60,8 +61,6 @@ def _targets(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Ten
 
 def train_regressor(cfg: RegressorConfig) -> Path:
     """Train and write ``OUT/regressor.safetensors``; return its path."""
-    from safetensors.torch import save_file
-
     device = torch.device(cfg.device)
     checkpoint = cfg.out / CHECKPOINT
     if checkpoint.exists():
@@ -91,9 +90,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         "recipe_hashes": summary["recipe_hashes"],
         "targets": "levels_from_flat (flat columns: the last op of each type)",
     }
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(checkpoint), metadata={"degkit": json.dumps(meta, sort_keys=True)})
+    write_safetensors(model.state_dict(), checkpoint, {"degkit": json.dumps(meta, sort_keys=True)})
     return checkpoint
 
 
