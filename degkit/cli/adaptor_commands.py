@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any
 
 __all__ = ["register", "run_train_adaptor", "run_train_regressor"]
 
@@ -82,33 +84,24 @@ def _loss_weights(text: str) -> tuple[float, float, float]:
     return weights
 
 
+def _options(config_class: type, args: argparse.Namespace, **values: Any) -> Any:
+    """``config_class`` from the flags named like its fields, plus ``values``."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    flags = {k: v for k, v in vars(args).items() if k in fields}
+    return config_class(**flags, progress=not args.quiet, **values)
+
+
 def run_train_adaptor(args: argparse.Namespace) -> int:
     """Train and print the checkpoint path."""
     from degkit.train.adaptor import TrainConfig, train_adaptor
 
     content, degradation, types = _loss_weights(args.loss_weights)
-    config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        model=args.model,
-        init=args.init,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=args.warmup,
-        weight_decay=args.weight_decay,
-        loss=args.loss,
+    config = _options(
+        TrainConfig,
+        args,
         content_weight=content,
         degradation_weight=degradation,
         types_weight=types,
-        pretrain_steps=args.pretrain_steps,
-        pretrain_lr=args.pretrain_lr,
-        save_every=args.save_every,
-        seed=args.seed,
-        device=args.device,
-        split=args.split,
-        resume=args.resume,
-        progress=not args.quiet,
     )
     print(train_adaptor(config).checkpoint)
     return 0
@@ -118,18 +111,5 @@ def run_train_regressor(args: argparse.Namespace) -> int:
     """Train the level regressor and print the checkpoint path."""
     from degkit.train.regressor import RegressorConfig, train_regressor
 
-    config = RegressorConfig(
-        data=args.data,
-        out=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=args.warmup,
-        width=args.width,
-        seed=args.seed,
-        device=args.device,
-        split=args.split,
-        progress=not args.quiet,
-    )
-    print(train_regressor(config))
+    print(train_regressor(_options(RegressorConfig, args)))
     return 0
