@@ -32,21 +32,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'scratch' (pre-train the CLIP on the dataset first) or an open_clip weights "
         "file (.pt / .bin / .safetensors) of the --model architecture (default: scratch)",
     )
-    p.add_argument("--steps", type=int, default=200, help="controller training steps")
-    p.add_argument("--batch-size", type=int, default=32, help="per process under torchrun")
+    p.add_argument("--steps", type=int, default=200, help="controller steps (default 200)")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="per process under torchrun (default 32)"
+    )
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
-    p.add_argument("--warmup", type=int, default=20, help="linear warm-up steps")
-    p.add_argument("--weight-decay", type=float, default=0.2)
-    p.add_argument("--loss", default="siglip", choices=("siglip", "infonce"))
+    p.add_argument("--warmup", type=int, default=20, help="linear warm-up steps (default 20)")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.2, help="on weight matrices only (default 0.2)"
+    )
+    p.add_argument("--loss", default="siglip", choices=("siglip", "infonce"), help="default siglip")
     p.add_argument(
         "--loss-weights",
         default="0.2,0.3,0.5",
         help="content,degradation,per-type weights (default 0.2,0.3,0.5)",
     )
-    p.add_argument("--pretrain-steps", type=int, default=200, help="CLIP steps for --init scratch")
-    p.add_argument("--pretrain-lr", type=float, default=5e-4)
-    p.add_argument("--save-every", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--pretrain-steps", type=int, default=200, help="CLIP steps for --init scratch (200)"
+    )
+    p.add_argument("--pretrain-lr", type=float, default=5e-4, help="default 5e-4")
+    p.add_argument("--save-every", type=int, default=50, help="steps (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="model init and data order (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--split", default="train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
