@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from degkit.cli import (
+    adaptor_commands,
     data_commands,
     eval_commands,
     merge_commands,
@@ -26,6 +27,7 @@ COMMAND_MODULES = (
     merge_commands,
     set_commands,
     eval_commands,
+    adaptor_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.

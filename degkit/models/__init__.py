@@ -1,0 +1,1 @@
+"""Models trained on degkit datasets: the degradation adaptor and a level regressor."""

@@ -1,0 +1,1 @@
+"""Training loops for the models in :mod:`degkit.models`."""

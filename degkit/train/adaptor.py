@@ -1,0 +1,316 @@
+"""Train the degradation adaptor on a built degkit dataset (``degkit train-adaptor``).
+
+Two phases:
+
+1. CLIP initialisation (``init``): ``"scratch"`` pre-trains the config's CLIP
+   contrastively (InfoNCE with CLIP's own temperature, equal captions as
+   positives) on (LR image, degradation caption) and, where the dataset has
+   them, (HR image, content caption) pairs for ``pretrain_steps`` steps, and
+   saves it as ``clip-pretrained.safetensors``; a path loads real open_clip
+   weights from a local file.
+2. The CLIP is frozen and the controller, zero layers, per-type head and the
+   loss temperatures are trained with :class:`~degkit.models.losses.AdaptorLoss`
+   on (LR image, captions) batches.
+
+Both phases use AdamW (betas 0.9 / 0.98, eps 1e-6, weight decay on weight
+matrices only), linear warm-up then cosine decay, and bf16 autocast on CUDA
+(none on the CPU). LR images are used as stored: no augmentation. Runs are
+seeded; on the CPU a run is deterministic, and ``resume`` continues from
+``last.safetensors`` exactly as the uninterrupted run would. Every checkpoint
+records the config, the init, the step, the dataset's recipe hash and the seed.
+Under ``torchrun`` every rank trains on its own part of the data with averaged
+gradients (:mod:`degkit.train.distributed`); rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from degkit.models.adaptor import (
+    DegradationAdaptor,
+    build_clip,
+    load_adaptor,
+    load_clip_weights,
+    preprocess,
+    save_adaptor,
+    save_clip_weights,
+)
+from degkit.models.config import get_config
+from degkit.models.losses import AdaptorLoss, InfoNCELoss, positive_mask
+from degkit.train.data import dataset_summary, step_batches
+from degkit.train.distributed import SINGLE, World, average_gradients, join_world, rank_device
+from degkit.train.optim import (
+    adamw,
+    lr_at,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    set_lr,
+)
+from degkit.train.steps import run_steps
+
+__all__ = ["TrainConfig", "TrainResult", "pretrain_clip", "train_adaptor", "training_step"]
+
+CHECKPOINT = "last.safetensors"
+PRETRAINED = "clip-pretrained.safetensors"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Options of one ``degkit train-adaptor`` run (see ``degkit train-adaptor --help``)."""
+
+    data: Path
+    out: Path
+    model: str = "small"
+    init: str = "scratch"
+    steps: int = 200
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup: int = 20
+    weight_decay: float = 0.2
+    loss: str = "siglip"
+    content_weight: float = 0.2
+    degradation_weight: float = 0.3
+    types_weight: float = 0.5
+    pretrain_steps: int = 200
+    pretrain_lr: float = 5e-4
+    save_every: int = 50
+    seed: int = 0
+    device: str = "cpu"
+    split: str = "train"
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        for name in ("steps", "batch_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("warmup", "pretrain_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.batch_size < 2:
+            raise ValueError("--batch-size must be >= 2 (contrastive batches need negatives)")
+        if self.init != "scratch" and not Path(self.init).is_file():
+            raise FileNotFoundError(f"--init {self.init}: no such file (or use --init scratch)")
+        get_config(self.model)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _say(message: str) -> None:
+    print(f"degkit train-adaptor: {message}", file=sys.stderr)
+
+
+def pretrain_clip(
+    clip: torch.nn.Module,
+    batches: Iterator[dict[str, Any]],
+    steps: int,
+    lr: float,
+    warmup: int,
+    image_size: int,
+    device: torch.device,
+    weight_decay: float = 0.2,
+    progress: bool = False,
+    world: World = SINGLE,
+) -> None:
+    """Contrastive pre-training of a whole CLIP on (LR, degradation caption) and
+    (HR, content caption) pairs (rows with an empty content caption give only the first)."""
+    import open_clip
+
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
+    loss_fn = InfoNCELoss()
+    loss_fn.logit_scale = clip.logit_scale  # CLIP's own temperature
+    optimizer = adamw(clip.named_parameters(), lr, weight_decay)
+    clip.train()
+
+    def step(s: int) -> dict[str, float]:
+        batch = next(batches)
+        images = [preprocess(batch["lr"].to(device), image_size)]
+        captions = list(batch["degradation_caption"])
+        with_content = [i for i, c in enumerate(batch["content_caption"]) if c]
+        if with_content:
+            images.append(preprocess(batch["hr"][with_content].to(device), image_size))
+            captions += [batch["content_caption"][i] for i in with_content]
+        set_lr(optimizer, lr_at(s, steps, warmup, lr))
+        with _autocast(device):
+            image = clip.encode_image(torch.cat(images), normalize=True)
+            text = clip.encode_text(tokenizer(captions).to(device), normalize=True)
+            loss = loss_fn(image.float(), text.float(), positive_mask(captions).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(clip.parameters(), world)
+        optimizer.step()
+        return {"loss": float(loss.detach())}
+
+    run_steps("pre-train CLIP", 0, steps, step, progress)
+    clip.eval()
+
+
+def training_step(
+    model: DegradationAdaptor,
+    loss_fn: AdaptorLoss,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, Any],
+    lr: float,
+    world: World = SINGLE,
+) -> dict[str, float]:
+    """One optimisation step of the controller on a collated batch; returns loss terms."""
+    device = model.type_head.weight.device
+    set_lr(optimizer, lr)
+    with _autocast(device):
+        output = model(batch["lr"].to(device))
+        total, numbers = loss_fn(
+            output,
+            _frozen_text(model),
+            batch["degradation_caption"],
+            batch["fine_captions"],
+            batch.get("content_caption"),
+        )
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    average_gradients((p for g in optimizer.param_groups for p in g["params"]), world)
+    optimizer.step()
+    return {"loss": float(total.detach()), **numbers}
+
+
+def _frozen_text(model: DegradationAdaptor) -> Callable[[list[str]], torch.Tensor]:
+    def encode(texts: list[str]) -> torch.Tensor:
+        with torch.no_grad():  # the text tower is frozen
+            return model.encode_text(texts)
+
+    return encode
+
+
+def _build_model(
+    cfg: TrainConfig, num_types: int, device: torch.device, world: World
+) -> DegradationAdaptor:
+    """The adaptor over a CLIP from ``cfg.init`` (pre-training it first for "scratch")."""
+    config = get_config(cfg.model, num_types=num_types)
+    torch.manual_seed(cfg.seed)
+    clip = build_clip(config)
+    pretrained = cfg.out / PRETRAINED
+    if cfg.init != "scratch":
+        load_clip_weights(clip, cfg.init)
+    elif cfg.resume and pretrained.is_file():
+        load_clip_weights(clip, pretrained)
+        if world.is_main:
+            _say(f"using the pre-trained CLIP in {pretrained}")
+    else:
+        summary = dataset_summary(cfg.data, cfg.split)
+        columns = ["lr", "degradation_caption", "content_caption"]
+        columns += ["hr"] if summary["has_content_captions"] else []
+        batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split, world)
+        pretrain_clip(
+            clip.to(device),
+            batches,
+            cfg.pretrain_steps,
+            cfg.pretrain_lr,
+            min(cfg.warmup, cfg.pretrain_steps),
+            config.image_size,
+            device,
+            cfg.weight_decay,
+            cfg.progress and world.is_main,
+            world,
+        )
+        if world.is_main:
+            save_clip_weights(clip, pretrained)
+    return DegradationAdaptor(config, clip).to(device)
+
+
+def _provenance(cfg: TrainConfig, summary: dict[str, Any], world: World) -> dict[str, Any]:
+    return {
+        "world_size": world.size,
+        "init": cfg.init,
+        "seed": cfg.seed,
+        "data": str(cfg.data),
+        "split": cfg.split,
+        "recipe_hashes": summary["recipe_hashes"],
+        "rows": summary["rows"],
+        "content_term": summary["has_content_captions"],
+        "train": {
+            k: v
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("data", "out", "resume", "progress", "device")
+        },
+    }
+
+
+def _check_resumable(
+    cfg: TrainConfig, meta: dict[str, Any], summary: dict[str, Any], world: World
+) -> None:
+    expected = _provenance(cfg, summary, world)
+    for key in ("init", "seed", "recipe_hashes", "world_size", "train"):
+        if meta.get(key) != expected[key]:
+            raise ValueError(
+                f"--resume: {cfg.out / CHECKPOINT} was written with another {key} "
+                f"({json.dumps(meta.get(key))} != {json.dumps(expected[key])})"
+            )
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run leaves: its checkpoint file, the trained model and the last step."""
+
+    checkpoint: Path
+    model: DegradationAdaptor
+    step: int
+
+
+def train_adaptor(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) training, on every rank under ``torchrun``; rank 0 writes checkpoints."""
+    world = join_world(torch.device(cfg.device))
+    device = rank_device(torch.device(cfg.device))
+    summary = dataset_summary(cfg.data, cfg.split)
+    checkpoint = cfg.out / CHECKPOINT
+    for name in (CHECKPOINT, PRETRAINED):
+        if (cfg.out / name).exists() and not cfg.resume:
+            raise ValueError(f"--out {cfg.out} already holds {name}; pass --resume or a new --out")
+    if not summary["has_content_captions"] and world.is_main:
+        _say("the dataset has no content captions: the content term of the loss is dropped")
+    loss_fn = AdaptorLoss(
+        cfg.loss, cfg.content_weight, cfg.degradation_weight, cfg.types_weight
+    ).to(device)
+    start = 0
+    if cfg.resume and checkpoint.exists():
+        model, meta, tensors = load_adaptor(checkpoint, device)
+        _check_resumable(cfg, meta, summary, world)
+        loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
+        start = meta["step"]
+    else:
+        model = _build_model(cfg, summary["num_types"], device, world)
+    named = model.trainable_parameters() + list(loss_fn.named_parameters())
+    optimizer = adamw(named, cfg.lr, cfg.weight_decay)
+    if start:
+        optimizer_from_tensors(optimizer, tensors, meta["optimizer"], "optim")
+        if world.is_main:
+            _say(f"resuming at step {start} of {cfg.steps}")
+    columns = ["lr", "degradation_caption", "fine_captions", "content_caption"]
+    batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split, world)
+    model.train()
+
+    def save(step: int) -> None:
+        if not world.is_main or (step % cfg.save_every and step != cfg.steps):
+            return
+        optim_tensors, groups = optimizer_to_tensors(optimizer, "optim")
+        loss_tensors = {f"loss.{k}": v for k, v in loss_fn.state_dict().items()}
+        meta = {**_provenance(cfg, summary, world), "step": step, "optimizer": groups}
+        save_adaptor(model, checkpoint, {**optim_tensors, **loss_tensors}, meta)
+
+    def step(s: int) -> dict[str, float]:
+        lr = lr_at(s, cfg.steps, cfg.warmup, cfg.lr)
+        return training_step(model, loss_fn, optimizer, next(batches), lr, world)
+
+    run_steps("train adaptor", start, cfg.steps, step, cfg.progress and world.is_main, save)
+    return TrainResult(checkpoint, model, cfg.steps)

@@ -1,0 +1,110 @@
+"""Train the level regressor on a built degkit dataset (``degkit train-regressor``).
+
+Targets per row come from :func:`degkit.models.estimator.levels_from_flat`
+(the flat columns). AdamW with the adaptor's settings, warm-up + cosine
+schedule, LR images as stored. Writes ``OUT/regressor.safetensors`` (weights,
+the types, the seed, the dataset's recipe hashes and the step) at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from degkit.models.adaptor import write_safetensors
+from degkit.models.estimator import LevelRegressor, level_loss, levels_from_flat
+from degkit.train.data import dataset_summary, step_batches
+from degkit.train.optim import adamw, lr_at, set_lr
+from degkit.train.steps import run_steps
+
+__all__ = ["RegressorConfig", "load_regressor", "train_regressor"]
+
+CHECKPOINT = "regressor.safetensors"
+LEVEL_COLUMNS = ("blur_sigma", "noise_kind", "noise_level", "jpeg_quality", "ringing")
+
+
+@dataclasses.dataclass
+class RegressorConfig:
+    """Options of one ``degkit train-regressor`` run."""
+
+    data: Path
+    out: Path
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 20
+    weight_decay: float = 0.2
+    width: int = 32
+    seed: int = 0
+    device: str = "cpu"
+    split: str = "train"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        for name in ("steps", "batch_size", "width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+
+
+def _targets(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(batch["lr"])
+    rows = [{name: batch[name][i] for name in LEVEL_COLUMNS} for i in range(n)]
+    pairs = [levels_from_flat(row) for row in rows]
+    levels = torch.tensor([p[0] for p in pairs], device=device)
+    present = torch.tensor([p[1] for p in pairs], device=device)
+    return levels, present
+
+
+def train_regressor(cfg: RegressorConfig) -> Path:
+    """Train and write ``OUT/regressor.safetensors``; return its path."""
+    device = torch.device(cfg.device)
+    checkpoint = cfg.out / CHECKPOINT
+    if checkpoint.exists():
+        raise ValueError(f"--out {cfg.out} already holds {CHECKPOINT}; pass a new --out")
+    summary = dataset_summary(cfg.data, cfg.split)
+    torch.manual_seed(cfg.seed)
+    model = LevelRegressor(width=cfg.width).to(device)
+    optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
+    batches = step_batches(cfg.data, ("lr", *LEVEL_COLUMNS), cfg.batch_size, cfg.seed)
+
+    def step(s: int) -> dict[str, float]:
+        batch = next(batches)
+        levels, present = _targets(batch, device)
+        loss = level_loss(model(batch["lr"].to(device)), levels, present, model.scales)
+        set_lr(optimizer, lr_at(s, cfg.steps, cfg.warmup, cfg.lr))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": float(loss.detach())}
+
+    run_steps("train regressor", 0, cfg.steps, step, cfg.progress)
+    meta = {
+        "types": list(model.types),
+        "width": cfg.width,
+        "seed": cfg.seed,
+        "step": cfg.steps,
+        "recipe_hashes": summary["recipe_hashes"],
+        "targets": "levels_from_flat (flat columns: the last op of each type)",
+    }
+    write_safetensors(model.state_dict(), checkpoint, {"degkit": json.dumps(meta, sort_keys=True)})
+    return checkpoint
+
+
+def load_regressor(path: str | Path) -> tuple[LevelRegressor, dict]:
+    """A checkpoint of :func:`train_regressor`: (model, metadata)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("degkit", "{}"))
+    if "types" not in meta:
+        raise ValueError(f"{path}: not a degkit regressor checkpoint")
+    model = LevelRegressor(types=meta["types"], width=meta["width"])
+    model.load_state_dict(load_file(str(path)))
+    return model, meta

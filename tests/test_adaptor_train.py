@@ -1,0 +1,260 @@
+"""Training the adaptor: what moves, what stays frozen, loss falls, checkpoints resume exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from adaptor_helpers import TINY, ddp_worker
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import degkit.train.adaptor as trainer
+from degkit.captions import PAPER_TYPES
+from degkit.cli import main as cli_main
+from degkit.data.build import BuildConfig, build_dataset
+from degkit.models import config as model_config
+from degkit.models.adaptor import DegradationAdaptor, build_clip, load_adaptor
+from degkit.models.losses import AdaptorLoss
+from degkit.train.adaptor import TrainConfig, train_adaptor, training_step
+from degkit.train.optim import adamw, lr_at
+from degkit.train.regressor import load_regressor
+
+CAPTIONS = {
+    "degradation_caption": ["blur a", "noise b", "blur a", "jpeg c"],
+    "fine_captions": [["b1", "n0"], ["b0", "n1"], ["b1", "n0"], ["b0", "n0"]],
+    "content_caption": ["a red wall", "grass", "a red wall", "sky"],
+}
+
+
+def _batch() -> dict:
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(4, 3, 1, 1, generator=g).expand(4, 3, 16, 16)
+    return {"lr": (base + 0.2 * torch.rand(4, 3, 16, 16, generator=g)).clamp(0, 1), **CAPTIONS}
+
+
+def _setup(loss: str = "siglip"):
+    torch.manual_seed(0)
+    model = DegradationAdaptor(model_config.get_config("small", **_tiny_fields(num_types=2)))
+    loss_fn = AdaptorLoss(loss)
+    optimizer = adamw(model.trainable_parameters() + list(loss_fn.named_parameters()), 3e-3)
+    return model, loss_fn, optimizer
+
+
+def _tiny_fields(**overrides):
+    return {**{k: v for k, v in TINY.to_dict().items() if k != "name"}, **overrides}
+
+
+def test_only_controller_zero_layers_heads_and_temperatures_train():
+    model, loss_fn, optimizer = _setup()
+    frozen = {k: v.clone() for k, v in model.clip.state_dict().items()}
+    trainable_before = {n: p.detach().clone() for n, p in model.trainable_parameters()}
+    for _ in range(3):
+        training_step(model, loss_fn, optimizer, _batch(), 3e-3)
+        assert all(p.grad is None for p in model.clip.parameters())
+    for name, value in model.clip.state_dict().items():
+        assert torch.equal(value, frozen[name]), name
+    grads = {n: p.grad for n, p in model.trainable_parameters()}
+    for prefix in ("controller.", "zero_layers.", "type_head."):
+        assert any(
+            g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix)
+        )
+    moved = [n for n, p in model.trainable_parameters() if not torch.equal(p, trainable_before[n])]
+    assert any(n.startswith("zero_layers.") for n in moved)
+    assert all(p.grad is not None for p in loss_fn.parameters())
+    assert model.clip.training is False and model.controller.training is True
+
+
+@pytest.mark.parametrize("loss", ["siglip", "infonce"])
+def test_loss_falls_on_a_fixed_batch(loss):
+    model, loss_fn, optimizer = _setup(loss)
+    losses = [training_step(model, loss_fn, optimizer, _batch(), 3e-3)["loss"] for _ in range(12)]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_step_runs_in_bf16_autocast_and_keeps_fp32_weights():
+    model, loss_fn, optimizer = _setup()
+    model.cuda(), loss_fn.cuda()
+    optimizer = adamw(model.trainable_parameters() + list(loss_fn.named_parameters()), 3e-3)
+    frozen = {k: v.clone() for k, v in model.clip.state_dict().items()}
+    numbers = training_step(model, loss_fn, optimizer, _batch(), 3e-3)
+    assert math.isfinite(numbers["loss"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    for name, value in model.clip.state_dict().items():
+        assert torch.equal(value, frozen[name]), name
+
+
+def test_adamw_decays_weight_matrices_only():
+    model, loss_fn, _ = _setup()
+    named = model.trainable_parameters() + list(loss_fn.named_parameters())
+    optimizer = adamw(named, 1e-3, 0.2)
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+    assert optimizer.defaults["betas"] == (0.9, 0.98) and optimizer.defaults["eps"] == 1e-6
+    ids = {id(p) for p in no_decay["params"]}
+    for name, param in named:
+        is_matrix = param.ndim >= 2
+        assert (id(param) not in ids) == is_matrix, name
+        if name.endswith(("bias", "logit_scale")) or ".ln_" in name:
+            assert id(param) in ids, name
+
+
+def test_lr_warms_up_then_follows_a_cosine():
+    assert [lr_at(s, 10, 2, 1.0) for s in (0, 1)] == [0.5, 1.0]
+    for s in range(2, 10):
+        assert lr_at(s, 10, 2, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * (s - 2) / 8)))
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("adaptor") / "set"
+    build_dataset(BuildConfig(recipe="deplsr", out=out, crop=64, seed=3, progress=False))
+    return out
+
+
+@pytest.fixture
+def tiny_model(monkeypatch):
+    monkeypatch.setitem(model_config.CONFIGS, "tiny", TINY)
+
+
+def _config(data, out, **overrides) -> TrainConfig:
+    options = dict(
+        model="tiny", steps=4, pretrain_steps=2, batch_size=4, warmup=1, save_every=2, seed=5
+    )
+    return TrainConfig(data=data, out=out, progress=False, **{**options, **overrides})
+
+
+def test_resume_continues_exactly_and_checkpoints_record_provenance(
+    tiny_dataset, tiny_model, tmp_path, monkeypatch
+):
+    straight = train_adaptor(_config(tiny_dataset, tmp_path / "a")).checkpoint
+
+    calls = {"n": 0}
+    real_step = trainer.training_step
+
+    def dies_at_third_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "training_step", dies_at_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_adaptor(_config(tiny_dataset, tmp_path / "b"))
+    monkeypatch.setattr(trainer, "training_step", real_step)
+    _, meta, _ = load_adaptor(tmp_path / "b" / "last.safetensors")
+    assert meta["step"] == 2
+    with pytest.raises(ValueError, match="already holds last.safetensors; pass --resume"):
+        train_adaptor(_config(tiny_dataset, tmp_path / "b"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "clip-pretrained.safetensors").write_bytes(b"mine")
+    with pytest.raises(ValueError, match="already holds clip-pretrained.safetensors"):
+        train_adaptor(_config(tiny_dataset, tmp_path / "c"))
+    assert (tmp_path / "c" / "clip-pretrained.safetensors").read_bytes() == b"mine"
+    resumed = train_adaptor(_config(tiny_dataset, tmp_path / "b", resume=True)).checkpoint
+
+    with safe_open(str(straight), "pt") as a, safe_open(str(resumed), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert any(k.startswith("optim.") for k in a.keys())
+        for key in a.keys():
+            assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+    model, meta, _ = load_adaptor(resumed)
+    hashes = pq.read_table(next((tiny_dataset / "data").glob("*.parquet")), columns=["recipe_hash"])
+    assert meta["step"] == 4 and meta["init"] == "scratch" and meta["seed"] == 5
+    assert meta["recipe_hashes"] == sorted(set(hashes.column("recipe_hash").to_pylist()))
+    assert model.config.num_types == 5  # the deplsr recipe's per-type captions
+    assert (tmp_path / "b" / "clip-pretrained.safetensors").is_file()
+
+
+def test_resume_refuses_other_settings(tiny_dataset, tiny_model, tmp_path):
+    train_adaptor(_config(tiny_dataset, tmp_path, steps=2))
+    with pytest.raises(ValueError, match="another seed"):
+        train_adaptor(_config(tiny_dataset, tmp_path, steps=2, seed=6, resume=True))
+
+
+def test_cli_trains_and_says_the_content_term_is_dropped(
+    tiny_dataset, tiny_model, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    argv = ["train-adaptor", "--data", str(tiny_dataset), "--out", str(out), "--model", "tiny"]
+    argv += ["--steps", "1", "--pretrain-steps", "1", "--batch-size", "4", "--quiet"]
+    assert cli_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "no content captions: the content term of the loss is dropped" in captured.err
+    assert captured.out.strip() == str(out / "last.safetensors")
+    with safe_open(str(out / "last.safetensors"), "pt") as f:
+        meta = json.loads(f.metadata()["degkit"])
+    assert meta["init"] == "scratch" and meta["content_term"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--init", "missing.pt"], "--init missing.pt: no such file"),
+        (["--loss-weights", "0.2,0.8"], "--loss-weights '0.2,0.8'"),
+        (["--batch-size", "1"], "--batch-size must be >= 2"),
+        (["--model", "huge"], "unknown adaptor config 'huge'"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
+    argv = ["train-adaptor", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *extra]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("degkit train-adaptor: error:") and message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    # fork: the ranks inherit the imported modules instead of importing torch again
+    torch.multiprocessing.start_processes(
+        ddp_worker, args=(2, port, tiny_dataset, out), nprocs=2, start_method="fork"
+    )
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for name, value in rank0.items():
+        assert torch.equal(value, rank1[name]), name
+    model, meta, _ = load_adaptor(out / "last.safetensors")
+    assert meta["world_size"] == 2 and meta["step"] == 1
+    for name, param in model.trainable_parameters():
+        assert torch.equal(param, rank0[name]), name
+
+
+def test_cli_trains_the_level_regressor(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "reg"
+    argv = ["train-regressor", "--data", str(tiny_dataset), "--out", str(out)]
+    argv += ["--steps", "3", "--batch-size", "4", "--width", "8", "--quiet"]
+    assert cli_main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(out / "regressor.safetensors")
+    model, meta = load_regressor(out / "regressor.safetensors")
+    assert meta["step"] == 3 and meta["types"] == list(PAPER_TYPES)
+    out_levels = model(torch.rand(2, 3, 16, 16)).levels
+    assert out_levels.shape == (2, len(PAPER_TYPES))
+    assert cli_main(argv) == 2  # never overwrites a checkpoint
+    assert "already holds regressor.safetensors" in capsys.readouterr().err
+
+
+def test_cli_init_file_freezes_those_weights_and_records_the_init(
+    tiny_dataset, tiny_model, tmp_path, capsys
+):
+    torch.manual_seed(9)
+    weights = {k: v.contiguous() for k, v in build_clip(TINY).state_dict().items()}
+    init = tmp_path / "clip.safetensors"
+    save_file(weights, str(init))
+    out = tmp_path / "run"
+    argv = ["train-adaptor", "--data", str(tiny_dataset), "--out", str(out), "--model", "tiny"]
+    argv += ["--init", str(init), "--steps", "2", "--batch-size", "4", "--quiet"]
+    assert cli_main(argv) == 0, capsys.readouterr().err
+    model, meta, _ = load_adaptor(out / "last.safetensors")
+    assert meta["init"] == str(init)
+    assert not (out / "clip-pretrained.safetensors").exists()  # no pre-training with a file
+    for name, value in weights.items():
+        assert torch.equal(model.clip.state_dict()[name], value), name

@@ -1,0 +1,88 @@
+"""The level regressor (the non-VLM control): targets from flat columns, masked loss, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from adaptor_helpers import scalar
+
+from degkit.captions import PAPER_TYPES, flat_columns
+from degkit.models.estimator import LEVEL_SCALES, LevelRegressor, level_loss, levels_from_flat
+
+
+def test_levels_from_flat_columns_of_hand_made_records():
+    records = [
+        {"op": "blur", "kernel": "iso", "kernel_size": 7, "sigma_x": 1.5, "sigma_y": 1.5},
+        {"op": "poisson_noise", "scale": 2.0, "gray": False, "seed": 1},
+        {"op": "jpeg", "quality": 40.0, "mode": "codec"},
+    ]
+    levels, present = levels_from_flat(flat_columns(records))
+    assert dict(zip(PAPER_TYPES, present, strict=True)) == {
+        "blur": True,
+        "gaussian noise": False,
+        "poisson noise": True,
+        "jpeg": True,
+        "ringing": False,
+    }
+    assert levels == [1.5, 0.0, 2.0, 40.0, 0.0]
+    levels, present = levels_from_flat(
+        flat_columns([{"op": "gaussian_noise", "sigma": 12.0, "gray": True, "seed": 2}])
+    )
+    assert present == [False, True, False, False, False] and levels[1] == 12.0
+    levels, present = levels_from_flat(flat_columns([{"op": "ringing", "cutoff": 1.2}]))
+    assert present == [False, False, False, False, True] and levels[4] == 1.0
+
+
+def test_outputs_per_type_for_any_image_size():
+    model = LevelRegressor()
+    for size in (16, 23):
+        out = model(torch.rand(2, 3, size, size))
+        assert out.presence_logits.shape == out.levels.shape == (2, len(PAPER_TYPES))
+    with pytest.raises(ValueError, match="no level scale"):
+        LevelRegressor(types=("blur", "haze"))
+
+
+def test_loss_ignores_the_level_predicted_for_absent_types():
+    model = LevelRegressor()
+    out = model(torch.rand(3, 3, 16, 16))
+    levels = torch.tensor([[1.0, 0, 0, 50, 0]] * 3)
+    present = torch.tensor([[True, False, False, True, False]] * 3)
+    scales = torch.tensor([LEVEL_SCALES[t] for t in PAPER_TYPES])
+    before = level_loss(out, levels, present, scales).detach()
+    out.levels = out.levels.detach().clone()
+    out.levels[:, 1] += 100.0  # an absent type: its level is not a target
+    assert scalar(level_loss(out, levels, present, scales)) == pytest.approx(scalar(before))
+    out.levels[:, 0] = levels[:, 0] + 3.0  # a present one, now further off
+    assert scalar(level_loss(out, levels, present, scales)) > scalar(before)
+
+
+def test_regressor_learns_noise_level_and_presence_on_a_toy_set():
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    sigma = 5 + torch.rand(n, generator=g) * 25  # Gaussian noise sigma on 0-255
+    present = torch.zeros(n, 5, dtype=torch.bool)
+    present[: n // 2, 1] = True  # the first half is noisy, the second clean
+    sigma = torch.where(present[:, 1], sigma, torch.zeros(n))
+    base = torch.rand(n, 3, 1, 1, generator=g) * 0.5 + 0.25
+    images = (base + torch.randn(n, 3, 16, 16, generator=g) * sigma.view(-1, 1, 1, 1) / 255).clamp(
+        0, 1
+    )
+    levels = torch.zeros(n, 5)
+    levels[:, 1] = sigma
+    torch.manual_seed(0)
+    model = LevelRegressor(width=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(250):
+        loss = level_loss(model(images), levels, present, model.scales)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.25 * losses[0]
+    with torch.no_grad():
+        out = model(images)
+    noisy = present[:, 1]
+    error = (out.levels[noisy, 1] - sigma[noisy]).abs().mean()
+    assert error < 3.0  # sigma spans 5-30
+    assert ((out.presence_logits[:, 1] > 0) == noisy).float().mean() > 0.9
