@@ -86,3 +86,11 @@ def test_regressor_learns_noise_level_and_presence_on_a_toy_set():
     error = (out.levels[noisy, 1] - sigma[noisy]).abs().mean()
     assert error < 3.0  # sigma spans 5-30
     assert ((out.presence_logits[:, 1] > 0) == noisy).float().mean() > 0.9
+
+
+def test_levels_from_flat_reads_noise_kind_as_code_or_label():
+    row = flat_columns([{"op": "poisson_noise", "scale": 2.0, "gray": False, "seed": 1}])
+    as_label = {**row, "noise_kind": "poisson"}
+    as_tensor = {**row, "noise_kind": torch.tensor(row["noise_kind"])}
+    assert levels_from_flat(row) == levels_from_flat(as_label) == levels_from_flat(as_tensor)
+    assert levels_from_flat(row)[1] == [False, False, True, False, False]

@@ -46,8 +46,8 @@ def levels_from_flat(row: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
     ``noise_kind`` may be its label or its class code (as stored in datasets).
     """
     noise_kind = row.get("noise_kind")
-    if isinstance(noise_kind, int):
-        noise_kind = flat_schema()["noise_kind"].labels[noise_kind]
+    if noise_kind is not None and not isinstance(noise_kind, str):  # a class code (int, tensor)
+        noise_kind = flat_schema()["noise_kind"].labels[int(noise_kind)]
     values = {
         "blur": row.get("blur_sigma"),
         "gaussian noise": row.get("noise_level") if noise_kind == "gaussian" else None,
