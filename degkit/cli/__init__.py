@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from degkit.cli import (
     adaptor_commands,
     data_commands,
+    estimation_commands,
     eval_commands,
     merge_commands,
     ops_commands,
@@ -28,6 +29,7 @@ COMMAND_MODULES = (
     set_commands,
     eval_commands,
     adaptor_commands,
+    estimation_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.

@@ -17,7 +17,8 @@ matrices only), linear warm-up then cosine decay, and bf16 autocast on CUDA
 (none on the CPU). LR images are used as stored: no augmentation. Runs are
 seeded; on the CPU a run is deterministic, and ``resume`` continues from
 ``last.safetensors`` exactly as the uninterrupted run would. Every checkpoint
-records the config, the init, the step, the dataset's recipe hash and the seed.
+records the config, the init, the step, the dataset's recipe hash, the seed
+and the wall seconds of pre-training and training (summed over resumed runs).
 Under ``torchrun`` every rank trains on its own part of the data with averaged
 gradients (:mod:`degkit.train.distributed`); rank 0 writes the files.
 """
@@ -28,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -282,14 +284,17 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
     loss_fn = AdaptorLoss(
         cfg.loss, cfg.content_weight, cfg.degradation_weight, cfg.types_weight
     ).to(device)
-    start = 0
+    start, seconds = 0, {"pretrain": 0.0, "train": 0.0}
     if cfg.resume and checkpoint.exists():
         model, meta, tensors = load_adaptor(checkpoint, device)
         _check_resumable(cfg, meta, summary, world)
         loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
         start = meta["step"]
+        seconds.update(meta.get("wall_seconds", {}))
     else:
+        began = time.perf_counter()
         model = _build_model(cfg, summary["num_types"], device, world)
+        seconds["pretrain"] = time.perf_counter() - began if cfg.init == "scratch" else 0.0
     named = model.trainable_parameters() + list(loss_fn.named_parameters())
     optimizer = adamw(named, cfg.lr, cfg.weight_decay)
     if start:
@@ -299,13 +304,16 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
     columns = ["lr", "degradation_caption", "fine_captions", "content_caption"]
     batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split, world)
     model.train()
+    trained_before, began = seconds["train"], time.perf_counter()
 
     def save(step: int) -> None:
         if not world.is_main or (step % cfg.save_every and step != cfg.steps):
             return
+        seconds["train"] = trained_before + time.perf_counter() - began
         optim_tensors, groups = optimizer_to_tensors(optimizer, "optim")
         loss_tensors = {f"loss.{k}": v for k, v in loss_fn.state_dict().items()}
         meta = {**_provenance(cfg, summary, world), "step": step, "optimizer": groups}
+        meta["wall_seconds"] = dict(seconds)
         save_adaptor(model, checkpoint, {**optim_tensors, **loss_tensors}, meta)
 
     def step(s: int) -> dict[str, float]:
