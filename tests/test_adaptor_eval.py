@@ -24,6 +24,7 @@ from degkit.models import config as model_config
 from degkit.models.adaptor import write_safetensors
 from degkit.models.estimator import LevelRegressor
 from degkit.train.adaptor import TrainConfig, train_adaptor
+from degkit.train.data import templated
 from degkit.train.regressor import RegressorConfig, train_regressor
 
 BLUR, NOISE, POISSON, JPEG, RINGING = PROTOCOL
@@ -192,6 +193,8 @@ def test_cli_writes_results_report_and_figures(trained, tmp_path, capsys):
     assert set(prov["adaptor"]["wall_seconds"]) == {"pretrain", "train"}
     assert prov["regressor"]["step"] == 2 and prov["data"]["rows"] == n
     assert prov["command"][:2] == ["degkit", "eval-adaptor"]
+    assert results["protocol"]["prompt_template"] == "A photo with {}"  # the trainer's default
+    assert results["protocol"]["types"][0]["prompts"][1] == "A photo with blur with sigma:1.0"
     report = (out / "report.md").read_text()
     assert prov["data"]["fingerprint"] in report and "| jpeg (quality) | 30, 50, 70, 90 |" in report
     for name in ("confusion.png", "pca.png"):
@@ -215,3 +218,19 @@ def test_cli_errors_name_the_file_and_what_is_wrong(trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"degkit eval-adaptor: error: {shard}: no column(s) ['blur_sigma'")
     assert len(err.splitlines()) == 1
+
+
+def test_training_captions_go_into_the_template_the_prompts_use():
+    batch = {
+        "degradation_caption": ["blur with sigma:1.0"],
+        "fine_captions": [["blur with sigma:1.0", "no ringing and overshoot artifacts"]],
+        "content_caption": ["a cat"],
+    }
+    (out,) = templated(iter([batch]), estimation.PROMPT_TEMPLATE)
+    assert out["degradation_caption"] == ["A photo with blur with sigma:1.0"]
+    assert out["fine_captions"][0][1] == "A photo with no ringing and overshoot artifacts"
+    assert out["content_caption"] == ["a cat"]
+    assert estimation.prompts(BLUR, "{}") == BLUR.captions()
+    for bad in ("no slot", "{} and {}", "{x} {}"):
+        with pytest.raises(ValueError, match="--caption-template"):
+            TrainConfig(data="d", out="o", caption_template=bad)

@@ -15,7 +15,8 @@ ringing         absent (0), present (1) exact
 
 The true level of an absent type is 0 (ringing: 0 absent, 1 present). The
 adaptor scores its fine embedding of a type against the text prompts
-``"A photo with {caption}"`` (:func:`prompts`), the caption being that type's
+``"A photo with {caption}"`` (:func:`prompts`; an adaptor trained with another
+caption template is scored with its own), the caption being that type's
 fine caption at each prompt level (level 0: the caption an absent type
 gets), and picks the most similar. The level regressor's prediction (0 where
 its presence probability is below 0.5) is snapped to the nearest prompt level
@@ -50,7 +51,8 @@ __all__ = [
     "true_levels",
 ]
 
-PROMPT_TEMPLATE = "A photo with {caption}"
+PROMPT_TEMPLATE = "A photo with {}"
+"""The protocol's prompt around a caption; ``degkit train-adaptor`` uses it by default."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +91,9 @@ PROTOCOL: tuple[TypeProtocol, ...] = (
 """The protocol of each of :data:`~degkit.captions.PAPER_TYPES`, in that order."""
 
 
-def prompts(protocol: TypeProtocol) -> list[str]:
-    """``"A photo with {caption}"`` for each prompt level of ``protocol``."""
-    return [PROMPT_TEMPLATE.format(caption=c) for c in protocol.captions()]
+def prompts(protocol: TypeProtocol, template: str = PROMPT_TEMPLATE) -> list[str]:
+    """``template`` (default ``"A photo with {}"``) around each prompt level's caption."""
+    return [template.format(c) for c in protocol.captions()]
 
 
 def true_levels(protocol: TypeProtocol, levels: np.ndarray, present: np.ndarray) -> np.ndarray:

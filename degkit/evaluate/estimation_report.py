@@ -90,8 +90,10 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Per type, each model picks one prompt level; a pick is correct when "
         "|prompt level - true level| < tolerance (the true level of an absent type is 0). "
-        f"The adaptor scores its fine embedding against `{results['protocol']['prompt_template']}` "
-        "(the type's fine caption at each level; level 0: the caption of an absent type) "
+        "The adaptor scores its fine embedding against the prompts "
+        f"`{results['protocol']['prompt_template'].replace('{}', '{caption}')}` "
+        "(the caption template it was trained with; the caption is the type's fine caption "
+        "at each level, level 0: the caption of an absent type) "
         "with the frozen text tower and takes the most similar; the regressor's level "
         "(0 where its presence probability is below 0.5) is snapped to the nearest prompt level. "
         "Chance: expected accuracy of a uniformly random prompt level; majority: the best "

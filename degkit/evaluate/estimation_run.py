@@ -107,9 +107,14 @@ def _batches(images: list[torch.Tensor], size: int) -> list[list[torch.Tensor]]:
 def adaptor_choices(
     path: str | Path, images: list[torch.Tensor], batch_size: int = 64
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
-    """Per type: (chosen prompt index ``N``, fine embeddings ``N x D``), and the checkpoint's
-    metadata with its config."""
+    """Per type: chosen prompt index ``N`` and fine embeddings ``N x D``; and the checkpoint's
+    metadata with its config and the prompt template.
+
+    The prompts use the caption template the adaptor was trained with (a
+    checkpoint recording none was trained on bare captions).
+    """
     model, meta, _ = load_adaptor(path)
+    template = meta.get("train", {}).get("caption_template", "{}")
     if model.config.num_types != len(PAPER_TYPES):
         raise ValueError(
             f"{path}: the adaptor has {model.config.num_types} per-type embeddings; the "
@@ -121,11 +126,12 @@ def adaptor_choices(
     )
     choices, fine = {}, {}
     for k, protocol in enumerate(estimation.PROTOCOL):
-        text = model.encode_text(estimation.prompts(protocol))
+        text = model.encode_text(estimation.prompts(protocol, template))
         choices[protocol.name] = (embeddings[:, k] @ text.T).argmax(dim=1).numpy()
         fine[protocol.name] = embeddings[:, k].numpy()
     meta = {k: v for k, v in meta.items() if k != "optimizer"}  # resume state, not provenance
-    return choices, fine, {**meta, "config": model.config.to_dict(), "path": str(path)}
+    meta.update(config=model.config.to_dict(), path=str(path), prompt_template=template)
+    return choices, fine, meta
 
 
 @torch.no_grad()
@@ -197,11 +203,12 @@ def estimate(
         if regressor_picked:
             entry["regressor"] = _scores(protocol, regressor_picked[protocol.name], true)
         types[protocol.name] = entry
+    template = adaptor_meta["prompt_template"]
     results = {
         "protocol": {
-            "prompt_template": estimation.PROMPT_TEMPLATE,
+            "prompt_template": template,
             "types": [
-                {**dataclasses.asdict(p), "prompts": estimation.prompts(p)}
+                {**dataclasses.asdict(p), "prompts": estimation.prompts(p, template)}
                 for p in estimation.PROTOCOL
             ],
         },

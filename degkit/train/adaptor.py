@@ -12,6 +12,11 @@ Two phases:
    loss temperatures are trained with :class:`~degkit.models.losses.AdaptorLoss`
    on (LR image, captions) batches.
 
+In both phases every degradation and fine caption goes into
+``caption_template`` (default ``"A photo with {}"``, the prompt of the
+degradation-estimation protocol), so the text tower sees in training the
+prompts it is scored with; content captions are used as they are.
+
 Both phases use AdamW (betas 0.9 / 0.98, eps 1e-6, weight decay on weight
 matrices only), linear warm-up then cosine decay, and bf16 autocast on CUDA
 (none on the CPU). LR images are used as stored: no augmentation. Runs are
@@ -36,6 +41,7 @@ from typing import Any
 
 import torch
 
+from degkit.evaluate.estimation import PROMPT_TEMPLATE
 from degkit.models.adaptor import (
     DegradationAdaptor,
     build_clip,
@@ -47,7 +53,7 @@ from degkit.models.adaptor import (
 )
 from degkit.models.config import get_config
 from degkit.models.losses import AdaptorLoss, InfoNCELoss, positive_mask
-from degkit.train.data import dataset_summary, step_batches
+from degkit.train.data import dataset_summary, step_batches, templated
 from degkit.train.distributed import SINGLE, World, average_gradients, join_world, rank_device
 from degkit.train.optim import (
     adamw,
@@ -83,6 +89,7 @@ class TrainConfig:
     types_weight: float = 0.5
     pretrain_steps: int = 200
     pretrain_lr: float = 5e-4
+    caption_template: str = PROMPT_TEMPLATE
     save_every: int = 50
     seed: int = 0
     device: str = "cpu"
@@ -100,6 +107,12 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
         if self.batch_size < 2:
             raise ValueError("--batch-size must be >= 2 (contrastive batches need negatives)")
+        rest = self.caption_template.replace("{}", "", 1)
+        if "{}" not in self.caption_template or "{" in rest or "}" in rest:
+            raise ValueError(
+                f"--caption-template {self.caption_template!r}: needs exactly one '{{}}' "
+                "(where the caption goes) and no other braces"
+            )
         if self.init != "scratch" and not Path(self.init).is_file():
             raise FileNotFoundError(f"--init {self.init}: no such file (or use --init scratch)")
         get_config(self.model)
@@ -214,6 +227,7 @@ def _build_model(
         columns = ["lr", "degradation_caption", "content_caption"]
         columns += ["hr"] if summary["has_content_captions"] else []
         batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split, world)
+        batches = templated(batches, cfg.caption_template)
         pretrain_clip(
             clip.to(device),
             batches,
@@ -303,6 +317,7 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
             _say(f"resuming at step {start} of {cfg.steps}")
     columns = ["lr", "degradation_caption", "fine_captions", "content_caption"]
     batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split, world)
+    batches = templated(batches, cfg.caption_template)
     model.train()
     trained_before, began = seconds["train"], time.perf_counter()
 
