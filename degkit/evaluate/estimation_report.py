@@ -117,7 +117,7 @@ def markdown(results: dict[str, Any]) -> str:
             str(entry["n"]),
             f"{entry['chance']:.3f}",
             f"{entry['majority']:.3f} ({majority_level})",
-            *(f"**{entry[m]['accuracy']:.3f}**" for m in models),
+            *(f"{entry[m]['accuracy']:.3f}" for m in models),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
