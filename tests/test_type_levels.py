@@ -119,6 +119,8 @@ def test_an_absent_type_and_a_tiny_one_read_differently() -> None:
         "poisson noise with scale:0.03",
     ]
     assert [rec["scale"] for rec in parse_caption(tiny[2])] == [0.03]
+    # only a level that would print as 0 gets more decimals
+    assert fine_captions([poisson(0.076)])[2] == "poisson noise with scale:0.1"
     levels, present = levels_from_flat(flat_columns([poisson(0.027)]))
     assert levels == [0, 0, 0.027, 0, 0] and present == [False, False, True, False, False]
     assert levels_from_flat(flat_columns([])) == ([0.0] * 5, [False] * 5)

@@ -79,8 +79,8 @@ class CaptionType:
         if len(fields) > 1:
             raise TypeError(f"caption type {self.name!r}: a level fills one field, not {fields}")
         decimals = int(fields[0])
-        if level != 0:
-            decimals = max(decimals, -math.floor(math.log10(abs(level))))
+        if level != 0 and float(f"{level:.{decimals}f}") == 0:
+            decimals = -math.floor(math.log10(abs(level)))
         return re.sub(r"\{\w+:[^}]*\}", f"{level:.{decimals}f}", self.template)
 
     def level(self, record: Record) -> int:
