@@ -1,7 +1,7 @@
 """Train the level regressor on a built degkit dataset (``degkit train-regressor``).
 
 Targets per row come from :func:`degkit.models.estimator.levels_from_flat`
-(the flat columns). AdamW with the adaptor's settings, warm-up + cosine
+(the per-type level columns). AdamW with the adaptor's settings, warm-up + cosine
 schedule, LR images as stored. Writes ``OUT/regressor.safetensors`` (weights,
 the types, the seed, the dataset's recipe hashes and the step) at the end.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from degkit.levels import LEVEL_COLUMNS
 from degkit.models.adaptor import write_safetensors
 from degkit.models.estimator import LevelRegressor, level_loss, levels_from_flat
 from degkit.train.data import dataset_summary, step_batches
@@ -23,7 +24,6 @@ from degkit.train.steps import run_steps
 __all__ = ["RegressorConfig", "load_regressor", "train_regressor"]
 
 CHECKPOINT = "regressor.safetensors"
-LEVEL_COLUMNS = ("blur_sigma", "noise_kind", "noise_level", "jpeg_quality", "ringing")
 
 
 @dataclasses.dataclass
@@ -52,7 +52,7 @@ class RegressorConfig:
 
 def _targets(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(batch["lr"])
-    rows = [{name: batch[name][i] for name in LEVEL_COLUMNS} for i in range(n)]
+    rows = [{name: batch[name][i] for name in LEVEL_COLUMNS.values()} for i in range(n)]
     pairs = [levels_from_flat(row) for row in rows]
     levels = torch.tensor([p[0] for p in pairs], device=device)
     present = torch.tensor([p[1] for p in pairs], device=device)
@@ -69,7 +69,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = LevelRegressor(width=cfg.width).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
-    batches = step_batches(cfg.data, ("lr", *LEVEL_COLUMNS), cfg.batch_size, cfg.seed)
+    batches = step_batches(cfg.data, ("lr", *LEVEL_COLUMNS.values()), cfg.batch_size, cfg.seed)
 
     def step(s: int) -> dict[str, float]:
         batch = next(batches)
@@ -88,7 +88,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         "seed": cfg.seed,
         "step": cfg.steps,
         "recipe_hashes": summary["recipe_hashes"],
-        "targets": "levels_from_flat (flat columns: the last op of each type)",
+        "targets": "levels_from_flat (per-type level columns)",
     }
     write_safetensors(model.state_dict(), checkpoint, {"degkit": json.dumps(meta, sort_keys=True)})
     return checkpoint
