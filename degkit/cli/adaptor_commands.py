@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'scratch' (pre-train the CLIP on the dataset first) or an open_clip weights "
         "file (.pt / .bin / .safetensors) of the --model architecture (default: scratch)",
     )
+    p.add_argument(
+        "--quick-gelu",
+        action="store_true",
+        help="QuickGELU activations, as OpenAI's CLIP weights need (open_clip's -quickgelu "
+        "models); the default GELU fits LAION / open_clip weights",
+    )
     p.add_argument("--steps", type=int, default=200, help="controller steps (default 200)")
     p.add_argument(
         "--batch-size", type=int, default=32, help="per process under torchrun (default 32)"
