@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "loss temperatures on the LR images and captions of a built dataset. Writes "
         "OUT/last.safetensors every --save-every steps (and, for --init scratch, "
         "OUT/clip-pretrained.safetensors); --resume continues an interrupted run. Under "
-        "torchrun each process trains on its own part of the data and gradients are averaged.",
+        "torchrun each process trains on its own part of the data, the contrastive losses "
+        "see every process's batch and gradients are averaged.",
     )
     p.add_argument("--data", required=True, help="a dataset folder written by degkit build")
     p.add_argument("--out", required=True, help="folder for the checkpoints")
