@@ -25,7 +25,15 @@ from torch import nn
 
 from degkit.captions import PAPER_TYPES, flat_schema
 
-__all__ = ["LEVEL_SCALES", "LevelOutput", "LevelRegressor", "level_loss", "levels_from_flat"]
+__all__ = [
+    "LEVEL_COLUMNS",
+    "LEVEL_SCALES",
+    "LevelOutput",
+    "LevelRegressor",
+    "level_loss",
+    "levels_from_batch",
+    "levels_from_flat",
+]
 
 LEVEL_SCALES: dict[str, float] = {
     "blur": 3.0,
@@ -35,6 +43,9 @@ LEVEL_SCALES: dict[str, float] = {
     "ringing": 1.0,
 }
 """Per type, the divisor that brings its level to about [0, 1] for the loss."""
+
+LEVEL_COLUMNS = ("blur_sigma", "noise_kind", "noise_level", "jpeg_quality", "ringing")
+"""The flat columns :func:`levels_from_flat` reads."""
 
 
 def levels_from_flat(row: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
@@ -57,6 +68,18 @@ def levels_from_flat(row: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
     }
     levels = [float(values[t]) if values[t] is not None else 0.0 for t in PAPER_TYPES]
     present = [values[t] is not None for t in PAPER_TYPES]
+    return levels, present
+
+
+def levels_from_batch(batch: Mapping[str, Sequence[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`levels_from_flat` of every row of a collated batch: levels and present, ``N x K``."""
+    missing = [name for name in LEVEL_COLUMNS if name not in batch]
+    if missing:
+        raise ValueError(f"batch has no column(s) {missing} (needed for per-type levels)")
+    n = len(batch[LEVEL_COLUMNS[0]])
+    pairs = [levels_from_flat({name: batch[name][i] for name in LEVEL_COLUMNS}) for i in range(n)]
+    levels = torch.tensor([p[0] for p in pairs], dtype=torch.float32).view(n, len(PAPER_TYPES))
+    present = torch.tensor([p[1] for p in pairs], dtype=torch.bool).view(n, len(PAPER_TYPES))
     return levels, present
 
 
