@@ -31,7 +31,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from degkit.models.backbones import family_of
@@ -117,7 +116,8 @@ def _run_dat(trunk: nn.Module, x: torch.Tensor, fuse: Fuse | None) -> torch.Tens
             features = fuse(i, features)
         features = layer(features, [height, width])
     features = trunk.norm(features)
-    features = rearrange(features, "b (h w) c -> b c h w", h=height, w=width)
+    # spandrel's rearrange "b (h w) c -> b c h w": the same view, so the same numbers after
+    features = features.reshape(len(x), height, width, -1).permute(0, 3, 1, 2)
     x = trunk.conv_after_body(features) + x
     if trunk.upsampler == "pixelshuffle":
         x = trunk.conv_before_upsample(x)
