@@ -76,6 +76,12 @@ def test_after_a_step_the_prior_steers_the_output(name, scale):
     assert all(torch.equal(v, trunk_after[k]) for k, v in trunk_before.items())
 
 
+def test_dat_with_fusion_has_the_published_size():
+    torch.manual_seed(0)
+    model = FusedSR(build_backbone("dat", 4), prior_dim=512)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 18.06
+
+
 def test_one_block_per_residual_group():
     assert len(_model("dat_tiny", 2).blocks) == 2  # two residual groups
     assert len(_model("compact_tiny", 2).blocks) == 2  # 4 body convs, a block every 2

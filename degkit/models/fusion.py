@@ -63,9 +63,10 @@ class FusionBlock(nn.Module):
     In order: the content token and the degradation tokens each cross-attend
     to the (normalised) image tokens, residual to their inputs; each of the
     ``K`` degradation tokens is concatenated with the content token (``K`` pairs
-    of ``2C``); the normalised image tokens attend to the normalised pairs
-    (keys and values ``Linear(2C, C)``), residual to the block's input; then a
-    residual MLP (hidden ``C``, GELU). The image attention's output projection
+    of ``2C``); the normalised image tokens attend to the pairs (keys and
+    values ``Linear(2C, C)``), residual to the block's input; then a residual
+    MLP (hidden ``C``, GELU). With ``C = 180`` and 512-wide priors, a DAT x4
+    with fusion has 18.06 M parameters, as published for DePLSR. The image attention's output projection
     and the MLP's last layer are zero-initialised (see the module doc).
     """
 
@@ -77,7 +78,6 @@ class FusionBlock(nn.Module):
         self.norm_degradation = nn.LayerNorm(width)
         self.content_attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.degradation_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.norm_pairs = nn.LayerNorm(2 * width)
         self.image_attn = nn.MultiheadAttention(
             width, heads, kdim=2 * width, vdim=2 * width, batch_first=True
         )
@@ -98,7 +98,6 @@ class FusionBlock(nn.Module):
         content = content + self.content_attn(c, x, x, need_weights=False)[0]
         degradation = degradation + self.degradation_attn(d, x, x, need_weights=False)[0]
         pairs = torch.cat([content.expand_as(degradation), degradation], dim=-1)
-        pairs = self.norm_pairs(pairs)
         image = image + self.image_attn(x, pairs, pairs, need_weights=False)[0]
         image = image + self.mlp(self.norm_mlp(image))
         return image, content, degradation
