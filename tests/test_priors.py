@@ -70,6 +70,11 @@ def test_frozen_estimators_get_no_gradient_and_stay_in_eval(estimators):
         assert not prior.model.training
         assert not any(p.requires_grad for p in prior.model.parameters())
     prior = build_prior("regressor", adaptor=adaptor, regressor=regressor)
+    with torch.no_grad():
+        out = regressor(_lr())
+    estimate = prior.estimate(_lr())
+    torch.testing.assert_close(estimate[..., 0], out.levels / regressor.scales)
+    torch.testing.assert_close(estimate[..., 1], torch.sigmoid(out.presence_logits))
     prior(_lr(), BATCH).sum().backward()
     assert all(p.grad is not None for p in prior.levels.parameters())
     assert all(p.grad is None for p in regressor.parameters())

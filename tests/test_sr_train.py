@@ -18,6 +18,7 @@ from degkit.data.loaders import ShardDataset, collate_rows
 from degkit.models.adaptor import DegradationAdaptor, save_adaptor
 from degkit.models.backbones import available_backbones
 from degkit.train import sr as sr_train
+from degkit.train.optim import multistep_lr_at
 from degkit.train.patches import paired_patches
 from degkit.train.sr import PRIOR_CHOICES, SRTrainConfig, train_sr
 
@@ -127,6 +128,17 @@ def test_cli_trains_with_the_adaptor_prior_and_names_bad_init(tiny_dataset, tmp_
     bad = ["--out", str(tmp_path / "bad"), "--init", str(dat / "trunk.safetensors")]
     assert main([*common, *bad]) == 2
     assert "not a Compact checkpoint" in capsys.readouterr().err
+
+
+def test_multistep_schedule_halves_at_the_milestones():
+    # the published DAT / DePLSR schedule: 500k steps, halved at 250k, 400k, 450k, 475k
+    rates = {
+        s: multistep_lr_at(s, 500_000, 2e-4, (0.5, 0.8, 0.9, 0.95))
+        for s in range(0, 500_000, 5_000)
+    }
+    changes = [s for s in sorted(rates)[1:] if rates[s] != rates[s - 5_000]]
+    assert changes == [250_000, 400_000, 450_000, 475_000]
+    assert rates[0] == 2e-4 and rates[475_000] == 2e-4 / 16
 
 
 def test_cli_choices_match_the_registries():

@@ -5,20 +5,16 @@ one the architecture's public checkpoints use: ``load_trunk_weights`` starts a
 trunk from such a checkpoint (``--init``), and :func:`save_trunk` writes a file
 that spandrel-based tools load and identify (architecture and scale).
 
-=============== ======== ================================================================
-name            class    setting
-=============== ======== ================================================================
-``dat``         DAT      embed 180, 6 groups of depth 6, 6 heads, split [8, 32],
-                         expansion 4 (14.80 M parameters at x4)
-``dat_s``       DAT      as ``dat`` with expansion 2, split [8, 16] (11.21 M at x4)
-``dat_light``   DAT      embed 60, one group of depth 18, 6 heads, split [8, 32],
-                         expansion 2, ``3conv`` residual, pixel-shuffle-direct
-                         upsampler (0.57 M at x4)
-``dat_tiny``    DAT      embed 32, 2 groups of depth 2, 2 heads, split [2, 4],
-                         expansion 2: for tests and CPU runs
-``compact``     Compact  Real-ESRGAN's SRVGGNetCompact: 64 features, 32 convs, PReLU
-``compact_tiny`` Compact 16 features, 4 convs, PReLU: for tests and CPU runs
-=============== ======== ================================================================
+- ``dat`` (DAT): embed 180, 6 groups of depth 6, 6 heads, split [8, 32],
+  expansion 4 (14.80 M parameters at x4);
+- ``dat_s`` (DAT): as ``dat`` with expansion 2, split [8, 16] (11.21 M at x4);
+- ``dat_light`` (DAT): embed 60, one group of depth 18, 6 heads, split [8, 32],
+  expansion 2, ``3conv`` residual, pixel-shuffle-direct upsampler (0.57 M at x4);
+- ``dat_tiny`` (DAT): embed 32, 2 groups of depth 2, 2 heads, split [2, 4],
+  expansion 2: for tests and CPU runs;
+- ``compact`` (Compact): Real-ESRGAN's SRVGGNetCompact, 64 features, 32
+  convs, PReLU;
+- ``compact_tiny`` (Compact): 16 features, 4 convs, PReLU: for tests and CPU runs.
 
 Every setting builds at scales 2, 3 and 4. DAT settings keep DAT's ``img_size``
 of 64 (the resolution its stored attention masks are made for; any input size

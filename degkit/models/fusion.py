@@ -65,9 +65,10 @@ class FusionBlock(nn.Module):
     ``K`` degradation tokens is concatenated with the content token (``K`` pairs
     of ``2C``); the normalised image tokens attend to the pairs (keys and
     values ``Linear(2C, C)``), residual to the block's input; then a residual
-    MLP (hidden ``C``, GELU). With ``C = 180`` and 512-wide priors, a DAT x4
-    with fusion has 18.06 M parameters, as published for DePLSR. The image attention's output projection
-    and the MLP's last layer are zero-initialised (see the module doc).
+    MLP (hidden ``C``, GELU). The image attention's output projection and the
+    MLP's last layer are zero-initialised (see the module doc). With ``C = 180``
+    and 512-wide priors, a DAT x4 with fusion has 18.06 M parameters, as
+    published for DePLSR.
     """
 
     def __init__(self, width: int, heads: int | None = None) -> None:
