@@ -122,7 +122,7 @@ def _say(message: str) -> None:
     print(f"degkit train-sr: {message}", file=sys.stderr)
 
 
-def dataset_scale(folder: Path, split: str) -> int:
+def _dataset_scale(folder: Path, split: str) -> int:
     """The one ``scale`` of a dataset split (an error when its rows mix scales)."""
     scales: set[int] = set()
     for file in split_files(folder, split):
@@ -198,7 +198,7 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
             f"--out {cfg.out} already holds {CHECKPOINT}; pass --resume or a new --out"
         )
     summary = dataset_summary(cfg.data, cfg.split)
-    scale = dataset_scale(cfg.data, cfg.split)
+    scale = _dataset_scale(cfg.data, cfg.split)
     provenance = _provenance(cfg, summary)
     torch.manual_seed(cfg.seed)
     prior = _prior(cfg, device)
