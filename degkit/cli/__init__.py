@@ -15,6 +15,7 @@ from degkit.cli import (
     ops_commands,
     recipe_commands,
     set_commands,
+    sr_commands,
 )
 from degkit.extras import MissingExtra
 
@@ -28,6 +29,7 @@ COMMAND_MODULES = (
     set_commands,
     eval_commands,
     adaptor_commands,
+    sr_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.

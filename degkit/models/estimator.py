@@ -33,6 +33,7 @@ __all__ = [
     "LevelOutput",
     "LevelRegressor",
     "level_loss",
+    "levels_from_batch",
     "levels_from_flat",
     "levels_from_records",
 ]
@@ -70,6 +71,19 @@ def levels_from_records(
 ) -> tuple[list[float], list[bool]]:
     """:func:`levels_from_flat`, computed from a sample's records (``hr_size``: the HR size)."""
     return _targets(type_levels(records, hr_size))
+
+
+def levels_from_batch(batch: Mapping[str, Sequence[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`levels_from_flat` of every row of a collated batch: levels and present, ``N x K``."""
+    columns = list(LEVEL_COLUMNS.values())
+    missing = [name for name in columns if name not in batch]
+    if missing:
+        raise ValueError(f"batch has no column(s) {missing} (needed for per-type levels)")
+    n = len(batch[columns[0]])
+    pairs = [levels_from_flat({name: batch[name][i] for name in columns}) for i in range(n)]
+    levels = torch.tensor([p[0] for p in pairs], dtype=torch.float32).view(n, len(PAPER_TYPES))
+    present = torch.tensor([p[1] for p in pairs], dtype=torch.bool).view(n, len(PAPER_TYPES))
+    return levels, present
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import torch
 
 from degkit.levels import LEVEL_COLUMNS
 from degkit.models.adaptor import write_safetensors
-from degkit.models.estimator import LevelRegressor, level_loss, levels_from_flat
+from degkit.models.estimator import LevelRegressor, level_loss, levels_from_batch
 from degkit.train.data import dataset_summary, step_batches
 from degkit.train.optim import adamw, lr_at, set_lr
 from degkit.train.steps import run_steps
@@ -50,15 +50,6 @@ class RegressorConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
 
 
-def _targets(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    n = len(batch["lr"])
-    rows = [{name: batch[name][i] for name in LEVEL_COLUMNS.values()} for i in range(n)]
-    pairs = [levels_from_flat(row) for row in rows]
-    levels = torch.tensor([p[0] for p in pairs], device=device)
-    present = torch.tensor([p[1] for p in pairs], device=device)
-    return levels, present
-
-
 def train_regressor(cfg: RegressorConfig) -> Path:
     """Train and write ``OUT/regressor.safetensors``; return its path."""
     device = torch.device(cfg.device)
@@ -73,7 +64,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
 
     def step(s: int) -> dict[str, float]:
         batch = next(batches)
-        levels, present = _targets(batch, device)
+        levels, present = (t.to(device) for t in levels_from_batch(batch))
         loss = level_loss(model(batch["lr"].to(device)), levels, present, model.scales)
         set_lr(optimizer, lr_at(s, cfg.steps, cfg.warmup, cfg.lr))
         optimizer.zero_grad(set_to_none=True)
