@@ -294,7 +294,8 @@ class EpochSampler(Sampler[int]):
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Endless batches of sample ids: batch ``s`` is epoch ``s // per_epoch``'s part ``s % per_epoch``.
+    """Endless batches of sample ids: batch ``s`` is part ``s % per_epoch`` of epoch
+    ``s // per_epoch``.
 
     Each epoch of :class:`EpochSampler` (this rank's part under DDP) is cut into
     ``per_epoch`` full batches, the remainder dropped. Starting at ``start``
