@@ -14,7 +14,7 @@ from degkit import recipes
 from degkit.captions import flat_columns
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.loaders import ShardDataset
-from degkit.models.estimator import levels_from_flat
+from degkit.models.estimator import levels_from_flat, levels_from_records
 from degkit.train.sr_data import (
     EpochSampler,
     EvalSampler,
@@ -170,3 +170,11 @@ def test_whole_pairs_are_the_stored_rows_in_the_training_layout(dataset):
     assert sample["id"] == 3
     assert torch.equal(sample["lr"], full[3]["lr"]) and torch.equal(sample["hr"], full[3]["hr"])
     assert sample.keys() == PairedPatches(dataset, SCALE, 8)[3].keys()
+
+
+def test_on_the_fly_levels_of_a_recipe_that_blurs_before_resizing(dataset):
+    pairs = OnTheFlyPairs(dataset, recipes.load("realesrgan"), lr_patch=8, seed=1)
+    sample = pairs[0]
+    levels, present = levels_from_records(sample["records"], hr_size=(32, 32))
+    assert sample["levels"].tolist() == pytest.approx(levels) and present[0]
+    assert sample["present"].tolist() == present

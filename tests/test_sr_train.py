@@ -237,3 +237,11 @@ def test_multistep_schedule_halves_at_the_milestones():
 def test_cli_choices_match_the_registries():
     assert list(sr_commands.BACKBONES) == available_backbones()
     assert sr_commands.PRIORS == PRIOR_CHOICES
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_run_uses_bf16_autocast_and_keeps_fp32_weights(tiny_dataset, tmp_path):
+    options = dict(device="cuda", target="usm", steps=2, val_data=tiny_dataset, val_every=2)
+    result = train_sr(_config(tiny_dataset, tmp_path / "cuda", backbone="dat_tiny", **options))
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in result.model.parameters())
+    assert 0 < result.validation[-1]["psnr_y"] < 100

@@ -245,12 +245,13 @@ class OnTheFlyPairs(_Pairs):
         )
         lr = result.lr[0].clamp(0, 1).mul(255).round().to(torch.uint8)
         records = result.records[0]
+        hr_size = (hr.shape[-2], hr.shape[-1])
         row = {
             **row,
             "records": records,
-            "fine_captions": captions_module.fine_captions(records),
+            "fine_captions": captions_module.fine_captions(records, hr_size),
         }
-        return _sample(sample_id, row, lr, hr, captions_module.flat_columns(records))
+        return _sample(sample_id, row, lr, hr, captions_module.flat_columns(records, hr_size))
 
 
 def collate_pairs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
