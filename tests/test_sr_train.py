@@ -218,6 +218,7 @@ def test_cli_trains_with_the_adaptor_prior_and_names_bad_flags(tiny_dataset, tmp
         (["--ema", "1"], "--ema 1.0"),
         (["--batch-size", "64"], "--batch-size: batch size 64 is larger than the 18 rows"),
         (["--recipe", "no-such-recipe"], "--recipe 'no-such-recipe'"),
+        (["--patch", "17"], "--patch 17 / --data"),
     ):
         assert main([*common, "--out", str(tmp_path / "bad"), *extra]) == 2, extra
         assert message in capsys.readouterr().err

@@ -425,6 +425,10 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         whole = WholePairs(cfg.data, cfg.split)
         estimates = _whole_estimates(prior, whole, world, device, cfg.workers) if prior else None
     try:
+        pairs[0]  # a patch larger than the images, or a scale the HR does not match
+    except ValueError as error:
+        raise ValueError(f"--patch {cfg.patch} / --data {cfg.data}: {error}") from None
+    try:
         sampler = StepBatchSampler(pairs, cfg.batch_size, cfg.seed, start, world.size, world.rank)
     except ValueError as error:
         raise ValueError(f"--batch-size: {error}") from None
