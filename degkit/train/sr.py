@@ -353,8 +353,9 @@ def _validate(
                     f"--val-data row {int(batch['id'][0])}: HR {tuple(hr.shape[-2:])} is not "
                     f"{scale} x the LR {tuple(lr.shape[-2:])}"
                 )
-            sums += torch.stack([metric(sr.float().clamp(0, 1), hr).sum(), torch.tensor(1.0)]).to(
-                sums
+            scores = metric(sr.float().clamp(0, 1), hr)
+            sums += torch.tensor(
+                [float(scores.sum()), len(scores)], dtype=sums.dtype, device=device
             )
     net.train()
     if world.size > 1:
