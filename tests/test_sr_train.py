@@ -116,16 +116,15 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path, monkeypatch):
         train_sr(_config(tiny_dataset, tmp_path / "b", resume=True, lr=1e-3, **options))
 
 
-def test_on_the_fly_run_is_the_same_with_and_without_worker_processes(tiny_dataset, tmp_path):
-    options = dict(recipe="deplsr", target="usm", steps=2, batch_size=2, save_every=2)
-    runs = [
-        load_file(
-            str(
-                train_sr(_config(tiny_dataset, tmp_path / f"w{w}", workers=w, **options)).checkpoint
-            )
+@pytest.mark.parametrize("recipe", [None, "deplsr"], ids=["stored", "on-the-fly"])
+def test_a_run_is_the_same_with_and_without_worker_processes(tiny_dataset, tmp_path, recipe):
+    options = dict(recipe=recipe, target="usm", steps=2, batch_size=2, save_every=2)
+    runs = []
+    for workers in (0, 2):
+        result = train_sr(
+            _config(tiny_dataset, tmp_path / f"w{workers}", workers=workers, **options)
         )
-        for w in (0, 2)
-    ]
+        runs.append(load_file(str(result.checkpoint)))
     assert runs[0].keys() == runs[1].keys()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
