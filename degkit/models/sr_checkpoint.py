@@ -1,0 +1,148 @@
+"""Read a ``degkit train-sr`` checkpoint back as a ready model and prior.
+
+The file (``OUT/last.safetensors``) holds ``model.*`` tensors (the
+:class:`~degkit.models.fusion.FusedSR`), ``prior.*`` tensors (the prior's
+trainable part; its frozen estimator comes from the adaptor / regressor file
+named in the metadata) and, when the run kept one, an exponential moving
+average of both under ``ema.model.*`` / ``ema.prior.*``, preferred when
+present. Its safetensors metadata holds JSON under ``"degkit"``: ``config``
+(backbone, scale, prior, prior_dim, num_types), the training options under
+``train`` (including the ``adaptor`` / ``regressor`` paths) and the ``step``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from degkit.models.backbones import build_backbone
+from degkit.models.fusion import FusedSR
+from degkit.models.priors import Prior, build_prior
+
+__all__ = ["EMA_PREFIX", "load_sr_checkpoint", "read_sr_checkpoint", "read_sr_meta", "section"]
+
+EMA_PREFIX = "ema."
+_NEEDS = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
+
+
+def read_sr_meta(path: str | Path) -> dict[str, Any] | None:
+    """The ``degkit`` metadata of an SR checkpoint, or None when ``path`` is not one
+    (not safetensors, or no ``config`` with a ``backbone``)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        meta = json.loads(header["degkit"])
+    except Exception:  # not safetensors, no or bad degkit metadata
+        return None
+    config = meta.get("config") if isinstance(meta, dict) else None
+    return meta if isinstance(config, dict) and "backbone" in config else None
+
+
+def read_sr_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(metadata, every tensor) of an SR checkpoint; a clear error when it is not one."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    meta = read_sr_meta(path)
+    if meta is None:
+        raise ValueError(
+            f"{path}: not a degkit SR checkpoint (no 'degkit' metadata with a config "
+            "naming a backbone; degkit train-sr writes OUT/last.safetensors)"
+        )
+    return meta, load_file(str(path), device=str(device))
+
+
+def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose key starts with ``prefix``, with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _frozen_file(path: Path, meta: dict[str, Any], kind: str, override: str | Path | None) -> Path:
+    """The adaptor / regressor file the prior needs: ``override`` or the one training used."""
+    given = override or (meta.get("train") or {}).get(kind)
+    prior = meta["config"]["prior"]
+    if not given:
+        raise ValueError(f"{path}: prior {prior!r} needs a {kind} checkpoint; pass --{kind}")
+    if not Path(given).is_file():
+        how = f"--{kind}" if override else f"the {kind} this model was trained with"
+        raise FileNotFoundError(
+            f"{path}: prior {prior!r} needs {how}, {given}, which does not exist; "
+            f"pass --{kind} with its path"
+        )
+    return Path(given)
+
+
+def _prior(
+    path: Path,
+    meta: dict[str, Any],
+    device: torch.device,
+    adaptor: str | Path | None,
+    regressor: str | Path | None,
+) -> tuple[Prior | None, dict[str, Path]]:
+    from degkit.models.adaptor import load_adaptor
+    from degkit.train.regressor import load_regressor
+
+    config = meta["config"]
+    name = config["prior"]
+    if name == "bare":
+        return None, {}
+    kind = _NEEDS.get(name)
+    if kind is None:
+        return build_prior(name, config["prior_dim"]).to(device), {}
+    file = _frozen_file(path, meta, kind, adaptor if kind == "adaptor" else regressor)
+    frozen_adaptor = load_adaptor(file, device)[0] if kind == "adaptor" else None
+    frozen_regressor = load_regressor(file)[0] if kind == "regressor" else None
+    prior = build_prior(name, config["prior_dim"], frozen_adaptor, frozen_regressor)
+    return prior.to(device), {kind: file}
+
+
+def load_sr_checkpoint(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    adaptor: str | Path | None = None,
+    regressor: str | Path | None = None,
+) -> tuple[FusedSR, Prior | None, dict[str, Any]]:
+    """The model and prior of a ``degkit train-sr`` checkpoint, in eval mode, and its metadata.
+
+    EMA weights are used when the file holds them. ``adaptor`` / ``regressor``
+    replace the frozen estimator files recorded at training. The returned
+    metadata gains ``weights`` (``"ema"`` or ``"model"``) and ``files``
+    (the adaptor / regressor file used, by kind).
+    """
+    path, device = Path(path), torch.device(device)
+    meta, tensors = read_sr_checkpoint(path, device)
+    config = meta["config"]
+    unused = [f for f, v in (("adaptor", adaptor), ("regressor", regressor)) if v is not None]
+    unused = [f for f in unused if _NEEDS.get(config["prior"]) != f]
+    if unused:
+        raise ValueError(
+            f"--{unused[0]}: the prior {config['prior']!r} of {path} reads no {unused[0]}"
+        )
+    prior, files = _prior(path, meta, device, adaptor, regressor)
+    weights = "ema" if any(k.startswith(EMA_PREFIX + "model.") for k in tensors) else "model"
+    chosen = section(tensors, EMA_PREFIX) if weights == "ema" else tensors
+    model = FusedSR(build_backbone(config["backbone"], config["scale"]), config["prior_dim"])
+    try:
+        model.load_state_dict(section(chosen, "model."))
+        if prior is not None:
+            missing = prior.load_state_dict(section(chosen, "prior."), strict=False).missing_keys
+            missing = [k for k in missing if not k.startswith("model.")]  # the frozen estimator
+            if missing:
+                raise RuntimeError(f"prior tensors missing: {missing}")
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ValueError(f"{path}: weights do not fit its config {config} ({first})") from None
+    model.to(device).eval()
+    if prior is not None:
+        prior.eval()
+    return model, prior, {**meta, "weights": weights, "files": files}
