@@ -216,3 +216,12 @@ def test_oracle_prior_reads_each_pair_s_records(runs, tmp_path, monkeypatch):
     bare = FakeSet("no_records", 4, [FakePair("a", pairs[0].lr, pairs[0].hr, {})])
     with pytest.raises(ValueError, match="set no_records has no degradation records"):
         evaluate(bare, model, [psnr_rgb()], tmp_path / "f", progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_autocast_on_cuda_is_close_to_fp32(runs, precision):
+    model = load_model(str(runs["dat"].checkpoint), 4).to("cuda")
+    lr = _lr().cuda()
+    low = super_resolve(model, lr, tile=28, overlap=12, precision=precision)
+    assert (low - super_resolve(model, lr)).abs().mean() < 1e-2
