@@ -107,6 +107,11 @@ def test_ema_weights_are_preferred(runs, tmp_path):
         assert torch.equal(value, ema[f"ema.model.{key}"])
     assert torch.equal(prior.levels.inp.weight, ema["ema.prior.levels.inp.weight"])
     assert load_sr_checkpoint(source)[2]["weights"] == "model"
+    model_only = {k: v for k, v in ema.items() if k.startswith("ema.model.")}
+    write_safetensors({**tensors, **model_only}, path, metadata)
+    model, prior, meta = load_sr_checkpoint(path)  # the prior's own tensors, no EMA of them
+    assert meta["weights"] == "ema"
+    assert torch.equal(prior.levels.inp.weight, tensors["prior.levels.inp.weight"])
 
 
 def test_checkpoint_errors_name_the_file_and_the_flag(runs, tmp_path):
@@ -166,6 +171,11 @@ def test_cli_sr_on_a_file_and_a_folder(runs, tmp_path, capsys):
     assert (out / "a.png").read_bytes() == before
     assert main(["sr", str(tmp_path / "in"), "--checkpoint", "bicubic", "--out", str(out)]) == 2
     assert "give the scale (--scale)" in capsys.readouterr().err
+    inputs = tmp_path / "in"
+    same = ["sr", str(inputs), "--checkpoint", "bicubic", "--scale", "2", "--out", str(inputs)]
+    assert main([*same, "--overwrite"]) == 2
+    assert "would replace the input image" in capsys.readouterr().err
+    assert Image.open(inputs / "a.png").size == (26, 20)
 
 
 def test_cli_sr_refuses_oracle_priors(runs, tmp_path, capsys):

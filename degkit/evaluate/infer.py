@@ -81,6 +81,8 @@ def super_resolve_files(
     for number, file in enumerate(files, 1):
         target = out / f"{file.stem}.png"
         head = f"[{number}/{len(files)}] {file.name}"
+        if target.resolve() == file.resolve():
+            raise ValueError(f"--out {out}: {target} would replace the input image; choose another")
         if target.exists() and not overwrite:
             result.skipped.append((file, f"{target} exists (--overwrite replaces it)"))
             say(f"{head}: skipped, {result.skipped[-1][1]}")

@@ -4,7 +4,7 @@ The file (``OUT/last.safetensors``) holds ``model.*`` tensors (the
 :class:`~degkit.models.fusion.FusedSR`), ``prior.*`` tensors (the prior's
 trainable part; its frozen estimator comes from the adaptor / regressor file
 named in the metadata) and, when the run kept one, an exponential moving
-average of both under ``ema.model.*`` / ``ema.prior.*``, preferred when
+average under ``ema.model.*`` / ``ema.prior.*``, each preferred where
 present. Its safetensors metadata holds JSON under ``"degkit"``: ``config``
 (backbone, scale, prior, prior_dim, num_types), the training options under
 ``train`` (including the ``adaptor`` / ``regressor`` paths) and the ``step``.
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from degkit.models.backbones import build_backbone
+from degkit.models.backbones import available_backbones, build_backbone
 from degkit.models.fusion import FusedSR
-from degkit.models.priors import Prior, build_prior
+from degkit.models.priors import PRIORS, Prior, build_prior
 
 __all__ = ["EMA_PREFIX", "load_sr_checkpoint", "read_sr_checkpoint", "read_sr_meta", "section"]
 
@@ -64,6 +64,12 @@ def read_sr_checkpoint(
 def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors whose key starts with ``prefix``, with the prefix removed."""
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _weights(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The EMA tensors when the file holds ``ema.<prefix>...`` ones, else all of them."""
+    ema = section(tensors, EMA_PREFIX)
+    return ema if any(k.startswith(prefix) for k in ema) else tensors
 
 
 def _frozen_file(path: Path, meta: dict[str, Any], kind: str, override: str | Path | None) -> Path:
@@ -122,6 +128,9 @@ def load_sr_checkpoint(
     path, device = Path(path), torch.device(device)
     meta, tensors = read_sr_checkpoint(path, device)
     config = meta["config"]
+    for field, known in (("backbone", available_backbones()), ("prior", ["bare", *PRIORS])):
+        if config.get(field) not in known:
+            raise ValueError(f"{path}: config {field} {config.get(field)!r} is not one of {known}")
     unused = [f for f, v in (("adaptor", adaptor), ("regressor", regressor)) if v is not None]
     unused = [f for f in unused if _NEEDS.get(config["prior"]) != f]
     if unused:
@@ -129,19 +138,20 @@ def load_sr_checkpoint(
             f"--{unused[0]}: the prior {config['prior']!r} of {path} reads no {unused[0]}"
         )
     prior, files = _prior(path, meta, device, adaptor, regressor)
-    weights = "ema" if any(k.startswith(EMA_PREFIX + "model.") for k in tensors) else "model"
-    chosen = section(tensors, EMA_PREFIX) if weights == "ema" else tensors
+    weights = "ema" if _weights(tensors, "model.") is not tensors else "model"
     model = FusedSR(build_backbone(config["backbone"], config["scale"]), config["prior_dim"])
     try:
-        model.load_state_dict(section(chosen, "model."))
+        model.load_state_dict(section(_weights(tensors, "model."), "model."))
+        missing = []
         if prior is not None:
-            missing = prior.load_state_dict(section(chosen, "prior."), strict=False).missing_keys
-            missing = [k for k in missing if not k.startswith("model.")]  # the frozen estimator
-            if missing:
-                raise RuntimeError(f"prior tensors missing: {missing}")
+            state = section(_weights(tensors, "prior."), "prior.")
+            missing = prior.load_state_dict(state, strict=False).missing_keys
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ValueError(f"{path}: weights do not fit its config {config} ({first})") from None
+        text = " ".join(str(exc).split())[:300]
+        raise ValueError(f"{path}: weights do not fit its config {config} ({text})") from None
+    missing = [k for k in missing if not k.startswith("model.")]  # the frozen estimator's
+    if missing:
+        raise ValueError(f"{path}: prior tensors missing for its config {config}: {missing}")
     model.to(device).eval()
     if prior is not None:
         prior.eval()
