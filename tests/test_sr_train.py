@@ -20,6 +20,7 @@ from degkit.data.build import BuildConfig, build_dataset
 from degkit.metrics import create_metric
 from degkit.models.adaptor import DegradationAdaptor, save_adaptor
 from degkit.models.backbones import available_backbones, build_backbone
+from degkit.models.sr_checkpoint import load_sr_checkpoint
 from degkit.train import sr as sr_train
 from degkit.train.optim import multistep_lr_at
 from degkit.train.sr import PRIOR_CHOICES, SRTrainConfig, train_sr
@@ -135,9 +136,9 @@ def test_checkpoint_holds_weights_ema_and_config_and_the_trunk_loads_in_spandrel
     result = train_sr(_config(tiny_dataset, tmp_path / "run", steps=2))
     tensors = load_file(str(result.checkpoint))
     for name, value in result.model.state_dict().items():
-        assert torch.equal(tensors[f"trained.model.{name}"], value)
+        assert torch.equal(tensors[f"model.{name}"], value)
     for name, value in result.ema.state_dict().items():
-        assert torch.equal(tensors[f"ema.module.model.{name}"], value)
+        assert torch.equal(tensors[f"ema.model.{name}"], value)
     assert not torch.equal(result.ema.projector.mlp[0].weight, result.model.projector.mlp[0].weight)
     with safe_open(str(result.checkpoint), framework="pt") as f:
         meta = json.loads(f.metadata()["degkit"])
@@ -149,6 +150,10 @@ def test_checkpoint_holds_weights_ema_and_config_and_the_trunk_loads_in_spandrel
         "num_types": 5,
     }
     assert meta["step"] == 2 and meta["train"]["ema"] == 0.9 and meta["world_size"] == 1
+    loaded, prior, meta = load_sr_checkpoint(result.checkpoint)
+    assert meta["weights"] == "ema" and prior.name == "oracle-params"
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, result.ema.state_dict()[name]), name
     descriptor = spandrel.ModelLoader().load_from_file(result.trunk)
     assert descriptor.architecture.id == "Compact" and descriptor.scale == 4
     lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -197,7 +202,7 @@ def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
     assert rank0["validation"][0]["images"] == len(WholePairs(tiny_dataset))
     saved = load_file(str(out / "last.safetensors"))
     for name, value in rank0["weights"].items():
-        assert torch.equal(saved[f"trained.model.{name}"], value), name
+        assert torch.equal(saved[f"model.{name}"], value), name
 
 
 def test_cli_trains_with_the_adaptor_prior_and_names_bad_flags(tiny_dataset, tmp_path, capsys):

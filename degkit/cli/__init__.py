@@ -11,6 +11,7 @@ from degkit.cli import (
     adaptor_commands,
     data_commands,
     eval_commands,
+    infer_commands,
     merge_commands,
     ops_commands,
     recipe_commands,
@@ -30,6 +31,7 @@ COMMAND_MODULES = (
     eval_commands,
     adaptor_commands,
     sr_commands,
+    infer_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.

@@ -37,11 +37,13 @@ mean PSNR-Y (:func:`degkit.metrics.create_metric`, the SR protocol: BT.601 Y,
 ``scale`` pixels cropped per edge) of the whole LR images of that dataset,
 each with its prior computed once on its whole LR; appended to ``OUT/val.jsonl``.
 
-**Files.** ``OUT/last.safetensors`` holds the trained weights, the EMA, the
-optimizer, the step, torch's random state and the full config (backbone,
-scale, prior, widths, training options, dataset and recipe hashes, world
-size); ``resume`` continues from it (on the CPU exactly as the uninterrupted
-run). ``OUT/trunk.safetensors`` is the trunk alone in spandrel's format.
+**Files.** ``OUT/last.safetensors`` holds the trained weights (``model.*``,
+``prior.*``: the prior's trainable part), the EMA (``ema.model.*``,
+``ema.prior.*``; :func:`degkit.models.sr_checkpoint.load_sr_checkpoint` reads
+it back, EMA preferred), the optimizer, the step, torch's random state and
+the full config (backbone, scale, prior, widths, training options, dataset and
+recipe hashes, world size); ``resume`` continues from it (on the CPU exactly
+as the uninterrupted run). ``OUT/trunk.safetensors`` is the trunk alone in spandrel's format.
 ``OUT/train.json`` summarises the run's speed (steps/s, the share of step time
 spent waiting for data, wall time); the checkpoint's meta holds it too.
 
@@ -79,6 +81,7 @@ from degkit.models.backbones import (
 )
 from degkit.models.fusion import FusedSR
 from degkit.models.priors import PRIORS, Prior, build_prior
+from degkit.models.sr_checkpoint import EMA_PREFIX, read_sr_checkpoint, section
 from degkit.ops.base import create_op
 from degkit.train.data import dataset_summary
 from degkit.train.distributed import (
@@ -115,6 +118,8 @@ PRIOR_CHOICES = ("bare", *PRIORS)
 TARGETS = ("hr", "usm")
 BETAS = (0.9, 0.99)
 DEFAULT_PRIOR_DIM = 512
+EMA_UPDATES = "ema_updates"
+_TRAINED = ("model.", "prior.")
 REAL_ESRGAN_USM = {"op": "usm", "weight": 0.5, "threshold": 10.0, "radius": 50}
 """The ``usm`` record of Real-ESRGAN's GT sharpening."""
 
@@ -274,21 +279,6 @@ def _provenance(
     }
 
 
-def _load(path: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    if "degkit" not in header:
-        raise ValueError(f"{path}: not a degkit SR checkpoint")
-    return json.loads(header["degkit"]), load_file(str(path), device=str(device))
-
-
-def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
 def _images(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch's uint8 LR and HR as [0, 1] float32 on ``device``."""
     return tuple(batch[k].to(device, non_blocking=True).float().div_(255) for k in ("lr", "hr"))
@@ -407,11 +397,12 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
     optimizer = torch.optim.Adam(trained.parameters(), lr=cfg.lr, betas=BETAS)
     start = 0
     if resuming:
-        meta, tensors = _load(checkpoint, device)
+        meta, tensors = read_sr_checkpoint(checkpoint, device)
         _check_resumable(meta, {**provenance, "config": config}, checkpoint)
-        trained.load_state_dict(_section(tensors, "trained."))
+        trained.load_state_dict({k: v for k, v in tensors.items() if k.startswith(_TRAINED)})
         if ema is not None:
-            ema.load_state_dict(_section(tensors, "ema."))
+            ema.module.load_state_dict(section(tensors, EMA_PREFIX))
+            ema.n_averaged.copy_(tensors[EMA_UPDATES])
         optimizer_from_tensors(optimizer, tensors, meta["optimizer"], "optim")
         torch.set_rng_state(tensors["rng.cpu"].cpu())
         start = meta["step"]
@@ -509,9 +500,10 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         if not world.is_main or (done % cfg.save_every and done != cfg.steps):
             return
         optim_tensors, groups = optimizer_to_tensors(optimizer, "optim")
-        tensors = {f"trained.{k}": v for k, v in trained.state_dict().items()}
+        tensors = dict(trained.state_dict())
         if ema is not None:
-            tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+            tensors.update({f"{EMA_PREFIX}{k}": v for k, v in ema.module.state_dict().items()})
+            tensors[EMA_UPDATES] = ema.n_averaged
         tensors.update(optim_tensors)
         tensors["rng.cpu"] = torch.get_rng_state()
         meta = {
