@@ -30,12 +30,18 @@ order the ops ran, which the paper's format allows; the parser reads them back
 in that order.
 
 **Fine captions**: one per paper type, in the order blur, gaussian noise,
-poisson noise, jpeg, ringing. A type that ran once has its fragment; several
-times, its fragments joined with ``","`` in order (ringing, which has no
-number, is said once); an absent type has its *none* caption:
-``blur with sigma:0.0``, ``gaussian noise with sigma:0.0``, ``poisson noise
-with scale:0.0``, ``jpeg with quality factor:100.0`` (degkit's choice: the
-paper's pipeline always compressed) and ``no ringing and overshoot artifacts``.
+poisson noise, jpeg, ringing, each printing the type's *level*
+(:func:`degkit.levels.type_levels`: one number per type however many ops of
+it ran, e.g. two blurs give one ``blur with sigma:{s}`` with ``s`` their
+effective sigma at LR scale) with the type's template. A nonzero level that
+would print as 0 gets the decimals its first significant digit needs
+(``poisson noise with scale:0.03``). An absent type (level None) has its
+*none* caption: ``blur with sigma:0.0``, ``gaussian noise with sigma:0.0``,
+``poisson noise with scale:0.0``, ``jpeg with quality factor:100.0``
+(degkit's choice: the paper's pipeline always compressed; a JPEG at quality
+100, which no shipped recipe draws, reads the same) and ``no ringing and
+overshoot artifacts``. A blur that ran before a downscale needs the HR
+size (``hr_size``) unless the records fix the sizes (see :mod:`degkit.levels`).
 
 **Severity caption**: for each type present, in order of first appearance,
 ``"<light|medium|heavy> <phrase>"`` for its most severe occurrence, joined
@@ -50,9 +56,12 @@ others -> the op with the printed fields. Fields a caption does not print
 (kernel sizes, noise seeds, ...) are not recovered.
 
 **Flat columns** (:func:`flat_schema`, :func:`flat_columns`): fixed typed
-columns for filtering datasets without parsing text, declared by the ops
+columns for filtering datasets without parsing text. First the *level
+columns* (``blur_level``, ``gaussian_noise_level``, ``poisson_noise_level``,
+``jpeg_level``; ringing's is the ``ringing`` flag), which hold the levels
+the fine captions print (null when absent); then the columns the ops declare
 (``flat_columns`` of the op classes, each with a one-line description). Each
-column describes the *last* record that fills it (the op closest to the
+op column describes the *last* record that fills it (the op closest to the
 output); ``*_count`` columns count them. An absent type has null value
 columns, a count of 0 and False flags; ``class_label`` columns hold the code
 of their label (``datasets.ClassLabel``).
@@ -64,6 +73,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES, level_columns, type_levels
 from degkit.ops import Op, OpError, op_class, registered_ops
 from degkit.ops.labels import CaptionType, FlatColumn, Record
 
@@ -109,10 +119,6 @@ def _caption_types(ops: tuple[tuple[str, type[Op]], ...]) -> dict[str, CaptionTy
     return {**{name: found[name] for name in PAPER_TYPES}, **found}
 
 
-PAPER_TYPES = ("blur", "gaussian noise", "poisson noise", "jpeg", "ringing")
-"""The paper's five fine-caption types, in its order."""
-
-
 def caption_type(record: Record) -> CaptionType | None:
     """The captioned type of a record, or None for ops without a caption (or unknown ops)."""
     try:
@@ -137,21 +143,15 @@ def degradation_caption(records: Sequence[Record]) -> str:
     return SEPARATOR.join(fragments) if fragments else CLEAN_CAPTION
 
 
-def fine_captions(records: Sequence[Record]) -> list[str]:
-    """The five per-type captions (blur, gaussian noise, poisson noise, jpeg, ringing)."""
-    typed = _typed(records)
-    out = []
+def fine_captions(records: Sequence[Record], hr_size: tuple[int, int] | None = None) -> list[str]:
+    """The five per-type captions (blur, gaussian noise, poisson noise, jpeg, ringing).
+
+    Each prints its type's level (:func:`degkit.levels.type_levels`; ``hr_size``
+    is the HR ``(H, W)``, needed for a blur that ran before a downscale).
+    """
     types = caption_types()
-    for name in PAPER_TYPES:
-        kind = types[name]
-        fragments = [kind.fragment(rec) for k, rec in typed if k is kind]
-        if not fragments:
-            out.append(kind.none)
-        elif name == "ringing":
-            out.append(fragments[0])
-        else:
-            out.append(SEPARATOR.join(fragments))
-    return out
+    levels = type_levels(records, hr_size)
+    return [types[name].level_fragment(levels[name]) for name in PAPER_TYPES]
 
 
 def severity_caption(records: Sequence[Record]) -> str:
@@ -165,11 +165,16 @@ def severity_caption(records: Sequence[Record]) -> str:
     return ", ".join(f"{SEVERITY_WORDS[lvl]} {types[name].phrase}" for name, lvl in worst.items())
 
 
-def captions_for(records: Sequence[Record]) -> dict[str, Any]:
-    """``degradation_caption``, ``fine_captions`` (5 strings) and ``severity_caption``."""
+def captions_for(
+    records: Sequence[Record], hr_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """``degradation_caption``, ``fine_captions`` (5 strings) and ``severity_caption``.
+
+    ``hr_size``: the HR ``(H, W)``, see :func:`fine_captions`.
+    """
     return {
         "degradation_caption": degradation_caption(records),
-        "fine_captions": fine_captions(records),
+        "fine_captions": fine_captions(records, hr_size),
         "severity_caption": severity_caption(records),
     }
 
@@ -200,7 +205,7 @@ def parse_caption(text: str) -> list[Record]:
 
 # -- flat columns --------------------------------------------------------------
 def flat_schema() -> dict[str, FlatColumn]:
-    """Every flat column the registered ops declare, by name, in op-name order.
+    """The level columns, then every flat column the registered ops declare, in op-name order.
 
     Raises:
         TypeError: two ops declare one column name with different dtype, doc or labels.
@@ -210,7 +215,7 @@ def flat_schema() -> dict[str, FlatColumn]:
 
 @functools.lru_cache(maxsize=4)
 def _flat_schema(ops: tuple[tuple[str, type[Op]], ...]) -> dict[str, FlatColumn]:
-    out: dict[str, FlatColumn] = {}
+    out: dict[str, FlatColumn] = {column.name: column for column in level_columns()}
     for _, cls in ops:
         for column in cls.flat_columns:
             if out.setdefault(column.name, column) != column:
@@ -221,8 +226,13 @@ def _flat_schema(ops: tuple[tuple[str, type[Op]], ...]) -> dict[str, FlatColumn]
     return out
 
 
-def flat_columns(records: Sequence[Record]) -> dict[str, Any]:
-    """One value per :func:`flat_schema` column, as stored (None where nothing filled it)."""
+def flat_columns(
+    records: Sequence[Record], hr_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """One value per :func:`flat_schema` column, as stored (None where nothing filled it).
+
+    ``hr_size``: the HR ``(H, W)``, see :func:`fine_captions`.
+    """
     schema = flat_schema()
     row = {name: column.empty for name, column in schema.items()}
     ops = registered_ops()
@@ -233,4 +243,8 @@ def flat_columns(records: Sequence[Record]) -> dict[str, Any]:
             if value is None:
                 continue
             row[column.name] = row[column.name] + 1 if column.count else column.encode(value)
+    levels = type_levels(records, hr_size)
+    for name, column in LEVEL_COLUMNS.items():
+        if schema[column].value is None:  # a level column (ringing's is the ops' flag)
+            row[column] = levels[name]
     return row

@@ -21,20 +21,14 @@ import os
 from pathlib import Path
 
 import degkit
+from degkit.shipped import shipped_dir
 
 __all__ = ["RECIPES_DIR", "RecipeSummary", "available", "cache_path", "summaries"]
 
 PACKAGE_DIR = Path(degkit.__file__).resolve().parent
 
 
-def _shipped_recipes_dir() -> Path:
-    """The repository's ``recipes/`` folder: installed as ``degkit/recipe_files`` by a
-    wheel (see pyproject.toml), the folder itself in a source checkout."""
-    installed = PACKAGE_DIR / "recipe_files"
-    return installed if installed.is_dir() else PACKAGE_DIR.parent / "recipes"
-
-
-RECIPES_DIR = _shipped_recipes_dir()
+RECIPES_DIR = shipped_dir("recipe_files", "recipes")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -59,4 +60,70 @@ def ddp_worker(rank: int, world_size: int, port: int, data: Path, out: Path) -> 
     result = train_adaptor(TrainConfig(data=data, out=out, progress=False, **options))
     weights = {n: p.detach().clone() for n, p in result.model.trainable_parameters()}
     torch.save(weights, out / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def global_batch() -> dict:
+    """8 rows whose equal captions (and content captions, some empty) span both halves."""
+    g = torch.Generator().manual_seed(1)
+    return {
+        "lr": torch.rand(8, 3, 16, 16, generator=g),
+        "hr": torch.rand(8, 3, 16, 16, generator=g),
+        "degradation_caption": ["blur a", "noise b", "jpeg c", "blur d"] * 2,
+        "fine_captions": [["b1", "n0"], ["b0", "n1"], ["b0", "n0"], ["b1", "n1"]] * 2,
+        "content_caption": ["a red wall", "", "grass", "sky", "grass", "", "", ""],
+    }
+
+
+def rows(batch: dict, start: int, stop: int) -> dict:
+    """Rows ``start:stop`` of a collated batch."""
+    return {k: v[start:stop] for k, v in batch.items()}
+
+
+def contrastive_losses(batch: dict, world) -> dict[str, tuple[float, dict[str, torch.Tensor]]]:
+    """The adaptor step's and the CLIP pre-training's loss on ``batch`` under ``world``,
+    each with the (rank-averaged) gradients; the same seeded models on every call."""
+    import open_clip
+
+    from degkit.models.adaptor import DegradationAdaptor, build_clip
+    from degkit.models.losses import AdaptorLoss, InfoNCELoss
+    from degkit.train.adaptor import pretrain_loss, training_step
+    from degkit.train.distributed import average_gradients
+    from degkit.train.optim import adamw
+
+    torch.manual_seed(0)
+    model = DegradationAdaptor(dataclasses.replace(TINY, num_types=2))
+    loss_fn = AdaptorLoss("siglip")
+    named = model.trainable_parameters() + list(loss_fn.named_parameters())
+    numbers = training_step(model, loss_fn, adamw(named, 0.0), batch, 0.0, world)  # lr 0
+    adaptor = (numbers["loss"], {n: p.grad.clone() for n, p in named})
+
+    torch.manual_seed(0)
+    clip = build_clip(TINY)
+    info_nce = InfoNCELoss()
+    info_nce.logit_scale = clip.logit_scale
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
+    loss = pretrain_loss(
+        clip, info_nce, tokenizer, batch, TINY.image_size, torch.device("cpu"), world
+    )
+    loss.backward()
+    average_gradients(clip.parameters(), world)
+    grads = {n: p.grad.clone() for n, p in clip.named_parameters() if p.grad is not None}
+    return {"adaptor": adaptor, "pretrain": (float(loss.detach()), grads)}
+
+
+def ddp_loss_worker(rank: int, world_size: int, port: int, out: Path) -> None:
+    """One rank of :func:`contrastive_losses` on its equal part of :func:`global_batch`."""
+    import torch.distributed as dist
+
+    from degkit.train.distributed import join_world
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size)
+    )
+    torch.set_num_threads(1)
+    world = join_world(torch.device("cpu"))
+    n = len(global_batch()["lr"]) // world_size
+    losses = contrastive_losses(rows(global_batch(), rank * n, (rank + 1) * n), world)
+    torch.save(losses, out / f"losses{rank}.pt")
     dist.destroy_process_group()

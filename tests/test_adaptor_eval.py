@@ -216,7 +216,7 @@ def test_cli_errors_name_the_file_and_what_is_wrong(trained, tmp_path, capsys):
     argv = ["eval-adaptor", "--data", str(bare), "--adaptor", str(adaptor), "--out", "o"]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"degkit eval-adaptor: error: {shard}: no column(s) ['blur_sigma'")
+    assert err.startswith(f"degkit eval-adaptor: error: {shard}: no column(s) ['blur_level'")
     assert len(err.splitlines()) == 1
 
 

@@ -119,6 +119,35 @@ def test_checkpoint_round_trip(tmp_path):
         load_adaptor(tmp_path / "other.safetensors")
 
 
+def _activations(model: torch.nn.Module) -> set[type]:
+    kinds = (torch.nn.GELU, open_clip.transformer.QuickGELU)
+    return {type(m) for m in model.modules() if isinstance(m, kinds)}
+
+
+def test_quick_gelu_builds_quickgelu_towers_and_survives_a_checkpoint(tmp_path):
+    shipped = open_clip.get_model_config("ViT-B-32-quickgelu")  # OpenAI's weights' model
+    assert get_config("vit_b32", quick_gelu=True).open_clip_config() == shipped
+    torch.manual_seed(0)
+    quick = DegradationAdaptor(dataclasses.replace(TINY, quick_gelu=True))
+    assert _activations(quick) == {open_clip.transformer.QuickGELU}  # both towers, controller
+    assert _activations(_tiny()) == {torch.nn.GELU}
+    with torch.no_grad():
+        for p in quick.zero_layers.parameters():
+            p.normal_()
+    path = tmp_path / "quick.safetensors"
+    save_adaptor(quick, path)
+    loaded, _, _ = load_adaptor(path)
+    assert loaded.config.quick_gelu is True
+    assert _activations(loaded) == {open_clip.transformer.QuickGELU}
+    images = torch.rand(2, 3, 16, 16)
+    assert torch.equal(loaded(images).content, quick(images).content)
+    gelu = DegradationAdaptor(TINY)
+    gelu.load_state_dict(quick.state_dict())  # same weights, other activation
+    assert not torch.allclose(gelu(images).content, quick(images).content)
+    older = {k: v for k, v in TINY.to_dict().items() if k != "quick_gelu"}
+    assert AdaptorConfig.from_dict(older).quick_gelu is False  # checkpoints before the field
+
+
 @pytest.mark.parametrize("fmt", ["pt", "safetensors"])
 def test_init_loads_real_format_open_clip_weights(tmp_path, fmt, monkeypatch):
     from degkit.models import config

@@ -6,10 +6,18 @@ import json
 import math
 import socket
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from adaptor_helpers import TINY, ddp_worker
+from adaptor_helpers import (
+    TINY,
+    contrastive_losses,
+    ddp_loss_worker,
+    ddp_worker,
+    global_batch,
+    rows,
+)
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -21,6 +29,8 @@ from degkit.models import config as model_config
 from degkit.models.adaptor import DegradationAdaptor, build_clip, load_adaptor
 from degkit.models.losses import AdaptorLoss
 from degkit.train.adaptor import TrainConfig, train_adaptor, training_step
+from degkit.train.data import dataset_summary
+from degkit.train.distributed import SINGLE
 from degkit.train.optim import adamw, lr_at
 from degkit.train.regressor import load_regressor
 
@@ -117,6 +127,22 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def uncaptioned_dataset(tiny_dataset, tmp_path_factory):
+    """The tiny dataset's shards with every content caption emptied."""
+    out = tmp_path_factory.mktemp("adaptor") / "uncaptioned"
+    (out / "data").mkdir(parents=True)
+    for shard in (tiny_dataset / "data").glob("*.parquet"):
+        table = pq.read_table(shard)
+        column = table.schema.get_field_index("content_caption")
+        empty = pa.array([""] * table.num_rows, pa.string())
+        pq.write_table(
+            table.set_column(column, "content_caption", empty), out / "data" / shard.name
+        )
+    assert not dataset_summary(out)["has_content_captions"]
+    return out
+
+
 @pytest.fixture
 def tiny_model(monkeypatch):
     monkeypatch.setitem(model_config.CONFIGS, "tiny", TINY)
@@ -166,6 +192,7 @@ def test_resume_continues_exactly_and_checkpoints_record_provenance(
     model, meta, _ = load_adaptor(resumed)
     hashes = pq.read_table(next((tiny_dataset / "data").glob("*.parquet")), columns=["recipe_hash"])
     assert meta["step"] == 4 and meta["init"] == "scratch" and meta["seed"] == 5
+    assert meta["content_term"] is True  # the embedded photos' content captions
     assert meta["recipe_hashes"] == sorted(set(hashes.column("recipe_hash").to_pylist()))
     assert model.config.num_types == 5  # the deplsr recipe's per-type captions
     assert (tmp_path / "b" / "clip-pretrained.safetensors").is_file()
@@ -178,10 +205,11 @@ def test_resume_refuses_other_settings(tiny_dataset, tiny_model, tmp_path):
 
 
 def test_cli_trains_and_says_the_content_term_is_dropped(
-    tiny_dataset, tiny_model, tmp_path, capsys
+    uncaptioned_dataset, tiny_model, tmp_path, capsys
 ):
     out = tmp_path / "run"
-    argv = ["train-adaptor", "--data", str(tiny_dataset), "--out", str(out), "--model", "tiny"]
+    argv = ["train-adaptor", "--data", str(uncaptioned_dataset), "--out", str(out)]
+    argv += ["--model", "tiny"]
     argv += ["--steps", "1", "--pretrain-steps", "1", "--batch-size", "4", "--quiet"]
     assert cli_main(argv) == 0
     captured = capsys.readouterr()
@@ -228,6 +256,28 @@ def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
         assert torch.equal(param, rank0[name]), name
 
 
+def test_two_gloo_ranks_compute_the_loss_and_gradients_of_the_concatenated_batch(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.start_processes(
+        ddp_loss_worker, args=(2, port, tmp_path), nprocs=2, start_method="fork"
+    )
+    batch = global_batch()
+    single = contrastive_losses(batch, SINGLE)
+    local = contrastive_losses(rows(batch, 0, 4), SINGLE)
+    for rank in (0, 1):
+        ranked = torch.load(tmp_path / f"losses{rank}.pt")
+        for phase, (loss, grads) in single.items():
+            assert ranked[phase][0] == pytest.approx(loss, rel=1e-5), phase
+            assert ranked[phase][0] != pytest.approx(local[phase][0], rel=1e-3), phase
+            assert ranked[phase][1].keys() == grads.keys()
+            for name, grad in grads.items():
+                torch.testing.assert_close(
+                    ranked[phase][1][name], grad, rtol=1e-4, atol=1e-6, msg=f"{phase} {name}"
+                )
+
+
 def test_cli_trains_the_level_regressor(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "reg"
     argv = ["train-regressor", "--data", str(tiny_dataset), "--out", str(out)]
@@ -251,10 +301,11 @@ def test_cli_init_file_freezes_those_weights_and_records_the_init(
     save_file(weights, str(init))
     out = tmp_path / "run"
     argv = ["train-adaptor", "--data", str(tiny_dataset), "--out", str(out), "--model", "tiny"]
-    argv += ["--init", str(init), "--steps", "2", "--batch-size", "4", "--quiet"]
+    argv += ["--init", str(init), "--quick-gelu", "--steps", "2", "--batch-size", "4", "--quiet"]
     assert cli_main(argv) == 0, capsys.readouterr().err
     model, meta, _ = load_adaptor(out / "last.safetensors")
     assert meta["init"] == str(init)
+    assert model.config.quick_gelu is True and meta["train"]["quick_gelu"] is True
     assert not (out / "clip-pretrained.safetensors").exists()  # no pre-training with a file
     for name, value in weights.items():
         assert torch.equal(model.clip.state_dict()[name], value), name

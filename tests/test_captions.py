@@ -38,7 +38,7 @@ RESIZE = {"op": "resize", "scale": 0.5, "mode": "area", "antialias": False}
 # -- the paper's numeric caption ------------------------------------------------------
 def test_numeric_caption_uses_the_papers_exact_strings_in_order() -> None:
     records = [BLUR, RESIZE, GAUSS, JPEG, RINGING]
-    assert captions_for(records)["degradation_caption"] == (
+    assert captions_for(records, hr_size=(64, 64))["degradation_caption"] == (
         "blur with sigma:1.8,gaussian noise with sigma:12.3,"
         "jpeg with quality factor:57.0,ringing and overshoot artifacts"
     )
@@ -52,7 +52,7 @@ def test_anisotropic_and_sinc_kernels() -> None:
     assert caption == "blur with sigma:2.0,ringing and overshoot artifacts"  # sqrt(1 * 4) = 2
 
 
-def test_multi_stage_records_give_one_fragment_per_op() -> None:
+def test_multi_stage_records_give_one_fragment_per_op_and_one_fine_caption_per_type() -> None:
     second_blur = {**BLUR, "sigma_x": 0.75, "sigma_y": 0.75}
     records = [BLUR, JPEG, second_blur, {**JPEG, "quality": 90}, RINGING, RINGING]
     caps = captions_for(records)
@@ -61,11 +61,11 @@ def test_multi_stage_records_give_one_fragment_per_op() -> None:
         "jpeg with quality factor:90.0,ringing and overshoot artifacts,"
         "ringing and overshoot artifacts"
     )
-    assert caps["fine_captions"] == [
-        "blur with sigma:1.8,blur with sigma:0.8",
+    assert caps["fine_captions"] == [  # the type levels (tests/test_type_levels.py)
+        "blur with sigma:2.0",  # sqrt(1.84**2 + 0.75**2) = 1.987
         "gaussian noise with sigma:0.0",
         "poisson noise with scale:0.0",
-        "jpeg with quality factor:57.0,jpeg with quality factor:90.0",
+        "jpeg with quality factor:90.0",
         "ringing and overshoot artifacts",
     ]
     assert parse_caption(caps["degradation_caption"]) == [
@@ -176,7 +176,7 @@ def test_records_caption_records_round_trip_for_every_shipped_recipe(name: str) 
         seed=2024, indices=range(400), hr_size=(64, 64), scale=recipe.scale
     )
     for records in plans:
-        caption = captions_for(records)["degradation_caption"]
+        caption = captions_for(records, hr_size=(64, 64))["degradation_caption"]
         parsed = parse_caption(caption)
         expected = [e for e in map(_expected_fields, records) if e is not None]
         assert [p["op"] for p in parsed] == [kind for kind, _ in expected], caption
@@ -220,7 +220,7 @@ _PY_TYPES = {"float64": float, "int64": int, "string": str, "bool": bool, "class
 def test_flat_columns_match_the_declared_schema(name: str) -> None:
     recipe = recipes.load(name)
     for records in recipe.pipeline.plan(0, range(100), (64, 64), recipe.scale):
-        row = flat_columns(records)
+        row = flat_columns(records, hr_size=(64, 64))
         schema = flat_schema()
         assert list(row) == list(schema)
         for column, value in row.items():

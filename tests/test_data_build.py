@@ -23,6 +23,7 @@ from degkit.data.rows import chunk_tasks
 from degkit.data.sources import HELDOUT_PHOTOS, embedded_images
 from degkit.data.state import STATE_DIR
 from degkit.data.work import ImageTask
+from degkit.train.data import dataset_summary
 
 CROP, SCALE, PER_IMAGE = 32, 4, 2
 
@@ -269,6 +270,9 @@ def test_deplsr_with_no_source_builds_a_loadable_dataset(tmp_path, capsys):
     assert row["hr"].size == (256, 256) and row["lr"].size == (64, 64)
     assert row["source_id"].startswith("embedded/")
     assert "blur with sigma:" in row["degradation_caption"]
+    captions = {s.source_id: s.caption for s in embedded_images()}
+    assert ds["content_caption"] == [captions[i] for i in ds["source_id"]]
+    assert all(ds["content_caption"]) and dataset_summary(out)["has_content_captions"]
 
 
 def test_whole_images_are_mod_cropped_and_batched_by_shape(corpus):

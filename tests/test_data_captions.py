@@ -97,7 +97,7 @@ def test_source_captions_then_model_fill_the_rest(tiny_blip, listed_source):
     again = _build(listed_source, "model_batch1", captioner=str(tiny_blip), batch_size=1, workers=2)
     assert file_digests(again) == file_digests(out)
     card = (out / "README.md").read_text()
-    assert "3 rows take it from the source's caption column" in card
+    assert "3 rows take it from the source's captions" in card
     assert f"3 rows were captioned by the model `{tiny_blip}`" in card
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import datasets
@@ -14,6 +15,7 @@ import pytest
 from data_corpus import photo_like, png_bytes, write_corpus
 from PIL import Image
 
+from degkit.captions import SEVERITY_WORDS, caption_types
 from degkit.data.prepare import decode_rgb8
 from degkit.data.sources import HELDOUT_PHOTOS, embedded_images, heldout_images, resolve_source
 
@@ -29,6 +31,21 @@ def test_embedded_photos_are_real_decodable_and_stable():
     image = decode_rgb8(photos[ids.index("embedded/skimage/astronaut")].read_bytes())
     assert image.shape == (512, 512, 3)
     assert resolve_source(None) == photos == resolve_source("embedded")
+
+
+def test_every_embedded_photo_has_a_short_content_caption_without_degradation_words():
+    vocabulary = {"blurry", "noisy", "compressed", "quality", "pixelated", "resolution"}
+    for kind in caption_types().values():
+        vocabulary.update(re.findall(r"[a-z]+", f"{kind.name} {kind.phrase}"))
+    vocabulary.update(SEVERITY_WORDS)
+    vocabulary -= {"and", "with"}
+    photos = embedded_images() + heldout_images()
+    assert len(photos) == 24
+    for photo in photos:
+        words = re.findall(r"[a-z]+", photo.caption.lower())
+        assert 3 <= len(words) <= 16, photo.source_id
+        assert not vocabulary & set(words), (photo.source_id, vocabulary & set(words))
+    assert len({p.caption for p in photos}) == len(photos)
 
 
 def test_heldout_photos_never_enter_the_default_build_source():

@@ -7,7 +7,13 @@ import torch
 from adaptor_helpers import scalar
 
 from degkit.captions import PAPER_TYPES, flat_columns
-from degkit.models.estimator import LEVEL_SCALES, LevelRegressor, level_loss, levels_from_flat
+from degkit.models.estimator import (
+    LEVEL_SCALES,
+    LevelRegressor,
+    level_loss,
+    levels_from_flat,
+    levels_from_records,
+)
 
 
 def test_levels_from_flat_columns_of_hand_made_records():
@@ -88,9 +94,14 @@ def test_regressor_learns_noise_level_and_presence_on_a_toy_set():
     assert ((out.presence_logits[:, 1] > 0) == noisy).float().mean() > 0.9
 
 
-def test_levels_from_flat_reads_noise_kind_as_code_or_label():
-    row = flat_columns([{"op": "poisson_noise", "scale": 2.0, "gray": False, "seed": 1}])
-    as_label = {**row, "noise_kind": "poisson"}
-    as_tensor = {**row, "noise_kind": torch.tensor(row["noise_kind"])}
-    assert levels_from_flat(row) == levels_from_flat(as_label) == levels_from_flat(as_tensor)
-    assert levels_from_flat(row)[1] == [False, False, True, False, False]
+def test_levels_from_flat_reads_the_level_columns_not_the_last_op():
+    noises = [
+        {"op": "gaussian_noise", "sigma": 3.0, "gray": False, "seed": 1},
+        {"op": "gaussian_noise", "sigma": 4.0, "gray": False, "seed": 2},
+    ]
+    row = flat_columns(noises)
+    assert row["noise_level"] == 4.0  # the last op
+    assert levels_from_flat(row) == levels_from_records(noises)
+    assert levels_from_flat(row)[0][1] == pytest.approx(5.0)  # sqrt(3**2 + 4**2)
+    flag = {**row, "ringing": torch.tensor(True)}  # a collated flag may be a tensor
+    assert levels_from_flat(flag)[1] == [False, True, False, False, True]

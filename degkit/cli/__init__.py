@@ -12,10 +12,12 @@ from degkit.cli import (
     data_commands,
     estimation_commands,
     eval_commands,
+    infer_commands,
     merge_commands,
     ops_commands,
     recipe_commands,
     set_commands,
+    sr_commands,
 )
 from degkit.extras import MissingExtra
 
@@ -29,6 +31,8 @@ COMMAND_MODULES = (
     set_commands,
     eval_commands,
     adaptor_commands,
+    sr_commands,
+    infer_commands,
     estimation_commands,
 )
 

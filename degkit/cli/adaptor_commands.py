@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "loss temperatures on the LR images and captions of a built dataset. Writes "
         "OUT/last.safetensors every --save-every steps (and, for --init scratch, "
         "OUT/clip-pretrained.safetensors); --resume continues an interrupted run. Under "
-        "torchrun each process trains on its own part of the data and gradients are averaged.",
+        "torchrun each process trains on its own part of the data, the contrastive losses "
+        "see every process's batch and gradients are averaged.",
     )
     p.add_argument("--data", required=True, help="a dataset folder written by degkit build")
     p.add_argument("--out", required=True, help="folder for the checkpoints")
@@ -31,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="scratch",
         help="'scratch' (pre-train the CLIP on the dataset first) or an open_clip weights "
         "file (.pt / .bin / .safetensors) of the --model architecture (default: scratch)",
+    )
+    p.add_argument(
+        "--quick-gelu",
+        action="store_true",
+        help="QuickGELU activations, as OpenAI's CLIP weights need (open_clip's -quickgelu "
+        "models); the default GELU fits LAION / open_clip weights",
     )
     p.add_argument("--steps", type=int, default=200, help="controller steps (default 200)")
     p.add_argument(

@@ -175,7 +175,7 @@ def run_preview(args: argparse.Namespace) -> int:
     lr = list(result.lr)
     texts = [f"HR {hr.shape[-1]}x{hr.shape[-2]} crop of {label}"]
     for i, records in enumerate(result.records):
-        caps = captions_for(records)
+        caps = captions_for(records, tuple(hr.shape[-2:]))
         numeric = degradation_caption(records).replace(",", "\n")
         texts.append(
             f"#{i} LR {lr[i].shape[-1]}x{lr[i].shape[-2]}\n{numeric}\n[{caps['severity_caption']}]"

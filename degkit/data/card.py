@@ -141,7 +141,7 @@ def _content_caption_text(stats: DatasetStats) -> str:
         )
     parts = []
     if counts["source"]:
-        parts.append(f"{counts['source']} rows take it from the source's caption column")
+        parts.append(f"{counts['source']} rows take it from the source's captions")
     if counts["model"]:
         parts.append(f"{counts['model']} rows were captioned by the model `{captioner}`")
     if counts["none"]:

@@ -65,11 +65,19 @@ def split_files(folder: str | Path, split: str = "train") -> list[Path]:
     return files
 
 
-def decode_image(cell: dict[str, Any]) -> torch.Tensor:
-    """An HF ``Image`` cell (PNG bytes) as a float32 ``3 x H x W`` tensor in ``[0, 1]``."""
+def decode_image(cell: dict[str, Any], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An HF ``Image`` cell (PNG bytes) as a ``3 x H x W`` tensor.
+
+    float32 (default): values in ``[0, 1]``; uint8: the stored 8-bit values.
+    """
     with Image.open(io.BytesIO(cell["bytes"])) as img:
         array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+    image = torch.from_numpy(array.copy()).permute(2, 0, 1)
+    if dtype == torch.uint8:
+        return image
+    if dtype != torch.float32:
+        raise ValueError(f"image dtype must be torch.float32 or torch.uint8, got {dtype}")
+    return image.float().div_(255.0)
 
 
 class ShardDataset(Dataset):
@@ -81,6 +89,8 @@ class ShardDataset(Dataset):
         columns: columns to read (default :data:`DEFAULT_COLUMNS`).
         transform: optional function applied to each row dict.
         cache_row_groups: row groups kept in memory per process.
+        image_dtype: ``torch.float32`` (``[0, 1]``) or ``torch.uint8`` (cheaper to
+            pass between DataLoader worker processes).
     """
 
     def __init__(
@@ -90,7 +100,11 @@ class ShardDataset(Dataset):
         columns: Sequence[str] = DEFAULT_COLUMNS,
         transform: Callable[[dict[str, Any]], Any] | None = None,
         cache_row_groups: int = 2,
+        image_dtype: torch.dtype = torch.float32,
     ) -> None:
+        if image_dtype not in (torch.float32, torch.uint8):
+            raise ValueError(f"image_dtype must be torch.float32 or torch.uint8, got {image_dtype}")
+        self.image_dtype = image_dtype
         if isinstance(source, str | Path):
             self.files = split_files(source, split)
         else:
@@ -143,7 +157,7 @@ class ShardDataset(Dataset):
         row = dict(self._group_rows(group)[i - self.starts[group]])
         for name in IMAGE_COLUMNS:
             if name in row:
-                row[name] = decode_image(row[name])
+                row[name] = decode_image(row[name], self.image_dtype)
         if "records" in row:
             row["records"] = json.loads(row["records"])
         return self.transform(row) if self.transform else row

@@ -130,9 +130,10 @@ class RowMaker:
             lambda i: encode_png(np.ascontiguousarray(lr8[i]), self.png_level), range(len(batch))
         )
         rows = []
+        hr_size = (hr.shape[2], hr.shape[3])
         for i, sample in enumerate(batch):
             records = result.records[i]
-            caps = captions_module.captions_for(records)
+            caps = captions_module.captions_for(records, hr_size)
             rows.append(
                 {
                     "id": f"{self.recipe.name}-s{self.seed}-{sample.index:09d}",
@@ -151,7 +152,7 @@ class RowMaker:
                     "fine_captions": list(caps["fine_captions"]),
                     "severity_caption": caps["severity_caption"],
                     "records": json.dumps(records, separators=(",", ":")),
-                    **captions_module.flat_columns(records),
+                    **captions_module.flat_columns(records, hr_size),
                 }
             )
         return rows, origins

@@ -59,7 +59,8 @@ BASE_COLUMNS: dict[str, tuple[str, str]] = {
     ),
     "fine_captions": (
         "list<string>",
-        "one caption per type: blur, gaussian noise, poisson noise, jpeg, ringing",
+        "one caption per type (blur, gaussian noise, poisson noise, jpeg, ringing) printing "
+        "its level (the *_level columns, `ringing`)",
     ),
     "severity_caption": ("string", "severity-word caption (light / medium / heavy)"),
     "records": ("string", "JSON list of the records of the ops that ran (replayable)"),

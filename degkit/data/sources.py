@@ -24,7 +24,8 @@ fetches it, in whatever process decodes it. Source kinds:
   ``bytes`` / ``path``, or raw bytes) and an optional caption column;
 * ``None`` / ``"embedded"``: real photos that ship inside installed packages
   (scikit-image, pyiqa, matplotlib), so a build works with no download,
-  less the held-out ones (:data:`HELDOUT_PHOTOS`);
+  less the held-out ones (:data:`HELDOUT_PHOTOS`); each carries a short
+  hand-written content caption;
 * ``"embedded-heldout"``: only the held-out photos, which the test sets of
   :mod:`degkit.evaluate.sets` are made from, so training data built from the
   default source and the test sets never share a photo.
@@ -64,33 +65,155 @@ PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
 CAPTION_COLUMNS = ("caption", "content_caption", "text", "title")
 IMAGE_COLUMNS = ("image", "hr", "img", "picture")
 
-# (distribution, file inside it, source id): real photographs only (no
-# drawings, test patterns, distorted copies or near-duplicate stereo views).
-_EMBEDDED_PHOTOS: tuple[tuple[str, str, str], ...] = (
-    ("scikit-image", "skimage/data/astronaut.png", "skimage/astronaut"),
-    ("scikit-image", "skimage/data/brick.png", "skimage/brick"),
-    ("scikit-image", "skimage/data/camera.png", "skimage/camera"),
-    ("scikit-image", "skimage/data/chelsea.png", "skimage/chelsea"),
-    ("scikit-image", "skimage/data/coffee.png", "skimage/coffee"),
-    ("scikit-image", "skimage/data/coins.png", "skimage/coins"),
-    ("scikit-image", "skimage/data/grass.png", "skimage/grass"),
-    ("scikit-image", "skimage/data/gravel.png", "skimage/gravel"),
-    ("scikit-image", "skimage/data/hubble_deep_field.jpg", "skimage/hubble_deep_field"),
-    ("scikit-image", "skimage/data/ihc.png", "skimage/immunohistochemistry"),
-    ("scikit-image", "skimage/data/moon.png", "skimage/moon"),
-    ("scikit-image", "skimage/data/motorcycle_left.png", "skimage/motorcycle"),
-    ("scikit-image", "skimage/data/retina.jpg", "skimage/retina"),
-    ("scikit-image", "skimage/data/rocket.jpg", "skimage/rocket"),
-    ("pyiqa", "ResultsCalibra/ref_dir/I03.bmp", "pyiqa/I03"),
-    ("pyiqa", "ResultsCalibra/ref_dir/I04.bmp", "pyiqa/I04"),
-    ("pyiqa", "ResultsCalibra/ref_dir/I06.bmp", "pyiqa/I06"),
-    ("pyiqa", "ResultsCalibra/ref_dir/I08.bmp", "pyiqa/I08"),
-    ("pyiqa", "ResultsCalibra/ref_dir/I19.bmp", "pyiqa/I19"),
-    ("pyiqa", "tests/test_efficiency_img_dir/SPAQ_10241.jpg", "pyiqa/SPAQ_10241"),
-    ("pyiqa", "tests/test_efficiency_img_dir/frame_4wrwr48cdk6rbcjl.jpg", "pyiqa/frame_4wrw"),
-    ("pyiqa", "tests/test_efficiency_img_dir/frame_7gzdcz9sif0ekg31.jpg", "pyiqa/frame_7gzd"),
-    ("pyiqa", "tests/test_efficiency_img_dir/frame_9ogwhvvy7gfj6jzh.jpg", "pyiqa/frame_9ogw"),
-    ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "matplotlib/grace_hopper"),
+# (distribution, file inside it, source id, content caption): real photographs
+# only (no drawings, test patterns, distorted copies or near-duplicate stereo
+# views). The captions were written by hand, looking at each photo: what it
+# shows, never how it looks (no words about blur, noise, compression, ...).
+_EMBEDDED_PHOTOS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "scikit-image",
+        "skimage/data/astronaut.png",
+        "skimage/astronaut",
+        "an astronaut in an orange spacesuit beside an American flag and a space shuttle model",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/brick.png",
+        "skimage/brick",
+        "a brick wall seen at an angle, long bricks in staggered rows",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/camera.png",
+        "skimage/camera",
+        "a man in a dark coat looking through a camera on a tripod outdoors",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/chelsea.png",
+        "skimage/chelsea",
+        "a close-up of a tabby cat's face with green eyes and a pink nose",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/coffee.png",
+        "skimage/coffee",
+        "a cup of espresso on a red saucer with a spoon on a wooden table",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/coins.png",
+        "skimage/coins",
+        "rows of ancient silver coins with heads and figures on a dark background",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/grass.png",
+        "skimage/grass",
+        "a patch of grass blades and small clover leaves seen from above",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/gravel.png",
+        "skimage/gravel",
+        "a ground covered with small angular gravel stones seen from above",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/hubble_deep_field.jpg",
+        "skimage/hubble_deep_field",
+        "countless distant galaxies of many colours scattered across black space",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/ihc.png",
+        "skimage/immunohistochemistry",
+        "a tissue section under a microscope: brown-stained glands among blue cell nuclei",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/moon.png",
+        "skimage/moon",
+        "the grey surface of the Moon with small round craters and dark patches",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/motorcycle_left.png",
+        "skimage/motorcycle",
+        "a red Yamaha motorcycle parked in a garage in front of metal shelves",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/retina.jpg",
+        "skimage/retina",
+        "a human retina with branching red blood vessels and the optic disc",
+    ),
+    (
+        "scikit-image",
+        "skimage/data/rocket.jpg",
+        "skimage/rocket",
+        "a white rocket on its launch pad between lattice towers at dusk",
+    ),
+    (
+        "pyiqa",
+        "ResultsCalibra/ref_dir/I03.bmp",
+        "pyiqa/I03",
+        "yellow, orange and green baseball caps hanging on a wooden wall under blue sky",
+    ),
+    (
+        "pyiqa",
+        "ResultsCalibra/ref_dir/I04.bmp",
+        "pyiqa/I04",
+        "a young blonde woman in a red hat and red net scarf smiling",
+    ),
+    (
+        "pyiqa",
+        "ResultsCalibra/ref_dir/I06.bmp",
+        "pyiqa/I06",
+        "a small sailboat anchored in turquoise water near a shore with palm trees",
+    ),
+    (
+        "pyiqa",
+        "ResultsCalibra/ref_dir/I08.bmp",
+        "pyiqa/I08",
+        "half-timbered houses with steep tiled roofs and green shutters in an old town",
+    ),
+    (
+        "pyiqa",
+        "ResultsCalibra/ref_dir/I19.bmp",
+        "pyiqa/I19",
+        "a white lighthouse and cottages behind a white picket fence with a life ring",
+    ),
+    (
+        "pyiqa",
+        "tests/test_efficiency_img_dir/SPAQ_10241.jpg",
+        "pyiqa/SPAQ_10241",
+        "a wet paved street at night with trees and a tall street lamp",
+    ),
+    (
+        "pyiqa",
+        "tests/test_efficiency_img_dir/frame_4wrwr48cdk6rbcjl.jpg",
+        "pyiqa/frame_4wrw",
+        "a formal garden with a glass sculpture fountain, clipped hedges and wooden benches",
+    ),
+    (
+        "pyiqa",
+        "tests/test_efficiency_img_dir/frame_7gzdcz9sif0ekg31.jpg",
+        "pyiqa/frame_7gzd",
+        "a woman in a long dress walking along a beach as the sun sets",
+    ),
+    (
+        "pyiqa",
+        "tests/test_efficiency_img_dir/frame_9ogwhvvy7gfj6jzh.jpg",
+        "pyiqa/frame_9ogw",
+        "cars, a truck and police cars stopped on a wintry highway, seen from above",
+    ),
+    (
+        "matplotlib",
+        "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+        "matplotlib/grace_hopper",
+        "an elderly woman in a navy uniform, cap and glasses before an American flag",
+    ),
 )
 
 # Held out of the default build source for the test sets: varied content
@@ -172,7 +295,7 @@ def heldout_images() -> list[SourceImage]:
     found = [s for s in _installed_photos() if s.source_id in HELDOUT_PHOTOS]
     missing = sorted(set(HELDOUT_PHOTOS) - {s.source_id for s in found})
     if missing:
-        packages = sorted({d for d, _, n in _EMBEDDED_PHOTOS if f"embedded/{n}" in missing})
+        packages = sorted({d for d, _, n, _ in _EMBEDDED_PHOTOS if f"embedded/{n}" in missing})
         raise FileNotFoundError(
             f"held-out photos {missing} are missing: install {', '.join(packages)}"
         )
@@ -181,10 +304,10 @@ def heldout_images() -> list[SourceImage]:
 
 def _installed_photos() -> list[SourceImage]:
     found = []
-    for dist, rel_path, name in _EMBEDDED_PHOTOS:
+    for dist, rel_path, name, caption in _EMBEDDED_PHOTOS:
         path = _distribution_file(dist, rel_path)
         if path is not None:
-            found.append(SourceImage(f"embedded/{name}", str(path)))
+            found.append(SourceImage(f"embedded/{name}", str(path), caption))
     return sorted(found, key=lambda s: s.source_id)
 
 

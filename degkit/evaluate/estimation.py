@@ -72,13 +72,7 @@ class TypeProtocol:
     def captions(self) -> list[str]:
         """The type's fine caption at each prompt level (level 0: the absent caption)."""
         kind = caption_types()[self.name]
-        fields = list(kind.pattern.groupindex)  # ringing: none
-        return [
-            kind.fragment(kind.to_record(dict.fromkeys(fields, float(level))))
-            if level
-            else kind.none
-            for level in self.levels
-        ]
+        return [kind.level_fragment(float(level) if level else None) for level in self.levels]
 
 
 PROTOCOL: tuple[TypeProtocol, ...] = (

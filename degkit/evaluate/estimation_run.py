@@ -26,9 +26,10 @@ from degkit.data.loaders import ShardDataset, split_files
 from degkit.data.state import read_build_info
 from degkit.evaluate import estimation
 from degkit.evaluate.summary import git_commit
+from degkit.levels import LEVEL_COLUMNS
 from degkit.models.adaptor import load_adaptor
 from degkit.models.estimator import levels_from_flat
-from degkit.train.regressor import LEVEL_COLUMNS, load_regressor
+from degkit.train.regressor import load_regressor
 
 __all__ = ["TestSet", "estimate", "load_test_set"]
 
@@ -72,15 +73,16 @@ def load_test_set(folder: str | Path, split: str = "test") -> TestSet:
     Raises ``ValueError`` naming the shard and the columns it lacks.
     """
     folder = Path(folder)
-    needed = ["lr", "recipe_hash", *LEVEL_COLUMNS]
+    columns = list(LEVEL_COLUMNS.values())
+    needed = ["lr", "recipe_hash", *columns]
     for file in split_files(folder, split):
         missing = sorted(set(needed) - set(pq.ParquetFile(file).schema_arrow.names))
         if missing:
             raise ValueError(
                 f"{file}: no column(s) {missing}; the estimation protocol needs the LR image "
-                f"and the level columns {list(LEVEL_COLUMNS)}"
+                f"and the level columns {columns} (rebuild it with this degkit)"
             )
-    dataset = ShardDataset(folder, split, ["lr", *LEVEL_COLUMNS])
+    dataset = ShardDataset(folder, split, ["lr", *columns])
     rows = [dataset[i] for i in range(len(dataset))]
     pairs = [levels_from_flat(row) for row in rows]
     return TestSet(

@@ -16,19 +16,12 @@ from typing import Any
 
 from degkit.evaluate.pairs import Pair, content_hash
 from degkit.evaluate.set_spec import SetError, SetSpec, read_spec
+from degkit.shipped import shipped_dir
 
 __all__ = ["SETS_DIR", "Pair", "SetError", "TestSet", "available_sets", "load_set", "lr_sizes"]
 
 
-def _shipped_sets_dir() -> Path:
-    """The repository's ``benchmarks/sets/`` folder: installed as ``degkit/set_files`` by a
-    wheel (see pyproject.toml), the folder itself in a source checkout."""
-    package = Path(__file__).resolve().parent.parent
-    installed = package / "set_files"
-    return installed if installed.is_dir() else package.parent / "benchmarks" / "sets"
-
-
-SETS_DIR = _shipped_sets_dir()
+SETS_DIR = shipped_dir("set_files", "benchmarks/sets")
 
 
 def _portable_path(path: Path) -> str:

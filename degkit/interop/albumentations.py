@@ -4,7 +4,8 @@
 uint8 0-255 or float 0-1; the output has the input's dtype, uint8 rounded to
 nearest) and puts the sample's records in the data dict under
 ``records_key`` (default ``"degkit_records"``), so captions and flat columns
-can be made from them (:func:`degkit.captions.captions_for`).
+can be made from them (:func:`degkit.captions.captions_for`, with the input
+image's ``(H, W)`` as ``hr_size``).
 
 **Which sample index.** degkit's draws depend on ``(seed, sample index)``.
 Pass the index with the data, ``compose(image=img, degkit_index=i)`` (key

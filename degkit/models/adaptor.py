@@ -67,7 +67,9 @@ class AdaptorOutput:
 def build_clip(config: AdaptorConfig) -> open_clip.CLIP:
     """A randomly initialised open_clip CLIP of ``config``'s architecture."""
     spec = config.open_clip_config()
-    return open_clip.CLIP(spec["embed_dim"], spec["vision_cfg"], spec["text_cfg"])
+    return open_clip.CLIP(
+        spec["embed_dim"], spec["vision_cfg"], spec["text_cfg"], quick_gelu=spec["quick_gelu"]
+    )
 
 
 def load_clip_weights(clip: open_clip.CLIP, path: str | Path) -> None:

@@ -1,8 +1,11 @@
 """Typed configurations of the degradation adaptor and their registry.
 
 A config names the CLIP architecture (the same fields as an open_clip model
-config JSON: ``embed_dim``, ``vision_cfg``, ``text_cfg``) plus the number of
-per-type embeddings ``num_types``. Shipped configs:
+config JSON: ``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``) plus the
+number of per-type embeddings ``num_types``. ``quick_gelu`` selects the
+``x * sigmoid(1.702 x)`` activation that OpenAI's CLIP weights were trained
+with (open_clip's ``-quickgelu`` models); LAION / open_clip weights use GELU
+(the default). Shipped configs:
 
 - ``vit_b32``: open_clip's ViT-B-32 (embed 512; vision width 768, 12 layers,
   patch 32, image 224; text width 512, 12 layers, context 77).
@@ -35,12 +38,15 @@ class AdaptorConfig:
     text_heads: int
     context_length: int = 77
     num_types: int = 5
+    quick_gelu: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type == "int" and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"adaptor config {self.name!r}: {field.name} must be an int >= 1")
+        if not isinstance(self.quick_gelu, bool):
+            raise ValueError(f"adaptor config {self.name!r}: quick_gelu must be true or false")
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"adaptor config {self.name!r}: image_size {self.image_size} is not a multiple "
@@ -64,6 +70,7 @@ class AdaptorConfig:
                 "heads": self.text_heads,
                 "layers": self.text_layers,
             },
+            "quick_gelu": self.quick_gelu,
         }
 
     def to_dict(self) -> dict[str, Any]:

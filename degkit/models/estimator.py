@@ -8,9 +8,11 @@ presence plus a smooth-L1 regression on levels divided by the type's
 :data:`LEVEL_SCALES`, counted only where the type is present, so an absent type
 and a present one at level 0 stay distinct.
 
-Targets come from one function, :func:`levels_from_flat`, which reads a
-dataset row's flat columns; those columns describe the *last* op of each type,
-so this is a stand-in until per-type ground truth from the records replaces it.
+Targets are the per-type levels of :mod:`degkit.levels` (all ops of a type
+combined: blur as effective sigma at LR scale, noises in quadrature, the last
+JPEG's quality), the numbers the fine captions print:
+:func:`levels_from_flat` reads them from a dataset row's level columns,
+:func:`levels_from_records` computes them from a sample's records.
 """
 
 from __future__ import annotations
@@ -23,9 +25,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from degkit.captions import PAPER_TYPES, flat_schema
+from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES, type_levels
+from degkit.ops.labels import Record
 
-__all__ = ["LEVEL_SCALES", "LevelOutput", "LevelRegressor", "level_loss", "levels_from_flat"]
+__all__ = [
+    "LEVEL_SCALES",
+    "LevelOutput",
+    "LevelRegressor",
+    "level_loss",
+    "levels_from_batch",
+    "levels_from_flat",
+    "levels_from_records",
+]
 
 LEVEL_SCALES: dict[str, float] = {
     "blur": 3.0,
@@ -37,26 +48,41 @@ LEVEL_SCALES: dict[str, float] = {
 """Per type, the divisor that brings its level to about [0, 1] for the loss."""
 
 
-def levels_from_flat(row: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
-    """(level, present) per type of :data:`~degkit.captions.PAPER_TYPES` from flat columns.
-
-    blur: ``blur_sigma``; gaussian / poisson noise: ``noise_level`` when
-    ``noise_kind`` names that noise; jpeg: ``jpeg_quality``; ringing: 1.0 when
-    ``ringing``. An absent type has level 0.0 and ``present`` False.
-    ``noise_kind`` may be its label or its class code (as stored in datasets).
-    """
-    noise_kind = row.get("noise_kind")
-    if noise_kind is not None and not isinstance(noise_kind, str):  # a class code (int, tensor)
-        noise_kind = flat_schema()["noise_kind"].labels[int(noise_kind)]
-    values = {
-        "blur": row.get("blur_sigma"),
-        "gaussian noise": row.get("noise_level") if noise_kind == "gaussian" else None,
-        "poisson noise": row.get("noise_level") if noise_kind == "poisson" else None,
-        "jpeg": row.get("jpeg_quality"),
-        "ringing": 1.0 if row.get("ringing") else None,
-    }
+def _targets(values: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
+    """(level, present) per type from a level (or None) per type; absent reads 0.0."""
     levels = [float(values[t]) if values[t] is not None else 0.0 for t in PAPER_TYPES]
-    present = [values[t] is not None for t in PAPER_TYPES]
+    return levels, [values[t] is not None for t in PAPER_TYPES]
+
+
+def levels_from_flat(row: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
+    """(level, present) per type of :data:`~degkit.levels.PAPER_TYPES` from a row's level columns.
+
+    The columns are :data:`~degkit.levels.LEVEL_COLUMNS` (``blur_level``,
+    ``gaussian_noise_level``, ``poisson_noise_level``, ``jpeg_level``; ringing:
+    the ``ringing`` flag, level 1.0). An absent type (null, or a False flag)
+    has level 0.0 and ``present`` False.
+    """
+    values = {t: row.get(column) for t, column in LEVEL_COLUMNS.items()}
+    return _targets({**values, "ringing": 1.0 if values["ringing"] else None})
+
+
+def levels_from_records(
+    records: Sequence[Record], hr_size: tuple[int, int] | None = None
+) -> tuple[list[float], list[bool]]:
+    """:func:`levels_from_flat`, computed from a sample's records (``hr_size``: the HR size)."""
+    return _targets(type_levels(records, hr_size))
+
+
+def levels_from_batch(batch: Mapping[str, Sequence[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`levels_from_flat` of every row of a collated batch: levels and present, ``N x K``."""
+    columns = list(LEVEL_COLUMNS.values())
+    missing = [name for name in columns if name not in batch]
+    if missing:
+        raise ValueError(f"batch has no column(s) {missing} (needed for per-type levels)")
+    n = len(batch[columns[0]])
+    pairs = [levels_from_flat({name: batch[name][i] for name in columns}) for i in range(n)]
+    levels = torch.tensor([p[0] for p in pairs], dtype=torch.float32).view(n, len(PAPER_TYPES))
+    present = torch.tensor([p[1] for p in pairs], dtype=torch.bool).view(n, len(PAPER_TYPES))
     return levels, present
 
 

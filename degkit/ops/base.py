@@ -210,6 +210,16 @@ class Op:
         """The caption type of one of this op's records (its first declared one, if any)."""
         return cls.caption_types[0] if cls.caption_types else None
 
+    @classmethod
+    def output_size(cls, record: Record, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        """The ``(H, W)`` one of this op's records makes of an input of ``size``.
+
+        ``size`` None means unknown; the answer is then None unless the record
+        alone fixes it. Ops that change sizes (family ``"resize"``) override
+        this; every other op keeps the size.
+        """
+        return size
+
     # -- to implement -----------------------------------------------------
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         """Draw per-sample parameters for ``n`` samples from their streams.

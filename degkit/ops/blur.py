@@ -231,8 +231,10 @@ RINGING_CAPTION = CaptionType(
     severity=field_value("cutoff"),
     to_record=lambda v: {"op": "ringing"},
 )
-_RINGING_DOC = "a sinc filter ran (`ringing`, or a `blur` with a sinc kernel)"
-_CUTOFF_DOC = "cutoff of the last sinc filter, radians per pixel (lower rings more)"
+_RINGING_DOC = "a sinc filter ran (`ringing`, or a `blur` with a sinc kernel): the ringing level"
+_CUTOFF_DOC = (
+    "cutoff of the last sinc filter (closest to the output), radians per pixel (lower rings more)"
+)
 _BLUR_COLUMNS = (
     FlatColumn(
         "blur_count",
@@ -244,26 +246,27 @@ _BLUR_COLUMNS = (
     FlatColumn(
         "blur_kernel",
         "class_label",
-        "kernel type of the last Gaussian-family blur",
+        "kernel type of the last Gaussian-family blur (the one closest to the output)",
         _unless_sinc(lambda rec: rec["kernel"]),
         labels=KERNEL_TYPES,
     ),
     FlatColumn(
         "blur_sigma",
         "float64",
-        "sigma of the last Gaussian-family blur, pixels: sqrt(sigma_x * sigma_y), as captioned",
+        "sigma of the last Gaussian-family blur (closest to the output) at the scale it ran, "
+        "pixels: sqrt(sigma_x * sigma_y), as its caption fragment prints it (see blur_level)",
         _unless_sinc(_blur_sigma),
     ),
     FlatColumn(
         "blur_sigma_x",
         "float64",
-        "the last Gaussian-family blur's standard deviation on its first axis, pixels",
+        "the last Gaussian-family blur's standard deviation on its first axis, its pixels",
         _unless_sinc(field_value("sigma_x")),
     ),
     FlatColumn(
         "blur_sigma_y",
         "float64",
-        "the last Gaussian-family blur's standard deviation on its second axis, pixels",
+        "the last Gaussian-family blur's standard deviation on its second axis, its pixels",
         _unless_sinc(field_value("sigma_y")),
     ),
     FlatColumn(

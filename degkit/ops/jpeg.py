@@ -120,7 +120,10 @@ class JPEG(Op):
     flat_columns = (
         FlatColumn("jpeg_count", "int64", "number of JPEG compressions", lambda rec: 1, count=True),
         FlatColumn(
-            "jpeg_quality", "float64", "quality of the last JPEG (1-100)", field_value("quality")
+            "jpeg_quality",
+            "float64",
+            "quality of the last JPEG (1-100; = jpeg_level)",
+            field_value("quality"),
         ),
     )
 

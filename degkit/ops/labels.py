@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeAlias
@@ -60,6 +61,27 @@ class CaptionType:
     def fragment(self, record: Record) -> str:
         """The caption fragment of one record of this type."""
         return self.template.format(**self.values(record))
+
+    def level_fragment(self, level: float | None) -> str:
+        """The type's fine caption: :attr:`none` when absent (None), else the
+        template printing ``level`` in its one field (a template without a field,
+        ringing, is printed as is).
+
+        A nonzero level that would print as zero at the template's precision gets
+        the decimals its first significant digit needs (0.027 -> ``0.03``), so a
+        present type never reads like an absent one.
+        """
+        if level is None:
+            return self.none
+        fields = re.findall(r"\{\w+:\.(\d+)f\}", self.template)
+        if not fields:
+            return self.template
+        if len(fields) > 1:
+            raise TypeError(f"caption type {self.name!r}: a level fills one field, not {fields}")
+        decimals = int(fields[0])
+        if level != 0 and float(f"{level:.{decimals}f}") == 0:
+            decimals = -math.floor(math.log10(abs(level)))
+        return re.sub(r"\{\w+:[^}]*\}", f"{level:.{decimals}f}", self.template)
 
     def level(self, record: Record) -> int:
         """0 (light), 1 (medium) or 2 (heavy)."""
@@ -127,6 +149,8 @@ class FlatColumn:
         value: record -> the column's value, or None when this record leaves
             the column alone. A row keeps the last value given (the op closest
             to the output); ``count`` columns instead count the records giving one.
+            None for a column computed from all of a sample's records at once
+            (the type levels of :mod:`degkit.levels`).
         labels: the fixed values of a ``class_label`` column, in code order.
         count: the column counts records (int64, 0 when none).
     """
@@ -134,7 +158,9 @@ class FlatColumn:
     name: str
     dtype: str
     doc: str
-    value: Callable[[Record], Any] = dataclasses.field(compare=False, repr=False)
+    value: Callable[[Record], Any] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
     labels: tuple[str, ...] = ()
     count: bool = False
 

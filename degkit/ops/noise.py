@@ -215,15 +215,16 @@ def _noise_columns(kind: str, level: str) -> tuple[FlatColumn, ...]:
         FlatColumn(
             "noise_kind",
             "class_label",
-            "kind of the last noise op",
+            "kind of the last noise op (the one closest to the output)",
             lambda rec: kind,
             labels=NOISE_KINDS,
         ),
         FlatColumn(
             "noise_level",
             "float64",
-            "strength of the last noise op: sigma (0-255) for gaussian, scale for poisson, "
-            "relative sigma for speckle, pixel fraction for salt_pepper",
+            "strength of the last noise op (closest to the output; per type in quadrature: "
+            "*_noise_level): sigma (0-255) for gaussian, scale for poisson, relative sigma for "
+            "speckle, pixel fraction for salt_pepper",
             field_value(level),
         ),
         FlatColumn(

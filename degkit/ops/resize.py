@@ -21,6 +21,7 @@ of one batch may end with different sizes; the batch then becomes ragged (see
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -32,6 +33,7 @@ from degkit.ops.base import (
     Op,
     OpError,
     Params,
+    Record,
     check_prob,
     check_range,
     collate,
@@ -221,6 +223,15 @@ class Resize(Op):
             params["ref_size"] = _target_size(self.name, context, n)
         return params
 
+    @classmethod
+    def output_size(cls, record: Record, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        """``floor(reference * scale)`` per axis (at least 1), as ``_apply`` computes it."""
+        ref = record.get("ref_size", size)
+        if ref is None:
+            return None
+        scale = float(record["scale"])
+        return (max(1, math.floor(ref[0] * scale)), max(1, math.floor(ref[1] * scale)))
+
     def _apply(self, x: torch.Tensor, params: Params) -> Images:
         ref = params.get("ref_size")
         if ref is None:
@@ -274,6 +285,11 @@ class FinalResize(Op):
         mode = rng.choice(len(INTERPOLATIONS), _full_weights(self.modes, self.mode_weights))
         antialias = torch.full((n,), self.antialias, dtype=torch.bool)
         return {"size": _target_size(self.name, context, n), "mode": mode, "antialias": antialias}
+
+    @classmethod
+    def output_size(cls, record: Record, size: tuple[int, int] | None) -> tuple[int, int]:
+        """The recorded target size."""
+        return (int(record["size"][0]), int(record["size"][1]))
 
     def _apply(self, x: torch.Tensor, params: Params) -> Images:
         return _resize_per_sample(x, params["size"], params["mode"], params["antialias"])
@@ -364,6 +380,14 @@ class ShiftedSubsample(Op):
         sizes = params["kernel_size"]
         if (sizes % 2 != 1).any():
             raise OpError(f"{self.name}: parameter 'kernel_size' must be odd, got {sizes.tolist()}")
+
+    @classmethod
+    def output_size(cls, record: Record, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        """``ceil(size / factor)`` per axis (every ``factor``-th pixel from the first)."""
+        if size is None:
+            return None
+        factor = int(record["factor"])
+        return (-(-size[0] // factor), -(-size[1] // factor))
 
     def _apply(self, x: torch.Tensor, params: Params) -> Images:
         sigma, shift = params["sigma"], params["shift"]

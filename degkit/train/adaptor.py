@@ -25,12 +25,14 @@ seeded; on the CPU a run is deterministic, and ``resume`` continues from
 records the config, the init, the step, the dataset's recipe hash, the seed
 and the wall seconds of pre-training and training (summed over resumed runs).
 Under ``torchrun`` every rank trains on its own part of the data with averaged
-gradients (:mod:`degkit.train.distributed`); rank 0 writes the files.
+gradients (:mod:`degkit.train.distributed`); the contrastive losses gather the
+embeddings and captions of all ranks, so negatives (and equal-caption
+positives) come from the global batch and the loss is that of one process on
+the concatenated batch. Rank 0 writes the files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sys
@@ -43,6 +45,7 @@ import torch
 
 from degkit.evaluate.estimation import PROMPT_TEMPLATE
 from degkit.models.adaptor import (
+    AdaptorOutput,
     DegradationAdaptor,
     build_clip,
     load_adaptor,
@@ -54,7 +57,15 @@ from degkit.models.adaptor import (
 from degkit.models.config import get_config
 from degkit.models.losses import AdaptorLoss, InfoNCELoss, positive_mask
 from degkit.train.data import dataset_summary, step_batches, templated
-from degkit.train.distributed import SINGLE, World, average_gradients, join_world, rank_device
+from degkit.train.distributed import (
+    SINGLE,
+    World,
+    average_gradients,
+    gather_list,
+    gather_rows,
+    join_world,
+    rank_device,
+)
 from degkit.train.optim import (
     adamw,
     lr_at,
@@ -62,9 +73,16 @@ from degkit.train.optim import (
     optimizer_to_tensors,
     set_lr,
 )
-from degkit.train.steps import run_steps
+from degkit.train.steps import bf16_autocast, run_steps
 
-__all__ = ["TrainConfig", "TrainResult", "pretrain_clip", "train_adaptor", "training_step"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "pretrain_clip",
+    "pretrain_loss",
+    "train_adaptor",
+    "training_step",
+]
 
 CHECKPOINT = "last.safetensors"
 PRETRAINED = "clip-pretrained.safetensors"
@@ -78,6 +96,7 @@ class TrainConfig:
     out: Path
     model: str = "small"
     init: str = "scratch"
+    quick_gelu: bool = False
     steps: int = 200
     batch_size: int = 32
     lr: float = 5e-4
@@ -118,12 +137,6 @@ class TrainConfig:
         get_config(self.model)
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _say(message: str) -> None:
     print(f"degkit train-adaptor: {message}", file=sys.stderr)
 
@@ -141,7 +154,8 @@ def pretrain_clip(
     world: World = SINGLE,
 ) -> None:
     """Contrastive pre-training of a whole CLIP on (LR, degradation caption) and
-    (HR, content caption) pairs (rows with an empty content caption give only the first)."""
+    (HR, content caption) pairs (rows with an empty content caption give only the first),
+    with the loss of the global batch under ``torchrun`` (:func:`pretrain_loss`)."""
     import open_clip
 
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
@@ -151,18 +165,9 @@ def pretrain_clip(
     clip.train()
 
     def step(s: int) -> dict[str, float]:
-        batch = next(batches)
-        images = [preprocess(batch["lr"].to(device), image_size)]
-        captions = list(batch["degradation_caption"])
-        with_content = [i for i, c in enumerate(batch["content_caption"]) if c]
-        if with_content:
-            images.append(preprocess(batch["hr"][with_content].to(device), image_size))
-            captions += [batch["content_caption"][i] for i in with_content]
         set_lr(optimizer, lr_at(s, steps, warmup, lr))
-        with _autocast(device):
-            image = clip.encode_image(torch.cat(images), normalize=True)
-            text = clip.encode_text(tokenizer(captions).to(device), normalize=True)
-            loss = loss_fn(image.float(), text.float(), positive_mask(captions).to(device))
+        with bf16_autocast(device):
+            loss = pretrain_loss(clip, loss_fn, tokenizer, next(batches), image_size, device, world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(clip.parameters(), world)
@@ -173,6 +178,32 @@ def pretrain_clip(
     clip.eval()
 
 
+def pretrain_loss(
+    clip: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    batch: dict[str, Any],
+    image_size: int,
+    device: torch.device,
+    world: World = SINGLE,
+) -> torch.Tensor:
+    """The pre-training loss of the global batch: every rank's (LR, degradation caption)
+    pairs, then every rank's (HR, content caption) pairs, equal captions as positives."""
+    n = len(batch["degradation_caption"])
+    with_content = [i for i, c in enumerate(batch["content_caption"]) if c]
+    content = [batch["content_caption"][i] for i in with_content]
+    images = [preprocess(batch["lr"].to(device), image_size)]
+    if with_content:
+        images.append(preprocess(batch["hr"][with_content].to(device), image_size))
+    image = clip.encode_image(torch.cat(images), normalize=True).float()
+    tokens = tokenizer(list(batch["degradation_caption"]) + content).to(device)
+    text = clip.encode_text(tokens, normalize=True).float()
+    image = torch.cat([gather_rows(image[:n], world), gather_rows(image[n:], world)])
+    text = torch.cat([gather_rows(text[:n], world), gather_rows(text[n:], world)])
+    captions = gather_list(batch["degradation_caption"], world) + gather_list(content, world)
+    return loss_fn(image, text, positive_mask(captions).to(device))
+
+
 def training_step(
     model: DegradationAdaptor,
     loss_fn: AdaptorLoss,
@@ -181,17 +212,23 @@ def training_step(
     lr: float,
     world: World = SINGLE,
 ) -> dict[str, float]:
-    """One optimisation step of the controller on a collated batch; returns loss terms."""
+    """One optimisation step of the controller on a collated batch; returns loss terms.
+
+    Under ``torchrun`` the loss is that of the global batch (all ranks' rows).
+    """
     device = model.type_head.weight.device
     set_lr(optimizer, lr)
-    with _autocast(device):
-        output = model(batch["lr"].to(device))
+    with bf16_autocast(device):
+        local = model(batch["lr"].to(device))
+        output = AdaptorOutput(
+            *(gather_rows(t, world) for t in (local.content, local.degradation, local.per_type))
+        )
         total, numbers = loss_fn(
             output,
-            _frozen_text(model),
-            batch["degradation_caption"],
-            batch["fine_captions"],
-            batch.get("content_caption"),
+            _frozen_text(model, world),
+            gather_list(batch["degradation_caption"], world),
+            gather_list(batch["fine_captions"], world),
+            gather_list(batch.get("content_caption") or [], world),
         )
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -200,10 +237,20 @@ def training_step(
     return {"loss": float(total.detach()), **numbers}
 
 
-def _frozen_text(model: DegradationAdaptor) -> Callable[[list[str]], torch.Tensor]:
+def _frozen_text(
+    model: DegradationAdaptor, world: World = SINGLE
+) -> Callable[[list[str]], torch.Tensor]:
+    """The frozen text tower; under ``torchrun`` each rank encodes an equal share of the
+    (same) list of texts and the shares are gathered."""
+
     def encode(texts: list[str]) -> torch.Tensor:
         with torch.no_grad():  # the text tower is frozen
-            return model.encode_text(texts)
+            if world.size == 1:
+                return model.encode_text(texts)
+            share = -(-len(texts) // world.size)
+            padded = texts + texts[:1] * (share * world.size - len(texts))
+            mine = model.encode_text(padded[world.rank * share : (world.rank + 1) * share])
+            return gather_rows(mine, world)[: len(texts)]
 
     return encode
 
@@ -212,7 +259,7 @@ def _build_model(
     cfg: TrainConfig, num_types: int, device: torch.device, world: World
 ) -> DegradationAdaptor:
     """The adaptor over a CLIP from ``cfg.init`` (pre-training it first for "scratch")."""
-    config = get_config(cfg.model, num_types=num_types)
+    config = get_config(cfg.model, num_types=num_types, quick_gelu=cfg.quick_gelu)
     torch.manual_seed(cfg.seed)
     clip = build_clip(config)
     pretrained = cfg.out / PRETRAINED

@@ -1,14 +1,21 @@
-"""AdamW parameter groups, the warm-up + cosine learning rate, optimizer state as tensors."""
+"""AdamW parameter groups, learning-rate schedules, optimizer state as tensors."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["adamw", "lr_at", "optimizer_from_tensors", "optimizer_to_tensors", "set_lr"]
+__all__ = [
+    "adamw",
+    "lr_at",
+    "multistep_lr_at",
+    "optimizer_from_tensors",
+    "optimizer_to_tensors",
+    "set_lr",
+]
 
 BETAS = (0.9, 0.98)
 EPS = 1e-6
@@ -39,6 +46,18 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def multistep_lr_at(
+    step: int, total: int, base: float, milestones: Sequence[float], gamma: float = 0.5
+) -> float:
+    """Learning rate of ``step`` (0-based): ``base`` times ``gamma`` per milestone passed.
+
+    ``milestones`` are fractions of ``total`` (0.5 = halfway); a milestone at
+    step ``m`` applies from step ``m`` on.
+    """
+    passed = sum(step >= round(m * total) for m in milestones)
+    return base * gamma**passed
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -1,7 +1,7 @@
 """Train the level regressor on a built degkit dataset (``degkit train-regressor``).
 
 Targets per row come from :func:`degkit.models.estimator.levels_from_flat`
-(the flat columns). AdamW with the adaptor's settings, warm-up + cosine
+(the per-type level columns). AdamW with the adaptor's settings, warm-up + cosine
 schedule, LR images as stored. Writes ``OUT/regressor.safetensors`` (weights,
 the types, the seed, the dataset's recipe hashes and rows, the step, the
 training options and the wall seconds of training) at the end.
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
+from degkit.levels import LEVEL_COLUMNS
 from degkit.models.adaptor import write_safetensors
-from degkit.models.estimator import LevelRegressor, level_loss, levels_from_flat
+from degkit.models.estimator import LevelRegressor, level_loss, levels_from_batch
 from degkit.train.data import dataset_summary, step_batches
 from degkit.train.optim import adamw, lr_at, set_lr
 from degkit.train.steps import run_steps
@@ -25,7 +26,6 @@ from degkit.train.steps import run_steps
 __all__ = ["RegressorConfig", "load_regressor", "train_regressor"]
 
 CHECKPOINT = "regressor.safetensors"
-LEVEL_COLUMNS = ("blur_sigma", "noise_kind", "noise_level", "jpeg_quality", "ringing")
 
 
 @dataclasses.dataclass
@@ -52,15 +52,6 @@ class RegressorConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
 
 
-def _targets(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    n = len(batch["lr"])
-    rows = [{name: batch[name][i] for name in LEVEL_COLUMNS} for i in range(n)]
-    pairs = [levels_from_flat(row) for row in rows]
-    levels = torch.tensor([p[0] for p in pairs], device=device)
-    present = torch.tensor([p[1] for p in pairs], device=device)
-    return levels, present
-
-
 def train_regressor(cfg: RegressorConfig) -> Path:
     """Train and write ``OUT/regressor.safetensors``; return its path."""
     device = torch.device(cfg.device)
@@ -71,11 +62,12 @@ def train_regressor(cfg: RegressorConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = LevelRegressor(width=cfg.width).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
-    batches = step_batches(cfg.data, ("lr", *LEVEL_COLUMNS), cfg.batch_size, cfg.seed, 0, cfg.split)
+    columns = ("lr", *LEVEL_COLUMNS.values())
+    batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split)
 
     def step(s: int) -> dict[str, float]:
         batch = next(batches)
-        levels, present = _targets(batch, device)
+        levels, present = (t.to(device) for t in levels_from_batch(batch))
         loss = level_loss(model(batch["lr"].to(device)), levels, present, model.scales)
         set_lr(optimizer, lr_at(s, cfg.steps, cfg.warmup, cfg.lr))
         optimizer.zero_grad(set_to_none=True)
@@ -98,7 +90,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
             if k not in ("data", "out", "progress", "device")
         },
         "wall_seconds": {"train": time.perf_counter() - began},
-        "targets": "levels_from_flat (flat columns: the last op of each type)",
+        "targets": "levels_from_flat (per-type level columns)",
     }
     write_safetensors(model.state_dict(), checkpoint, {"degkit": json.dumps(meta, sort_keys=True)})
     return checkpoint

@@ -1,0 +1,1 @@
+"""Standardized DePLSR leaderboards: configs, the run, tables and the report."""

@@ -1,0 +1,156 @@
+"""The level of each of the paper's five degradation types, from a sample's records.
+
+One number per type (None when the type is absent), whatever the number of
+ops of that type; the fine captions (:func:`degkit.captions.fine_captions`),
+the level columns of a dataset row and the estimation targets
+(:func:`degkit.models.estimator.levels_from_flat`) all print or read these.
+
+=============== ============================================================================
+type            level
+=============== ============================================================================
+blur            effective Gaussian sigma at LR (output) scale, pixels: each ``blur`` record
+                (not sinc) gives the sigma its caption uses, ``sqrt(sigma_x sigma_y)``,
+                divided by the downscale factor from where it ran to the output,
+                ``sqrt(f_h f_w)`` with ``f = size at the blur / output size`` per axis;
+                these combine in quadrature, ``sqrt(sum s_i**2)``
+gaussian noise  the ``gaussian_noise`` sigmas (0-255 scale) in quadrature (variances add)
+poisson noise   the ``poisson_noise`` scales in quadrature
+jpeg            quality of the last ``jpeg`` (the one closest to the output)
+ringing         1.0 when a ``ringing`` op or a ``blur`` with a sinc kernel ran
+=============== ============================================================================
+
+**Present** means the ops changed something: blur and the noises are present
+when their level is above 0 (a blur of sigma 0, on DePLSR's grid, is an
+identity; so is a noise of strength 0), JPEG and ringing whenever one ran. An
+absent type has level None.
+
+**Exactness.** Quadrature is exact for composed isotropic Gaussians (their
+variances add). For anisotropic or non-Gaussian kernels it approximates:
+covariances add, but the geometric-mean sigma of a sum is the root sum of
+squares only when the kernels share their axes and aspect. Dividing by the
+downscale factor is exact for an ideal rescaling; a resize's own
+interpolation filter is not counted (nor the kernel of BSRGAN's
+``shifted_subsample``, part of its way down). Noise is taken as it was
+added: filtering or resizing after a noise op (which weakens it), clipping
+and the brightness-dependent variance of Poisson noise are not modelled.
+
+**Sizes.** The downscale factor comes from the ops' own size rules
+(:meth:`degkit.ops.base.Op.output_size`) run forward from ``hr_size`` (the
+HR ``(H, W)``). A blur after the last resize-family op ran at output scale
+(factor 1), as in DePLSR, which degrades after its first resize to the LR
+size; a blur before one needs ``hr_size`` unless the records fix the sizes
+(a ``final_resize`` or a target-relative ``resize`` after the blur records
+its size, an input-relative ``resize`` does not): Real-ESRGAN blurs at HR scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from degkit.ops import registered_ops
+from degkit.ops.labels import FlatColumn, Record
+
+__all__ = ["PAPER_TYPES", "LEVEL_COLUMNS", "level_columns", "type_levels"]
+
+PAPER_TYPES = ("blur", "gaussian noise", "poisson noise", "jpeg", "ringing")
+"""The paper's five fine-caption types, in its order."""
+
+LEVEL_COLUMNS = {
+    "blur": "blur_level",
+    "gaussian noise": "gaussian_noise_level",
+    "poisson noise": "poisson_noise_level",
+    "jpeg": "jpeg_level",
+    "ringing": "ringing",
+}
+"""The flat column holding each type's level (ringing: the ops' ``ringing`` flag)."""
+
+_LEVEL_DOCS = {
+    "blur_level": "blur level: effective Gaussian sigma of all Gaussian-family blurs at LR scale, "
+    "pixels (each divided by its downscale to the LR, combined in quadrature); null when none "
+    "or sigma 0",
+    "gaussian_noise_level": "gaussian noise level: sigmas (0-255) of all Gaussian noises in "
+    "quadrature; null when none or sigma 0",
+    "poisson_noise_level": "poisson noise level: scales of all Poisson noises in quadrature; "
+    "null when none or scale 0",
+    "jpeg_level": "jpeg level: quality of the last JPEG (1-100); null when none",
+}
+
+
+def level_columns() -> tuple[FlatColumn, ...]:
+    """The level columns of a dataset row (``ringing`` is declared by the sinc ops)."""
+    return tuple(FlatColumn(name, "float64", doc) for name, doc in _LEVEL_DOCS.items())
+
+
+def _paper_type(record: Record) -> str | None:
+    cls = registered_ops().get(record.get("op"))
+    kind = cls.caption_type(record) if cls is not None else None
+    return kind.name if kind is not None and kind.name in PAPER_TYPES else None
+
+
+def _value(record: Record) -> float:
+    """The one number a record's caption prints."""
+    kind = registered_ops()[record["op"]].caption_type(record)
+    return float(next(iter(kind.values(record).values())))
+
+
+def _downscale_factors(
+    records: Sequence[Record], hr_size: tuple[int, int] | None
+) -> list[float | None]:
+    """Per record, ``sqrt(f_h f_w)`` from its input to the output (None when unknown)."""
+    ops = registered_ops()
+    size = None if hr_size is None else (int(hr_size[0]), int(hr_size[1]))
+    before = []
+    last_resize = -1
+    for i, rec in enumerate(records):
+        before.append(size)
+        cls = ops.get(rec.get("op"))
+        if cls is not None and cls.family == "resize":
+            last_resize = i
+            size = cls.output_size(rec, size)
+    out = size
+    factors: list[float | None] = []
+    for i, size in enumerate(before):
+        if i > last_resize:
+            factors.append(1.0)
+        elif size is None or out is None:
+            factors.append(None)
+        else:
+            factors.append(math.sqrt(size[0] / out[0] * size[1] / out[1]))
+    return factors
+
+
+def type_levels(
+    records: Sequence[Record], hr_size: tuple[int, int] | None = None
+) -> dict[str, float | None]:
+    """The level of each of :data:`PAPER_TYPES` (None when absent); see the module doc.
+
+    ``hr_size`` is the HR ``(H, W)`` the records degraded.
+
+    Raises:
+        ValueError: a blur ran before a resize whose sizes the records do not
+            give, and ``hr_size`` is missing.
+    """
+    factors = _downscale_factors(records, hr_size)
+    squares = {"blur": 0.0, "gaussian noise": 0.0, "poisson noise": 0.0}
+    jpeg, ringing = None, False
+    for rec, factor in zip(records, factors, strict=True):
+        name = _paper_type(rec)
+        if name == "ringing":
+            ringing = True
+        elif name == "jpeg":
+            jpeg = _value(rec)
+        elif name is not None:
+            value = _value(rec)
+            if name == "blur" and value > 0:
+                if factor is None:
+                    raise ValueError(
+                        f"record {rec.get('path', rec['op'])!r}: a blur ran before a resize "
+                        "from a size the records do not give; pass hr_size (the HR (H, W))"
+                    )
+                value /= factor
+            squares[name] += value * value
+    levels: dict[str, float | None] = {
+        name: math.sqrt(total) if total > 0 else None for name, total in squares.items()
+    }
+    return {**levels, "jpeg": jpeg, "ringing": 1.0 if ringing else None}

@@ -1,0 +1,355 @@
+"""Paired HR/LR training patches for SR networks, from a built degkit dataset.
+
+Two kinds of pairs, with the same sample layout:
+
+* :class:`PairedPatches`: the dataset's own HR/LR pairs (degraded once, at build time);
+* :class:`OnTheFlyPairs`: the dataset's HR crops degraded afresh with a recipe
+  every epoch (any recipe: a cheap ``bicubic`` build is enough to hold the HR crops).
+
+**Sample ids.** :class:`EpochSampler` yields ``id = epoch * N + row`` (``N`` rows
+in the split), in the row-group-shuffled order of
+:class:`~degkit.data.loaders.RowGroupShuffleSampler`. A sample's patch
+position, flip and rotation, and (on the fly) its degradation are drawn from
+``(seed, id)`` alone, so every epoch gets fresh patches and degradations, and a
+run is reproducible whatever the worker count or batch size. On the fly, the
+id is the pipeline's sample index, so the recorded degradation replays with
+``recipe.pipeline.replay``.
+
+**Augmentation.** An LR patch of ``lr_patch`` pixels at a uniformly drawn
+position and the HR patch ``scale`` times larger at the same place; then one
+of the eight flips / 90-degree rotations, applied to both (off with
+``augment=False``). On the fly, the HR patch is augmented first and then
+degraded, so the LR is a true degradation of the HR it is paired with.
+
+**Batches.** :class:`StepBatchSampler` cuts the epochs of :class:`EpochSampler`
+into full batches, endlessly: training step ``s`` gets batch ``s``, so a run
+resumed at any step reads what the uninterrupted run reads from there on.
+:class:`WholePairs` gives whole rows (the stored LR and HR, uncut) in the same
+layout, for validation and for priors computed once per image.
+
+**Sample layout** (see :func:`collate_pairs`): ``lr`` and ``hr`` uint8
+``3 x h x w`` tensors (cheap to pass between DataLoader workers; divide by 255
+on the device), ``id`` and ``index`` ints, ``levels`` float32 and ``present``
+bool per-type ground truth (:func:`~degkit.models.estimator.levels_from_flat`),
+``fine_captions``, ``content_caption`` and ``records``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from degkit import captions as captions_module
+from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, split_files
+from degkit.models.estimator import levels_from_flat
+from degkit.recipes import Recipe
+
+__all__ = [
+    "EpochSampler",
+    "EvalSampler",
+    "OnTheFlyPairs",
+    "PairedPatches",
+    "StepBatchSampler",
+    "WholePairs",
+    "collate_pairs",
+    "dihedral",
+    "patch_geometry",
+]
+
+_BASE_COLUMNS = ("hr", "lr", "index", "content_caption", "fine_captions", "records")
+
+
+def patch_geometry(
+    seed: int, sample_id: int, lr_size: tuple[int, int], lr_patch: int, augment: bool
+) -> tuple[int, int, bool, int]:
+    """``(top, left, hflip, quarter_turns)`` of sample ``sample_id``, on the LR grid.
+
+    Raises:
+        ValueError: the LR image is smaller than ``lr_patch``.
+    """
+    height, width = lr_size
+    if height < lr_patch or width < lr_patch:
+        raise ValueError(
+            f"lr_patch {lr_patch} is larger than the LR image ({height} x {width}); "
+            "use a smaller patch or build the dataset with a larger --crop"
+        )
+    rng = np.random.default_rng([seed, sample_id])
+    top = int(rng.integers(0, height - lr_patch + 1))
+    left = int(rng.integers(0, width - lr_patch + 1))
+    hflip, turns = (bool(rng.integers(0, 2)), int(rng.integers(0, 4))) if augment else (False, 0)
+    return top, left, hflip, turns
+
+
+def dihedral(image: torch.Tensor, hflip: bool, quarter_turns: int) -> torch.Tensor:
+    """Flip (left-right) then rotate by ``quarter_turns`` x 90 degrees (``... x H x W``)."""
+    if hflip:
+        image = image.flip(-1)
+    return torch.rot90(image, quarter_turns, dims=(-2, -1)).contiguous()
+
+
+class _Rows(Dataset):
+    """Rows of one split, addressed by sample id (``epoch * N + row``)."""
+
+    def __init__(self, folder: str | Path, split: str, with_lr: bool) -> None:
+        files = split_files(folder, split)
+        available = set(pq.ParquetFile(files[0]).schema_arrow.names)
+        wanted = [c for c in _BASE_COLUMNS if with_lr or c != "lr"]
+        levels = [c for c in captions_module.flat_schema() if c in available]
+        self.rows = ShardDataset(files, columns=wanted + levels, image_dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _row(self, sample_id: int) -> dict[str, Any]:
+        if sample_id < 0:
+            raise IndexError(f"sample id must be >= 0, got {sample_id}")
+        return self.rows[sample_id % len(self.rows)]
+
+
+class _Pairs(_Rows):
+    """Rows cut into patches whose position and augmentation depend on ``(seed, id)``."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        split: str,
+        lr_patch: int,
+        seed: int,
+        augment: bool,
+        with_lr: bool,
+    ) -> None:
+        if lr_patch < 1:
+            raise ValueError(f"lr_patch must be a positive integer, got {lr_patch}")
+        super().__init__(folder, split, with_lr)
+        self.lr_patch = lr_patch
+        self.seed = seed
+        self.augment = augment
+
+
+def _sample(
+    sample_id: int, row: dict[str, Any], lr: torch.Tensor, hr: torch.Tensor, flat: dict[str, Any]
+) -> dict[str, Any]:
+    levels, present = levels_from_flat(flat)
+    return {
+        "lr": lr,
+        "hr": hr,
+        "id": sample_id,
+        "index": int(row["index"]),
+        "levels": torch.tensor(levels, dtype=torch.float32),
+        "present": torch.tensor(present, dtype=torch.bool),
+        "fine_captions": list(row["fine_captions"]),
+        "content_caption": row["content_caption"],
+        "records": row["records"],
+    }
+
+
+class PairedPatches(_Pairs):
+    """Aligned, augmented patches of a dataset's own HR/LR pairs (see the module doc).
+
+    Args:
+        folder: a dataset built by ``degkit build``.
+        scale: the dataset's scale (checked against each row's images).
+        lr_patch: LR patch side; the HR patch is ``scale`` times larger.
+        seed: seed of patch positions and augmentations.
+        split: the split to read.
+        augment: draw one of the eight flips / rotations per sample.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        scale: int,
+        lr_patch: int,
+        seed: int = 0,
+        split: str = "train",
+        augment: bool = True,
+    ) -> None:
+        super().__init__(folder, split, lr_patch, seed, augment, with_lr=True)
+        self.scale = scale
+
+    def __getitem__(self, sample_id: int) -> dict[str, Any]:
+        row = self._row(sample_id)
+        lr, hr = row["lr"], row["hr"]
+        if hr.shape[-2] != lr.shape[-2] * self.scale or hr.shape[-1] != lr.shape[-1] * self.scale:
+            raise ValueError(
+                f"row {row['index']}: HR {tuple(hr.shape[-2:])} is not {self.scale} x the LR "
+                f"{tuple(lr.shape[-2:])}; pass the dataset's own scale"
+            )
+        top, left, hflip, turns = patch_geometry(
+            self.seed, sample_id, tuple(lr.shape[-2:]), self.lr_patch, self.augment
+        )
+        p, s = self.lr_patch, self.scale
+        lr = dihedral(lr[:, top : top + p, left : left + p], hflip, turns)
+        hr = dihedral(hr[:, top * s : (top + p) * s, left * s : (left + p) * s], hflip, turns)
+        return _sample(sample_id, row, lr, hr, row)
+
+
+class WholePairs(_Rows):
+    """Whole stored rows (LR and HR uncut, no augmentation); the sample id is the row.
+
+    Args:
+        folder: a dataset built by ``degkit build``.
+        split: the split to read.
+    """
+
+    def __init__(self, folder: str | Path, split: str = "train") -> None:
+        super().__init__(folder, split, with_lr=True)
+
+    def __getitem__(self, row_number: int) -> dict[str, Any]:
+        row = self._row(row_number)
+        return _sample(row_number, row, row["lr"], row["hr"], row)
+
+
+class OnTheFlyPairs(_Pairs):
+    """HR patches of a dataset degraded afresh by ``recipe`` for every sample id.
+
+    Args:
+        folder: a dataset built by ``degkit build`` (only its HR crops are used).
+        recipe: the degradation (``degkit.recipes.load(name)``); its scale is used.
+        lr_patch: LR patch side; the HR patch is ``recipe.scale`` times larger.
+        seed: seed of patches, augmentations and degradations.
+        split: the split to read.
+        augment: draw one of the eight flips / rotations per sample.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        recipe: Recipe,
+        lr_patch: int,
+        seed: int = 0,
+        split: str = "train",
+        augment: bool = True,
+    ) -> None:
+        super().__init__(folder, split, lr_patch, seed, augment, with_lr=False)
+        self.recipe = recipe
+        self.scale = recipe.scale
+
+    def __getitem__(self, sample_id: int) -> dict[str, Any]:
+        row = self._row(sample_id)
+        hr = row["hr"]
+        lr_size = (hr.shape[-2] // self.scale, hr.shape[-1] // self.scale)
+        top, left, hflip, turns = patch_geometry(
+            self.seed, sample_id, lr_size, self.lr_patch, self.augment
+        )
+        p, s = self.lr_patch, self.scale
+        hr = dihedral(hr[:, top * s : (top + p) * s, left * s : (left + p) * s], hflip, turns)
+        result = self.recipe.pipeline(
+            hr[None].float().div(255.0), seed=self.seed, indices=[sample_id], scale=self.scale
+        )
+        lr = result.lr[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+        records = result.records[0]
+        hr_size = (hr.shape[-2], hr.shape[-1])
+        row = {
+            **row,
+            "records": records,
+            "fine_captions": captions_module.fine_captions(records, hr_size),
+        }
+        return _sample(sample_id, row, lr, hr, captions_module.flat_columns(records, hr_size))
+
+
+def collate_pairs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One batch with the same types every time: tensors stacked, text and records as lists."""
+    return {
+        "lr": torch.stack([s["lr"] for s in samples]),
+        "hr": torch.stack([s["hr"] for s in samples]),
+        "id": torch.tensor([s["id"] for s in samples], dtype=torch.int64),
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.int64),
+        "levels": torch.stack([s["levels"] for s in samples]),
+        "present": torch.stack([s["present"] for s in samples]),
+        "fine_captions": [s["fine_captions"] for s in samples],
+        "content_caption": [s["content_caption"] for s in samples],
+        "records": [s["records"] for s in samples],
+    }
+
+
+class EpochSampler(Sampler[int]):
+    """Sample ids ``epoch * N + row`` in row-group-shuffled order (see the module doc).
+
+    Each pass is the next epoch; ``set_epoch(e)`` jumps to epoch ``e`` (resume,
+    DDP). Under DDP each rank gets an equal, disjoint part (the remainder dropped).
+    """
+
+    def __init__(
+        self, dataset: _Pairs, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        self.rows = RowGroupShuffleSampler(dataset.rows, seed, True, num_replicas, rank)
+        self.num_rows = len(dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch``."""
+        self.rows.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.rows.epoch
+        return (epoch * self.num_rows + row for row in self.rows)
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Endless batches of sample ids: batch ``s`` is part ``s % per_epoch`` of epoch
+    ``s // per_epoch``.
+
+    Each epoch of :class:`EpochSampler` (this rank's part under DDP) is cut into
+    ``per_epoch`` full batches, the remainder dropped. Starting at ``start``
+    yields exactly the batches an uninterrupted run yields from step ``start`` on.
+
+    Raises:
+        ValueError: a rank's part of an epoch holds fewer rows than ``batch_size``.
+    """
+
+    def __init__(
+        self,
+        dataset: _Pairs,
+        batch_size: int,
+        seed: int = 0,
+        start: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.epochs = EpochSampler(dataset, seed, num_replicas, rank)
+        self.batch_size = batch_size
+        self.per_epoch = len(self.epochs) // batch_size
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"batch size {batch_size} is larger than the {len(self.epochs)} rows "
+                "a process gets per epoch"
+            )
+        self.start = start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, skip = divmod(self.start, self.per_epoch)
+        size = self.batch_size
+        while True:
+            self.epochs.set_epoch(epoch)
+            ids = list(self.epochs)
+            for b in range(skip, self.per_epoch):
+                yield ids[b * size : (b + 1) * size]
+            epoch, skip = epoch + 1, 0
+
+
+class EvalSampler(Sampler[int]):
+    """Rows ``rank, rank + R, rank + 2R, ...``: over all ranks every row exactly once.
+
+    Nothing is dropped or repeated (``DistributedSampler`` pads with repeats), so
+    sums gathered across ranks cover the whole split.
+    """
+
+    def __init__(self, num_rows: int, num_replicas: int = 1, rank: int = 0) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must lie in [0, {num_replicas}), got {rank}")
+        self.indices = range(rank, num_rows, num_replicas)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)

@@ -1,0 +1,77 @@
+"""Leaderboard tables from per-image results: spreads across seeds, paired gains, severity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from degkit.bench.results import collect_runs, entry_name, scores_by_seed, split_entry
+from degkit.bench.tables import gain_rows, score_rows, severity_rows
+
+LEVELS = ("light", "medium", "heavy")
+
+
+def _write(root, set_name, entry, seed, psnr, levels=None):
+    folder = root / set_name / entry / f"seed-{seed}"
+    folder.mkdir(parents=True)
+    table = {"id": [f"img{i}" for i in range(len(psnr))], "psnr_y": psnr}
+    if levels is not None:
+        table["level"] = levels
+    pd.DataFrame(table).to_csv(folder / "per_image.csv", index=False)
+    (folder / "summary.json").write_text("{}")
+
+
+@pytest.fixture
+def runs(tmp_path):
+    rng = np.random.default_rng(0)
+    base = 25 + rng.normal(size=30)
+    levels = [LEVELS[i % 3] for i in range(30)]
+    # deplsr helps by 0.5 dB on heavy images only; the regressor is no different from none
+    lift = np.array([0.5 if lv == "heavy" else 0.0 for lv in levels])
+    _write(tmp_path, "severity_blur_x4", "bicubic", 0, base - 2, levels)
+    for seed in range(3):
+        jitter = rng.normal(0, 0.01, size=30)
+        _write(tmp_path, "severity_blur_x4", "compact+none", seed, base + jitter, levels)
+        _write(tmp_path, "severity_blur_x4", "compact+deplsr", seed, base + lift + jitter, levels)
+        _write(tmp_path, "severity_blur_x4", "compact+regressor", seed, base + jitter, levels)
+    return collect_runs(tmp_path)
+
+
+def test_entry_names_round_trip():
+    assert split_entry(entry_name("dat_light", "oracle-params")) == ("dat_light", "oracle-params")
+    assert split_entry(entry_name(None, None)) == (None, None)
+
+
+def test_collect_and_scores(runs):
+    assert {(r.entry, r.seed) for r in runs} >= {("bicubic", 0), ("compact+deplsr", 2)}
+    scores = scores_by_seed(runs, "compact+none", "severity_blur_x4", "psnr_y", {"level": "heavy"})
+    assert sorted(scores) == [0, 1, 2] and all(len(s) == 10 for s in scores.values())
+
+
+def test_score_rows_average_images_then_spread_over_seeds(runs):
+    rows = {r["entry"]: r["severity_blur_x4"] for r in score_rows(runs, "psnr_y")}
+    assert list(rows)[0] == "bicubic" and rows["bicubic"].seeds == 1
+    means = [
+        pd.read_csv(r.folder / "per_image.csv")["psnr_y"].mean()
+        for r in runs
+        if r.entry == "compact+deplsr"
+    ]
+    assert rows["compact+deplsr"].mean == pytest.approx(np.mean(means))
+    assert rows["compact+deplsr"].std == pytest.approx(np.std(means, ddof=1))
+
+
+def test_gains_find_the_planted_effect(runs):
+    rows = {(r["prior"], r["against"]): r["severity_blur_x4"] for r in gain_rows(runs, "psnr_y")}
+    assert rows[("deplsr", "none")].mean == pytest.approx(0.5 / 3, abs=1e-3)
+    assert rows[("deplsr", "none")].verdict == "better"
+    assert rows[("regressor", "none")].verdict == "no clear difference"
+    assert rows[("deplsr", "regressor")].verdict == "better"
+    assert ("oracle-params", "none") not in rows  # no results, no row
+
+
+def test_severity_rows_split_by_level(runs):
+    rows = [r for r in severity_rows(runs, "psnr_y") if r["prior"] == "deplsr"]
+    assert len(rows) == 1
+    assert rows[0]["heavy"].mean == pytest.approx(0.5, abs=1e-3) and rows[0]["heavy"].low > 0
+    assert rows[0]["light"].verdict == "no clear difference"
