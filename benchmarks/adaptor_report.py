@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--test-per-image", type=int, default=32, help="test crops per photo")
     parser.add_argument("--pretrain-steps", type=int, default=300)
     parser.add_argument("--steps", type=int, default=300, help="controller steps")
-    parser.add_argument("--regressor-steps", type=int, default=600)
+    parser.add_argument("--regressor-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4, help="controller peak lr")
     parser.add_argument("--pretrain-lr", type=float, default=5e-4)
