@@ -11,7 +11,7 @@ Runs, each as its own ``python -m degkit.cli`` process, timed from start to exit
    then the controller);
 4. ``degkit train-regressor``;
 5. ``degkit eval-adaptor`` into ``--out``, which also gets ``README.md``: the
-   commands, their wall times and the machine.
+   commands, their wall and CPU times and the machine.
 
 Datasets and checkpoints go to ``--work`` (not the report folder). Usage::
 
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import subprocess
 import sys
@@ -35,14 +36,21 @@ import torch
 CROP = 256  # x4 -> 64 x 64 LR, the small config's image size
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(command: list[str], log: list[dict]) -> None:
-    """Run ``python -m degkit.cli COMMAND``, record its wall seconds, fail loudly."""
+    """Run ``python -m degkit.cli COMMAND``, record its wall and CPU seconds, fail loudly."""
     shown = "degkit " + shlex.join(command)
     print(f"$ {shown}", file=sys.stderr, flush=True)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), _cpu_seconds()
     subprocess.run([sys.executable, "-m", "degkit.cli", *command], check=True)
-    log.append({"command": shown, "seconds": time.perf_counter() - began})
-    print(f"  {log[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - began
+    log.append({"command": shown, "seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu})
+    print(f"  {seconds:.0f} s", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -169,18 +177,23 @@ def main() -> None:
         f"--pretrain-steps {args.pretrain_steps} --steps {args.steps} "
         f"--regressor-steps {args.regressor_steps} --batch-size {args.batch_size} "
         f"--lr {args.lr:g} --pretrain-lr {args.pretrain_lr:g} --seed {args.seed}`, "
-        f"on {machine}, shared with other jobs while it ran (wall times, not CPU times).",
+        f"on {machine}, shared with other jobs while it ran: wall times include waiting for "
+        "the CPU; CPU times are the command's own (user + system, all threads).",
         "",
         "Results: [report.md](report.md) (accuracy per type beside chance, confusion "
         "matrices, PCA of the fine embeddings, provenance); raw numbers in results.json.",
         "",
-        "| step | command | wall time |",
-        "|---|---|---|",
+        "| step | command | wall time | CPU time |",
+        "|---|---|---|---|",
     ]
     names = ["train set", "test set", "adaptor", "regressor", "eval-adaptor"]
     for name, entry in zip(names, log, strict=True):
-        lines.append(f"| {name} | `{entry['command']}` | {entry['seconds']:.0f} s |")
-    lines += ["", f"Total: {total:.0f} s ({total / 60:.1f} min).", ""]
+        lines.append(
+            f"| {name} | `{entry['command']}` | {entry['seconds']:.0f} s "
+            f"| {entry['cpu_seconds']:.0f} s |"
+        )
+    cpu = sum(entry["cpu_seconds"] for entry in log)
+    lines += ["", f"Total: {total:.0f} s wall ({total / 60:.1f} min), {cpu:.0f} s CPU.", ""]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
     (out / "timings.json").write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
     print(f"total {total:.0f} s", file=sys.stderr)
