@@ -31,7 +31,7 @@ from degkit.models.adaptor import load_adaptor
 from degkit.models.estimator import levels_from_flat
 from degkit.train.regressor import load_regressor
 
-__all__ = ["TestSet", "estimate", "load_test_set"]
+__all__ = ["TestSet", "adaptor_choices", "estimate", "load_test_set", "regressor_choices"]
 
 
 @dataclasses.dataclass
