@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from degkit.cli import (
     adaptor_commands,
+    bench_commands,
     data_commands,
     eval_commands,
     merge_commands,
@@ -30,6 +31,7 @@ COMMAND_MODULES = (
     eval_commands,
     adaptor_commands,
     sr_commands,
+    bench_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.
