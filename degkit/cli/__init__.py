@@ -12,6 +12,7 @@ from degkit.cli import (
     bench_commands,
     data_commands,
     eval_commands,
+    infer_commands,
     merge_commands,
     ops_commands,
     recipe_commands,
@@ -32,6 +33,7 @@ COMMAND_MODULES = (
     adaptor_commands,
     sr_commands,
     bench_commands,
+    infer_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model",
-        help="bicubic | lanczos | nearest | a checkpoint spandrel loads | package.module:function",
+        help="bicubic | lanczos | nearest | a degkit train-sr checkpoint | a checkpoint "
+        "spandrel loads | package.module:function",
     )
     source.add_argument("--results", help="folder of SR results named <pair id>.png")
     p.add_argument("--out", required=True, help="output folder")
@@ -29,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--metrics", default=DEFAULT_METRICS, help=f"comma-separated (default {DEFAULT_METRICS})"
     )
     p.add_argument("--name", default=None, help="method name in reports (default from --model)")
+    p.add_argument("--adaptor", help="a degkit checkpoint's prior adaptor (default: its own)")
+    p.add_argument("--regressor", help="a degkit checkpoint's prior regressor (default: its own)")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument(
@@ -62,11 +65,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
     test_set = load_set(args.set)
     if args.results:
-        if args.name:
-            raise ValueError("--name: a results folder is named after the folder")
+        for flag in ("name", "adaptor", "regressor"):
+            if getattr(args, flag):
+                raise ValueError(f"--{flag}: applies to --model, not to a results folder")
         model = ResultsFolder(Path(args.results), test_set.scale)
     else:
-        model = load_model(args.model, test_set.scale, name=args.name)
+        model = load_model(
+            args.model,
+            test_set.scale,
+            name=args.name,
+            adaptor=args.adaptor,
+            regressor=args.regressor,
+        )
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     summary = evaluate(
         test_set,

@@ -1,4 +1,4 @@
-"""SR models to evaluate: built-in interpolations, spandrel checkpoints, Python callables.
+"""SR models to evaluate: built-ins, spandrel checkpoints, degkit SR checkpoints, callables.
 
 Every model maps a float32 ``N x 3 x h x w`` LR batch in ``[0, 1]`` to the
 ``N x 3 x (h*scale) x (w*scale)`` SR batch. The built-ins are defined as:
@@ -13,7 +13,10 @@ Every model maps a float32 ``N x 3 x h x w`` LR batch in ``[0, 1]`` to the
 
 :func:`super_resolve` runs a model on a batch, optionally in overlapping tiles
 blended with weights that vanish near interior tile edges, under autocast
-(fp16 / bf16) on CUDA, and checks the shape of what comes back.
+(fp16 / bf16) on CUDA, and checks the shape of what comes back. A model with
+a ``condition`` step (a degkit SR checkpoint: its prior) is conditioned once
+per batch on the whole LR images, and every tile reuses that conditioning;
+``prior_per_tile`` conditions each tile on itself instead.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,9 @@ INTERPOLATIONS = {
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]
+Conditioner = Callable[[torch.Tensor, Sequence[Any] | None], Upscaler]
+"""``condition(lr, pairs)``: the upscaler for ``lr`` (and its tiles), given the whole LR
+batch and its test pairs (None outside an evaluation)."""
 
 
 @dataclasses.dataclass
@@ -57,7 +63,7 @@ class SRModel:
     """A model that upscales LR batches by ``scale``, with its provenance."""
 
     name: str
-    kind: str  # "interpolation" | "spandrel" | "callable"
+    kind: str  # "interpolation" | "spandrel" | "degkit" | "callable"
     scale: int
     upscale: Upscaler
     module: torch.nn.Module | None = None
@@ -65,6 +71,9 @@ class SRModel:
     checkpoint_sha256: str | None = None
     architecture: str | None = None
     definition: str | None = None
+    condition: Conditioner | None = None
+    needs_truth: str | None = None  # what ground truth ``condition`` reads from the pairs
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def parameters(self) -> int:
@@ -80,7 +89,8 @@ class SRModel:
         return self
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able provenance: name, kind, scale, checkpoint and its sha256, parameters."""
+        """JSON-able provenance: name, kind, scale, checkpoint and its sha256, parameters,
+        and the kind's details (a degkit checkpoint: backbone, prior, ...)."""
         return {
             "name": self.name,
             "kind": self.kind,
@@ -90,6 +100,7 @@ class SRModel:
             "checkpoint": self.checkpoint,
             "checkpoint_sha256": self.checkpoint_sha256,
             "parameters": self.parameters,
+            **self.details,
         }
 
 
@@ -102,10 +113,35 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(spec: str, scale: int, name: str | None = None) -> SRModel:
-    """A built-in name, a checkpoint path spandrel can load, or ``package.module:function``."""
+def load_model(
+    spec: str,
+    scale: int | None,
+    name: str | None = None,
+    *,
+    adaptor: str | Path | None = None,
+    regressor: str | Path | None = None,
+) -> SRModel:
+    """A built-in name, a ``degkit train-sr`` checkpoint, a checkpoint spandrel can load,
+    or ``package.module:function``.
+
+    ``scale`` None: the checkpoint's own (a built-in or callable needs one).
+    ``adaptor`` / ``regressor`` replace the frozen estimator files a degkit
+    checkpoint's prior was trained with.
+    """
+    from degkit.models.sr_checkpoint import read_sr_meta
+
+    is_degkit = Path(spec).is_file() and read_sr_meta(spec) is not None
+    for flag, value in (("adaptor", adaptor), ("regressor", regressor)):
+        if value is not None and not is_degkit:
+            raise ValueError(f"--{flag}: model {spec!r} is not a degkit SR checkpoint")
+    if scale is None and not Path(spec).is_file():
+        raise ValueError(f"model {spec!r}: give the scale (--scale)")
     if spec in INTERPOLATIONS:
         model = interpolation_model(spec, scale)
+    elif is_degkit:
+        from degkit.evaluate.trained import degkit_model
+
+        model = degkit_model(spec, scale, adaptor=adaptor, regressor=regressor)
     elif Path(spec).is_file():
         model = spandrel_model(spec, scale)
     elif ":" in spec:
@@ -160,8 +196,9 @@ def _pillow_lanczos(scale: int) -> Upscaler:
     return upscale
 
 
-def spandrel_model(path: str | Path, scale: int) -> SRModel:
-    """An SR checkpoint whose architecture spandrel detects from the state dict."""
+def spandrel_model(path: str | Path, scale: int | None) -> SRModel:
+    """An SR checkpoint whose architecture spandrel detects from the state dict
+    (``scale`` None: its own)."""
     import spandrel
 
     path = Path(path)
@@ -185,7 +222,7 @@ def spandrel_model(path: str | Path, scale: int) -> SRModel:
             f"checkpoint {path}: {descriptor.input_channels} -> "
             f"{descriptor.output_channels} channels, expected RGB (3 -> 3)"
         )
-    if descriptor.scale != scale:
+    if scale is not None and descriptor.scale != scale:
         raise ValueError(
             f"checkpoint {path}: a x{descriptor.scale} {descriptor.architecture.name} model, "
             f"but the test set is x{scale}"
@@ -194,7 +231,7 @@ def spandrel_model(path: str | Path, scale: int) -> SRModel:
     return SRModel(
         name=path.stem,
         kind="spandrel",
-        scale=scale,
+        scale=descriptor.scale,
         upscale=descriptor,
         module=descriptor.model,
         checkpoint=str(path),
@@ -228,10 +265,14 @@ def super_resolve(
     tile: int | None = None,
     overlap: int = 16,
     precision: str = "fp32",
+    pairs: Sequence[Any] | None = None,
+    prior_per_tile: bool = False,
 ) -> torch.Tensor:
     """The SR batch of ``lr``: float32 in ``[0, 1]``, shape checked; tiled if ``tile``.
 
     fp16 / bf16 apply only on CUDA (autocast); on the CPU the model runs in fp32.
+    A model's ``condition`` step sees the whole batch (and ``pairs``, its test
+    pairs) once, or each tile on its own with ``prior_per_tile``.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
@@ -240,15 +281,24 @@ def super_resolve(
         torch.no_grad(),
         torch.autocast("cuda", dtype=PRECISIONS[precision], enabled=autocast),
     ):
-        if tile is None or (lr.shape[-2] <= tile and lr.shape[-1] <= tile):
-            sr = _checked_call(model, lr)
+        if model.condition is None:
+            upscale = model.upscale
+        elif prior_per_tile:
+
+            def upscale(part: torch.Tensor) -> torch.Tensor:
+                return model.condition(part, pairs)(part)
+
         else:
-            sr = _tiled(model, lr, tile, overlap)
+            upscale = model.condition(lr, pairs)
+        if tile is None or (lr.shape[-2] <= tile and lr.shape[-1] <= tile):
+            sr = _checked_call(model, upscale, lr)
+        else:
+            sr = _tiled(model, upscale, lr, tile, overlap)
     return sr.float().clamp(0.0, 1.0)  # out of place: spandrel returns inference tensors
 
 
-def _checked_call(model: SRModel, lr: torch.Tensor) -> torch.Tensor:
-    sr = model.upscale(lr)
+def _checked_call(model: SRModel, upscale: Upscaler, lr: torch.Tensor) -> torch.Tensor:
+    sr = upscale(lr)
     n, c, h, w = lr.shape
     expected = (n, c, h * model.scale, w * model.scale)
     if not isinstance(sr, torch.Tensor) or tuple(sr.shape) != expected:
@@ -279,7 +329,9 @@ def _edge_weights(size: int, lead: bool, trail: bool, overlap: int) -> torch.Ten
     return w
 
 
-def _tiled(model: SRModel, lr: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+def _tiled(
+    model: SRModel, upscale: Upscaler, lr: torch.Tensor, tile: int, overlap: int
+) -> torch.Tensor:
     """Upscale ``tile x tile`` LR tiles overlapping by at least ``overlap`` and blend them.
 
     Pixels within ``overlap // 4`` LR pixels of an interior tile edge get zero
@@ -300,7 +352,7 @@ def _tiled(model: SRModel, lr: torch.Tensor, tile: int, overlap: int) -> torch.T
             wx = _edge_weights(tw, x > 0, x + tw < w, overlap)
             weight = torch.outer(wy, wx).repeat_interleave(s, 0).repeat_interleave(s, 1)
             weight = weight.to(lr.device)
-            sr = _checked_call(model, lr[..., y : y + th, x : x + tw]).float()
+            sr = _checked_call(model, upscale, lr[..., y : y + th, x : x + tw]).float()
             out[..., y * s : (y + th) * s, x * s : (x + tw) * s] += sr * weight
             total[y * s : (y + th) * s, x * s : (x + tw) * s] += weight
     return out / total

@@ -70,6 +70,7 @@ def evaluate(
     if isinstance(model, ResultsFolder):  # every file present, none extra, sizes right
         model = results_folder(model.path, pairs, test_set.scale)
     else:
+        _check_truth(model, test_set, pairs)
         model.to(device)
     metrics = _as_metrics(metrics, test_set.scale, device)
     unavailable = _unavailable(metrics, test_set)
@@ -136,6 +137,15 @@ def _as_set(test_set: Any) -> Any:
 
         return load_set(str(test_set))
     return test_set
+
+
+def _check_truth(model: SRModel, test_set: Any, pairs: list[Any]) -> None:
+    """A model whose conditioning reads ground truth needs the pairs' degradation records."""
+    if model.needs_truth and any(p.meta.get("records") is None for p in pairs):
+        raise ValueError(
+            f"model {model.name}: {model.needs_truth}, but set {test_set.name} has no "
+            "degradation records (only synthetic sets keep them)"
+        )
 
 
 def _as_metrics(metrics: Sequence[Any], scale: int, device: str) -> list[Any]:
@@ -232,7 +242,7 @@ def _sr_and_hr(
         sr = _to_tensor([model.load(p.id) for p in batch], device)
     else:
         lr = _to_tensor([p.lr for p in batch], device)
-        sr = super_resolve(model, lr, tile=tile, overlap=overlap, precision=precision)
+        sr = super_resolve(model, lr, tile=tile, overlap=overlap, precision=precision, pairs=batch)
         sr = sr.mul_(255).round_().div_(255)
     hr = None if batch[0].hr is None else _to_tensor([p.hr for p in batch], device)
     return sr, hr

@@ -41,6 +41,8 @@ from degkit.models.backbones import (
 )
 from degkit.models.fusion import FusedSR
 from degkit.models.priors import PRIORS, Prior, build_prior
+from degkit.models.sr_checkpoint import read_sr_checkpoint
+from degkit.models.sr_checkpoint import section as _section
 from degkit.train.data import dataset_summary, step_batches
 from degkit.train.optim import (
     multistep_lr_at,
@@ -175,18 +177,7 @@ def _trainable(prior: Prior | None) -> dict[str, torch.Tensor]:
 
 
 def _load(path: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    if "degkit" not in header:
-        raise ValueError(f"{path}: not a degkit SR checkpoint")
-    return json.loads(header["degkit"]), load_file(str(path), device=str(device))
-
-
-def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return read_sr_checkpoint(path, device)
 
 
 def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
