@@ -85,6 +85,17 @@ class BenchRun:
     def eval_dir(self, set_name: str, entry: str, seed: int) -> Path:
         return self.eval_root / set_name / entry / f"seed-{seed}"
 
+    def comparison_models(self) -> dict[str, str]:
+        """Label -> model spec: bicubic and every SR entry of the first seed."""
+        sr = self.config.sr
+        seed = self.config.seeds[0]
+        models = {"bicubic": "bicubic"}
+        for backbone in sr["backbones"]:
+            for prior in sr["priors"]:
+                entry = entry_name(backbone, prior)
+                models[entry] = str(self.sr(seed, entry) / "last.safetensors")
+        return models
+
 
 def _say(message: str) -> None:
     print(f"degkit bench: {message}", file=sys.stderr, flush=True)

@@ -31,13 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Run the stages not finished yet, then write the report."""
+    from pathlib import Path
+
     from degkit.bench.config import load_bench_config
     from degkit.bench.report import write_bench_report
     from degkit.bench.run import run_bench
+    from degkit.bench.visual import comparison_grid
 
     config = load_bench_config(args.config, args.profile)
     run, walls = run_bench(config, args.work)
-    out = args.out or f"reports/{config.name}/{config.profile}"
+    out = Path(args.out or f"reports/{config.name}/{config.profile}")
+    out.mkdir(parents=True, exist_ok=True)
+    visual = config.visual
+    grid = comparison_grid(
+        visual["set"],
+        run.comparison_models(),
+        visual["images"],
+        visual["crop"],
+        out / "comparison.png",
+    )
     command = ["degkit", "bench", args.config, "--profile", args.profile, "--work", args.work]
-    print(write_bench_report(run, walls, out, [*command, "--out", out]))
+    print(write_bench_report(run, walls, out, [*command, "--out", str(out)], [grid]))
     return 0
