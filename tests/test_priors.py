@@ -10,7 +10,7 @@ from adaptor_helpers import TINY
 from degkit.captions import PAPER_TYPES
 from degkit.models.adaptor import DegradationAdaptor
 from degkit.models.backbones import build_backbone
-from degkit.models.estimator import LevelRegressor
+from degkit.models.estimator import LevelRegressor, levels_from_batch
 from degkit.models.fusion import FusedSR
 from degkit.models.priors import PRIORS, build_prior
 
@@ -51,6 +51,7 @@ BATCH = {
     "jpeg_level": [50.0, None],
     "ringing": [False, True],
 }
+BATCH["levels"], BATCH["present"] = levels_from_batch(BATCH)
 
 
 def test_every_prior_gives_one_content_and_k_type_tokens(estimators):
@@ -130,5 +131,5 @@ def test_missing_estimators_and_columns_are_named():
         build_prior("regressor", dim=8)
     with pytest.raises(ValueError, match="unknown prior 'clip'"):
         build_prior("clip", dim=8)
-    with pytest.raises(ValueError, match="column 'blur_level'"):
+    with pytest.raises(ValueError, match="column 'levels'"):
         build_prior("oracle-params", dim=8)(_lr(), {"content_caption": ["", ""]})

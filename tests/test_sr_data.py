@@ -14,13 +14,16 @@ from degkit import recipes
 from degkit.captions import flat_columns
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.loaders import ShardDataset
-from degkit.models.estimator import levels_from_flat
+from degkit.models.estimator import levels_from_flat, levels_from_records
 from degkit.train.sr_data import (
     EpochSampler,
     EvalSampler,
     OnTheFlyPairs,
     PairedPatches,
+    StepBatchSampler,
+    WholePairs,
     collate_pairs,
+    dihedral,
     patch_geometry,
 )
 
@@ -125,3 +128,53 @@ def test_epoch_sampler_numbers_samples_by_epoch(dataset):
 def test_eval_sampler_covers_every_row_exactly_once(rows, world):
     seen = [i for rank in range(world) for i in EvalSampler(rows, world, rank)]
     assert sorted(seen) == list(range(rows))
+
+
+@given(seed=st.integers(0, 2**16), scale=st.sampled_from([2, 3, 4]))
+def test_hr_stays_under_the_lr_after_the_same_flip_and_rotation(seed, scale):
+    lr = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(seed))
+    # nearest upsampling commutes with flips and rotations: an independent reference
+    hr = lr.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    for hflip in (False, True):
+        for turns in range(4):
+            turned = dihedral(lr, hflip, turns)
+            expected = turned.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+            assert torch.equal(dihedral(hr, hflip, turns), expected)
+
+
+def test_step_batches_resume_at_any_step_and_split_ranks(dataset):
+    pairs = PairedPatches(dataset, SCALE, 8)
+    n = len(pairs)
+
+    def take(sampler, count):
+        batches = iter(sampler)
+        return [next(batches) for _ in range(count)]
+
+    straight = take(StepBatchSampler(pairs, 4, seed=2), 12)
+    per_epoch = n // 4
+    assert all(len(b) == 4 for b in straight)
+    assert {i // n for b in straight[:per_epoch] for i in b} == {0}
+    assert {i // n for b in straight[per_epoch : 2 * per_epoch] for i in b} == {1}
+    for start in (1, per_epoch, per_epoch + 1, 9):
+        assert take(StepBatchSampler(pairs, 4, seed=2, start=start), 12 - start) == straight[start:]
+    ranks = [take(StepBatchSampler(pairs, 2, 2, 0, 2, rank), 2) for rank in (0, 1)]
+    assert not {i for b in ranks[0] for i in b} & {i for b in ranks[1] for i in b}
+    with pytest.raises(ValueError, match=f"batch size {n + 1} is larger than the {n} rows"):
+        StepBatchSampler(pairs, n + 1)
+
+
+def test_whole_pairs_are_the_stored_rows_in_the_training_layout(dataset):
+    whole = WholePairs(dataset)
+    full = ShardDataset(dataset, columns=["hr", "lr"], image_dtype=torch.uint8)
+    sample = whole[3]
+    assert sample["id"] == 3
+    assert torch.equal(sample["lr"], full[3]["lr"]) and torch.equal(sample["hr"], full[3]["hr"])
+    assert sample.keys() == PairedPatches(dataset, SCALE, 8)[3].keys()
+
+
+def test_on_the_fly_levels_of_a_recipe_that_blurs_before_resizing(dataset):
+    pairs = OnTheFlyPairs(dataset, recipes.load("realesrgan"), lr_patch=8, seed=1)
+    sample = pairs[0]
+    levels, present = levels_from_records(sample["records"], hr_size=(32, 32))
+    assert sample["levels"].tolist() == pytest.approx(levels) and present[0]
+    assert sample["present"].tolist() == present

@@ -38,7 +38,7 @@ def runs(tmp_path_factory):
     regressor = train_regressor(
         RegressorConfig(data=data, out=root / "reg", steps=1, batch_size=2, width=4, progress=False)
     )
-    options = dict(prior_dim=8, steps=2, batch_size=2, patch=8, lr=2e-3, progress=False)
+    options = dict(prior_dim=8, steps=2, batch_size=2, patch=8, lr=2e-3, ema=0, progress=False)
     made = {}
     for name, backbone, prior in [
         ("compact", "compact_tiny", "regressor"),
@@ -72,7 +72,7 @@ def test_loaded_checkpoint_computes_what_training_ended_with(runs):
     torch.testing.assert_close(super_resolve(model, lr), expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("run, atol", [("compact", 2e-3), ("dat", 1e-2)])
+@pytest.mark.parametrize("run, atol", [("compact", 2e-3), ("dat", 2e-2)])
 def test_tiled_equals_untiled_with_the_prior_of_the_whole_image(runs, run, atol, monkeypatch):
     model = load_model(str(runs[run].checkpoint), 4)
     prior = model.module["prior"]

@@ -1,26 +1,30 @@
-"""degkit train-sr: paired patches, the loss going down, exact resume, spandrel-loadable trunk,
-the command line."""
+"""degkit train-sr: the loss going down, validation, exact resume, runs independent of the
+worker count, checkpoint and spandrel round trips, --init, DDP over gloo, the command line."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+import os
+import socket
+
 import pytest
 import spandrel
 import torch
 from adaptor_helpers import TINY
-from hypothesis import given
-from hypothesis import strategies as st
+from safetensors import safe_open
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from degkit.cli import main, sr_commands
 from degkit.data.build import BuildConfig, build_dataset
-from degkit.data.loaders import ShardDataset, collate_rows
+from degkit.metrics import create_metric
 from degkit.models.adaptor import DegradationAdaptor, save_adaptor
-from degkit.models.backbones import available_backbones
+from degkit.models.backbones import available_backbones, build_backbone
+from degkit.models.sr_checkpoint import load_sr_checkpoint
 from degkit.train import sr as sr_train
 from degkit.train.optim import multistep_lr_at
-from degkit.train.patches import paired_patches
 from degkit.train.sr import PRIOR_CHOICES, SRTrainConfig, train_sr
+from degkit.train.sr_data import WholePairs, collate_pairs
 
 
 @pytest.fixture(scope="module")
@@ -41,50 +45,59 @@ def _config(data, out, **overrides) -> SRTrainConfig:
         lr=2e-3,
         save_every=2,
         seed=5,
+        ema=0.9,
     )
     return SRTrainConfig(data=data, out=out, progress=False, **{**options, **overrides})
 
 
-@given(st.integers(0, 2**32 - 1), st.sampled_from([2, 3, 4]))
-def test_hr_patch_lies_under_the_lr_patch_after_the_same_flips(seed, scale):
-    g = torch.Generator().manual_seed(seed % 1000)
-    lr = [torch.rand(3, 9, 12, generator=g) for _ in range(3)]
-    # nearest upsampling commutes with flips and transposes: an independent reference
-    hr = [x.repeat_interleave(scale, -1).repeat_interleave(scale, -2) for x in lr]
-    lr_patch, hr_patch = paired_patches(lr, hr, scale, 5, np.random.default_rng(seed))
-    assert lr_patch.shape == (3, 3, 5, 5) and hr_patch.shape == (3, 3, 5 * scale, 5 * scale)
-    expected = lr_patch.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
-    assert torch.equal(hr_patch, expected)
+def _whole(data) -> dict:
+    return collate_pairs([WholePairs(data)[i] for i in range(8)])
 
 
-def test_patch_errors_name_the_row_and_flag():
-    lr, hr = [torch.zeros(3, 8, 8)], [torch.zeros(3, 16, 16)]
-    with pytest.raises(ValueError, match="--patch 9"):
-        paired_patches(lr, hr, 2, 9, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="row 0: HR"):
-        paired_patches(lr, hr, 4, 4, np.random.default_rng(0))
+def _images(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch["lr"].float() / 255, batch["hr"].float() / 255
 
 
 def _eval_l1(result, data) -> float:
-    dataset = ShardDataset(data, columns=["lr", "hr", *result.prior.columns])
-    batch = collate_rows([dataset[i] for i in range(8)])
+    batch = _whole(data)
+    lr, hr = _images(batch)
     result.model.eval()
     with torch.no_grad():
-        sr = result.model(batch["lr"], result.prior(batch["lr"], batch))
-    return float((sr - batch["hr"]).abs().mean())
+        sr = result.model(lr, result.prior(lr, batch))
+    return float((sr - hr).abs().mean())
 
 
 def test_a_few_steps_reduce_the_loss(tiny_dataset, tmp_path):
-    one = train_sr(_config(tiny_dataset, tmp_path / "one", steps=1))
-    more = train_sr(_config(tiny_dataset, tmp_path / "more", steps=30, save_every=30))
+    one = train_sr(_config(tiny_dataset, tmp_path / "one", steps=1, ema=0))
+    more = train_sr(_config(tiny_dataset, tmp_path / "more", steps=30, save_every=30, ema=0))
     assert _eval_l1(more, tiny_dataset) < 0.95 * _eval_l1(one, tiny_dataset)
+
+
+def test_validation_is_mean_psnr_y_of_the_whole_images(tiny_dataset, tmp_path):
+    out = tmp_path / "val"
+    options = dict(val_data=tiny_dataset, val_every=2, steps=3, ema=0)
+    result = train_sr(_config(tiny_dataset, out, **options))
+    lines = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in lines] == [2, 3] and lines == result.validation
+    rows = WholePairs(tiny_dataset)
+    metric, scores = create_metric("psnr_y", scale=4), []
+    result.model.eval()
+    for batch in DataLoader(rows, collate_fn=collate_pairs):  # one whole image at a time
+        lr, hr = _images(batch)
+        with torch.no_grad():
+            sr = result.model(lr, result.prior(lr, batch)).clamp(0, 1)
+        scores.append(float(metric(sr, hr)))
+    assert lines[-1]["images"] == len(rows)
+    assert lines[-1]["psnr_y"] == pytest.approx(sum(scores) / len(scores), abs=1e-9)
+    speed = json.loads((out / "train.json").read_text())
+    assert speed["steps"] == 3 and speed["steps_per_s"] > 0 and 0 <= speed["data_wait_share"] < 1
 
 
 def test_resume_continues_exactly(tiny_dataset, tmp_path, monkeypatch):
     options = dict(backbone="dat_tiny")  # stochastic depth: torch's random state is restored
     straight = train_sr(_config(tiny_dataset, tmp_path / "a", **options)).checkpoint
     calls = {"n": 0}
-    real = sr_train.paired_patches
+    real = sr_train.multistep_lr_at
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -92,29 +105,107 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sr_train, "paired_patches", interrupted)
+    monkeypatch.setattr(sr_train, "multistep_lr_at", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_sr(_config(tiny_dataset, tmp_path / "b", **options))
-    monkeypatch.setattr(sr_train, "paired_patches", real)
+    monkeypatch.setattr(sr_train, "multistep_lr_at", real)
     resumed = train_sr(_config(tiny_dataset, tmp_path / "b", resume=True, **options)).checkpoint
     a, b = load_file(str(straight)), load_file(str(resumed))
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="another train"):
         train_sr(_config(tiny_dataset, tmp_path / "b", resume=True, lr=1e-3, **options))
 
 
-def test_trunk_file_runs_in_spandrel_as_the_trained_trunk(tiny_dataset, tmp_path):
-    result = train_sr(_config(tiny_dataset, tmp_path / "run", prior="bare", steps=2))
+@pytest.mark.parametrize("recipe", [None, "deplsr"], ids=["stored", "on-the-fly"])
+def test_a_run_is_the_same_with_and_without_worker_processes(tiny_dataset, tmp_path, recipe):
+    options = dict(recipe=recipe, target="usm", steps=2, batch_size=2, save_every=2)
+    runs = []
+    for workers in (0, 2):
+        result = train_sr(
+            _config(tiny_dataset, tmp_path / f"w{workers}", workers=workers, **options)
+        )
+        runs.append(load_file(str(result.checkpoint)))
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_checkpoint_holds_weights_ema_and_config_and_the_trunk_loads_in_spandrel(
+    tiny_dataset, tmp_path
+):
+    result = train_sr(_config(tiny_dataset, tmp_path / "run", steps=2))
+    tensors = load_file(str(result.checkpoint))
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(tensors[f"model.{name}"], value)
+    for name, value in result.ema.state_dict().items():
+        assert torch.equal(tensors[f"ema.model.{name}"], value)
+    assert not torch.equal(result.ema.projector.mlp[0].weight, result.model.projector.mlp[0].weight)
+    with safe_open(str(result.checkpoint), framework="pt") as f:
+        meta = json.loads(f.metadata()["degkit"])
+    assert meta["config"] == {
+        "backbone": "compact_tiny",
+        "scale": 4,
+        "prior": "oracle-params",
+        "prior_dim": 8,
+        "num_types": 5,
+    }
+    assert meta["step"] == 2 and meta["train"]["ema"] == 0.9 and meta["world_size"] == 1
+    loaded, prior, meta = load_sr_checkpoint(result.checkpoint)
+    assert meta["weights"] == "ema" and prior.name == "oracle-params"
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, result.ema.state_dict()[name]), name
     descriptor = spandrel.ModelLoader().load_from_file(result.trunk)
     assert descriptor.architecture.id == "Compact" and descriptor.scale == 4
     lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
-    result.model.eval()
-    with torch.no_grad():
-        assert torch.equal(descriptor.model.eval()(lr), result.model(lr))
+    with torch.no_grad():  # the exported trunk is the EMA's
+        assert torch.equal(descriptor.model.eval()(lr), result.ema.eval()(lr))
 
 
-def test_cli_trains_with_the_adaptor_prior_and_names_bad_init(tiny_dataset, tmp_path, capsys):
+def test_init_starts_from_a_spandrel_format_state_dict(tiny_dataset, tmp_path):
+    torch.manual_seed(42)
+    state = build_backbone("compact_tiny", 4).state_dict()
+    init = tmp_path / "net_g.pth"
+    torch.save({"params_ema": state}, init)  # the BasicSR / Real-ESRGAN layout
+    result = train_sr(
+        _config(tiny_dataset, tmp_path / "run", prior="bare", init=init, steps=1, lr=1e-9, ema=0)
+    )
+    for name, value in result.model.trunk.state_dict().items():
+        torch.testing.assert_close(value, state[name], atol=1e-6, rtol=0)
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, data, out) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size)
+    )
+    torch.set_num_threads(1)
+    config = _config(data, out, steps=1, batch_size=2, val_data=data, val_every=1)
+    result = train_sr(config)
+    weights = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+    torch.save({"weights": weights, "validation": result.validation}, out / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    torch.multiprocessing.start_processes(
+        _ddp_worker, args=(2, port, tiny_dataset, out), nprocs=2, start_method="fork"
+    )
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    for name, value in rank0["weights"].items():
+        assert torch.equal(value, rank1["weights"][name]), name
+    assert rank0["validation"] == rank1["validation"]
+    assert rank0["validation"][0]["images"] == len(WholePairs(tiny_dataset))
+    saved = load_file(str(out / "last.safetensors"))
+    for name, value in rank0["weights"].items():
+        assert torch.equal(saved[f"model.{name}"], value), name
+
+
+def test_cli_trains_with_the_adaptor_prior_and_names_bad_flags(tiny_dataset, tmp_path, capsys):
     torch.manual_seed(0)
     adaptor = tmp_path / "adaptor.safetensors"
     save_adaptor(DegradationAdaptor(TINY), adaptor)
@@ -125,9 +216,16 @@ def test_cli_trains_with_the_adaptor_prior_and_names_bad_init(tiny_dataset, tmp_
     assert capsys.readouterr().out.strip() == str(out / "last.safetensors")
     dat = tmp_path / "dat"
     assert main([*common, "--out", str(dat), "--backbone", "dat_tiny", "--prior", "bare"]) == 0
-    bad = ["--out", str(tmp_path / "bad"), "--init", str(dat / "trunk.safetensors")]
-    assert main([*common, *bad]) == 2
-    assert "not a Compact checkpoint" in capsys.readouterr().err
+    capsys.readouterr()
+    for extra, message in (
+        (["--init", str(dat / "trunk.safetensors")], "not a Compact checkpoint"),
+        (["--ema", "1"], "--ema 1.0"),
+        (["--batch-size", "64"], "--batch-size: batch size 64 is larger than the 18 rows"),
+        (["--recipe", "no-such-recipe"], "--recipe 'no-such-recipe'"),
+        (["--patch", "17"], "--patch 17 / --data"),
+    ):
+        assert main([*common, "--out", str(tmp_path / "bad"), *extra]) == 2, extra
+        assert message in capsys.readouterr().err
 
 
 def test_multistep_schedule_halves_at_the_milestones():
@@ -144,3 +242,11 @@ def test_multistep_schedule_halves_at_the_milestones():
 def test_cli_choices_match_the_registries():
     assert list(sr_commands.BACKBONES) == available_backbones()
     assert sr_commands.PRIORS == PRIOR_CHOICES
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_run_uses_bf16_autocast_and_keeps_fp32_weights(tiny_dataset, tmp_path):
+    options = dict(device="cuda", target="usm", steps=2, val_data=tiny_dataset, val_every=2)
+    result = train_sr(_config(tiny_dataset, tmp_path / "cuda", backbone="dat_tiny", **options))
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in result.model.parameters())
+    assert 0 < result.validation[-1]["psnr_y"] < 100

@@ -18,12 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train-sr",
         help="train an SR model (spandrel DAT / Compact trunk with fusion blocks and a prior)",
         description="Train a spandrel SR trunk with one fusion block per residual group, fed "
-        "by a prior computed once per image from the stored LR (bare: the trunk alone; none: "
-        "constant tokens; deplsr: a trained adaptor; regressor: a trained level regressor; "
-        "oracle-text / oracle-params: the rows' true captions / levels). Random paired "
-        "patches with flips and rotations, L1, Adam, step-wise halved learning rate. Writes "
-        "OUT/last.safetensors (model, optimizer, config) every --save-every steps and "
-        "OUT/trunk.safetensors, the trunk in spandrel's format; --resume continues a run.",
+        "by a prior (bare: the trunk alone; none: constant tokens; deplsr: a trained adaptor; "
+        "regressor: a trained level regressor; oracle-text / oracle-params: the true captions "
+        "/ levels), computed once per image from the whole stored LR, or per patch with "
+        "--recipe (the dataset's HR crops degraded afresh for every sample). Random paired "
+        "patches with flips and rotations, L1 against the HR (or its USM-sharpened version), "
+        "Adam, step-wise decayed learning rate, optional EMA, PSNR-Y validation. Writes "
+        "OUT/last.safetensors (weights, EMA, optimizer, config) every --save-every steps, "
+        "OUT/trunk.safetensors (the EMA trunk when --ema > 0) in spandrel's format, "
+        "OUT/val.jsonl and OUT/train.json (speed); --resume continues a run. Under torchrun "
+        "every process trains on its own part of the data with averaged gradients.",
     )
     p.add_argument("--data", required=True, help="a dataset folder written by degkit build")
     p.add_argument("--out", required=True, help="folder for the checkpoints")
@@ -43,6 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="load only the --init tensors that fit (e.g. an x4 trunk from an x2 checkpoint)",
     )
+    p.add_argument(
+        "--recipe",
+        help="degrade the HR crops of --data afresh for every sample with this recipe "
+        "(its scale is used) instead of the stored pairs",
+    )
+    p.add_argument(
+        "--target",
+        default="hr",
+        choices=("hr", "usm"),
+        help="L1 against the HR patch, or against it sharpened as Real-ESRGAN does "
+        "(usm: weight 0.5, threshold 10, radius 50) (default hr)",
+    )
     p.add_argument("--steps", type=int, default=1000, help="default 1000")
     p.add_argument("--batch-size", type=int, default=4, help="default 4")
     p.add_argument("--patch", type=int, default=64, help="LR patch side in pixels (default 64)")
@@ -53,10 +69,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fractions of --steps where the learning rate is multiplied by --gamma",
     )
     p.add_argument("--gamma", type=float, default=0.5, help="default 0.5")
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.999,
+        help="EMA decay of the weights, used for validation and trunk.safetensors "
+        "(0: none; default 0.999)",
+    )
+    p.add_argument("--val-data", help="a dataset folder to report mean PSNR-Y on, whole images")
+    p.add_argument(
+        "--val-split",
+        default="train",
+        help="split of --val-data (default train: a set built on its own keeps its rows there)",
+    )
+    p.add_argument("--val-every", type=int, default=1000, help="steps (default 1000, and the end)")
     p.add_argument("--save-every", type=int, default=100, help="steps (default 100)")
     p.add_argument("--seed", type=int, default=0, help="model init, data order, patches")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split of --data (default train)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes (default 0: read in the training process); "
+        "results do not depend on it",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train_sr)

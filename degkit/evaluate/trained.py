@@ -21,13 +21,15 @@ import torch
 from degkit.captions import fine_captions
 from degkit.evaluate.models import SRModel, Upscaler, file_sha256
 from degkit.levels import LEVEL_COLUMNS, type_levels
+from degkit.models.estimator import levels_from_flat
 from degkit.models.sr_checkpoint import load_sr_checkpoint
 
 __all__ = ["degkit_model", "truth_columns"]
 
 
 def truth_columns(columns: Sequence[str], pairs: Sequence[Any], scale: int) -> dict[str, list]:
-    """The dataset ``columns`` an oracle prior reads, per pair, from its records."""
+    """The batch ``columns`` an oracle prior reads (level columns, ``levels`` / ``present``,
+    captions), per pair, from its records."""
     out: dict[str, list] = {name: [] for name in columns}
     for pair in pairs:
         records = pair.meta.get("records")
@@ -38,6 +40,7 @@ def truth_columns(columns: Sequence[str], pairs: Sequence[Any], scale: int) -> d
         hr_size = (image.shape[0] * factor, image.shape[1] * factor)
         levels = type_levels(records, hr_size)
         row = {column: levels[t] for t, column in LEVEL_COLUMNS.items()}
+        row["levels"], row["present"] = levels_from_flat(row)
         if "fine_captions" in columns:
             row["fine_captions"] = fine_captions(records, hr_size)
         row["content_caption"] = pair.meta.get("content_caption") or ""

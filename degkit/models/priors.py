@@ -22,7 +22,9 @@ Priors (estimate -> embed):
 - ``oracle-text``: the row's content caption and fine captions through the
   adaptor's frozen CLIP text tower -> identity;
 - ``oracle-params``: the row's true per-type level / ``LEVEL_SCALES`` and
-  presence (:func:`~degkit.models.estimator.levels_from_batch`) -> the same
+  presence, read from the batch's ``levels`` and ``present`` tensors
+  (``N x K``, as :func:`~degkit.models.estimator.levels_from_batch` and the SR
+  training batches of :mod:`degkit.train.sr_data` give them) -> the same
   :class:`LevelEmbedding`.
 
 The level priors carry no content information: their content token is zero.
@@ -37,9 +39,8 @@ import torch
 from torch import nn
 
 from degkit.captions import PAPER_TYPES
-from degkit.levels import LEVEL_COLUMNS
 from degkit.models.adaptor import DegradationAdaptor
-from degkit.models.estimator import LEVEL_SCALES, LevelRegressor, levels_from_batch
+from degkit.models.estimator import LEVEL_SCALES, LevelRegressor
 
 __all__ = [
     "PRIORS",
@@ -61,7 +62,7 @@ class Prior(nn.Module):
 
     Attributes:
         name: the prior's name in :data:`PRIORS`.
-        columns: dataset columns :meth:`estimate` reads from ``batch`` (besides ``lr``).
+        columns: the batch keys :meth:`estimate` reads (besides ``lr``).
         dim: ``D``, the width of the tokens.
         num_types: ``K``.
     """
@@ -81,6 +82,11 @@ class Prior(nn.Module):
     def embed(self, estimate: torch.Tensor) -> torch.Tensor:
         """The trained part: an estimate -> tokens ``N x (1 + K) x D``."""
         return estimate
+
+    def trainable(self) -> nn.ModuleDict:
+        """The modules :meth:`embed` trains (a frozen estimator left out; empty when none)."""
+        frozen = getattr(self, "model", None)
+        return nn.ModuleDict({n: m for n, m in self.named_children() if m is not frozen})
 
     def forward(self, lr: torch.Tensor, batch: Mapping[str, Any] | None = None) -> torch.Tensor:
         with torch.no_grad():
@@ -191,17 +197,16 @@ class ParamsOraclePrior(Prior):
     """``oracle-params``: the row's true per-type levels and presences, embedded."""
 
     name = "oracle-params"
-    columns = tuple(LEVEL_COLUMNS.values())
+    columns = ("levels", "present")
 
     def __init__(self, dim: int) -> None:
         super().__init__(dim, len(PAPER_TYPES))
         self.levels = LevelEmbedding(dim, self.num_types)
 
     def estimate(self, lr: torch.Tensor, batch: Mapping[str, Any] | None = None) -> torch.Tensor:
-        columns = {name: self._column(batch, name, len(lr)) for name in self.columns}
-        levels, present = levels_from_batch(columns)
-        scaled = levels / torch.tensor([LEVEL_SCALES[t] for t in PAPER_TYPES])
-        return torch.stack([scaled, present.float()], dim=-1).to(lr.device)
+        levels, present = (torch.as_tensor(self._column(batch, c, len(lr))) for c in self.columns)
+        scales = torch.tensor([LEVEL_SCALES[t] for t in PAPER_TYPES], device=levels.device)
+        return torch.stack([levels.float() / scales, present.float()], dim=-1).to(lr.device)
 
     def embed(self, estimate: torch.Tensor) -> torch.Tensor:
         return self.levels(estimate)

@@ -27,7 +27,6 @@ the concatenated batch. Rank 0 writes the files.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sys
@@ -66,7 +65,7 @@ from degkit.train.optim import (
     optimizer_to_tensors,
     set_lr,
 )
-from degkit.train.steps import run_steps
+from degkit.train.steps import bf16_autocast, run_steps
 
 __all__ = [
     "TrainConfig",
@@ -123,12 +122,6 @@ class TrainConfig:
         get_config(self.model)
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _say(message: str) -> None:
     print(f"degkit train-adaptor: {message}", file=sys.stderr)
 
@@ -158,7 +151,7 @@ def pretrain_clip(
 
     def step(s: int) -> dict[str, float]:
         set_lr(optimizer, lr_at(s, steps, warmup, lr))
-        with _autocast(device):
+        with bf16_autocast(device):
             loss = pretrain_loss(clip, loss_fn, tokenizer, next(batches), image_size, device, world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -210,7 +203,7 @@ def training_step(
     """
     device = model.type_head.weight.device
     set_lr(optimizer, lr)
-    with _autocast(device):
+    with bf16_autocast(device):
         local = model(batch["lr"].to(device))
         output = AdaptorOutput(
             *(gather_rows(t, world) for t in (local.content, local.degradation, local.per_type))

@@ -3,19 +3,53 @@
 The model is a spandrel trunk (:mod:`degkit.models.backbones`) wrapped with
 fusion blocks (:class:`~degkit.models.fusion.FusedSR`) fed by a prior
 (:mod:`degkit.models.priors`); ``--prior bare`` trains the bare trunk (no
-fusion block runs). Each step takes, per row, a random LR patch and the HR
-patch over the same area, with the same random flips and transpose; L1 loss;
-Adam (betas 0.9 / 0.99) with the learning rate halved at each milestone
-(fractions of ``--steps``). The trunk, the fusion blocks and the prior's
-trainable part are trained; frozen estimators stay frozen. A prior's frozen
-estimate is computed once per image, on the whole stored LR image (never the
-HR, never a patch), and kept for the rest of the run.
+fusion block runs). The trunk, the fusion blocks and the prior's trainable
+part are trained; frozen estimators stay frozen.
 
-``OUT/last.safetensors`` holds the model, the prior's trainable part, the
-optimizer, the step, torch's random state and the full config (backbone,
-scale, prior, widths, training options, dataset recipe hashes); ``--resume``
-continues from it (on the CPU exactly as the uninterrupted run). Next to it
-``OUT/trunk.safetensors`` is the trunk alone in spandrel's format.
+**Pairs** (:mod:`degkit.train.sr_data`): by default the dataset's own LR/HR
+pairs (:class:`~degkit.train.sr_data.PairedPatches`); with ``recipe`` the HR
+crops of the dataset degraded afresh for every sample by that recipe, at its
+scale (:class:`~degkit.train.sr_data.OnTheFlyPairs`, records kept). Step ``s``
+reads batch ``s`` of :class:`~degkit.train.sr_data.StepBatchSampler`: random
+aligned patches with one of the eight flips / 90-degree rotations, fresh every
+epoch, drawn from ``(seed, sample id)`` alone, so the run does not depend on
+``workers`` (DataLoader worker processes; 0 reads in the training process).
+Images travel as uint8 and become [0, 1] floats on the device.
+
+**Prior estimates** (the frozen part, never from the HR): on stored pairs,
+once per image on the whole stored LR before the first step, kept on the CPU
+for the run (``rows x (1 + K) x D`` float32: e.g. 10,000 rows with D = 512
+hold 123 MB; ``K x 2`` per row for the level priors); on the fly, per sample
+on its LR patch, since each sample is a new degradation.
+
+**Loss and optimiser.** L1 against the HR patch (``target="hr"``) or against
+the HR patch sharpened on the device by degkit's ``usm`` op with Real-ESRGAN's
+setting (weight 0.5, threshold 10, radius 50; ``target="usm"``). Adam (betas
+0.9 / 0.99), the learning rate multiplied by ``gamma`` at each milestone
+(fractions of ``steps``); bf16 autocast on CUDA, float32 on the CPU. With
+``ema`` > 0 an exponential moving average of the trained weights (model and
+the prior's trainable part, ``torch.optim.swa_utils.AveragedModel``) is kept;
+it is saved in the checkpoint and is what validation scores and
+``trunk.safetensors`` holds.
+
+**Validation** (``val_data``): every ``val_every`` steps and at the end, the
+mean PSNR-Y (:func:`degkit.metrics.create_metric`, the SR protocol: BT.601 Y,
+``scale`` pixels cropped per edge) of the whole LR images of that dataset,
+each with its prior computed once on its whole LR; appended to ``OUT/val.jsonl``.
+
+**Files.** ``OUT/last.safetensors`` holds the trained weights (``model.*``,
+``prior.*``: the prior's trainable part), the EMA (``ema.model.*``,
+``ema.prior.*``; :func:`degkit.models.sr_checkpoint.load_sr_checkpoint` reads
+it back, EMA preferred), the optimizer, the step, torch's random state and
+the full config (backbone, scale, prior, widths, training options, dataset and
+recipe hashes, world size); ``resume`` continues from it (on the CPU exactly
+as the uninterrupted run). ``OUT/trunk.safetensors`` is the trunk alone in spandrel's format.
+``OUT/train.json`` summarises the run's speed (steps/s, the share of step time
+spent waiting for data, wall time); the checkpoint's meta holds it too.
+
+Under ``torchrun`` each rank reads its own part of every epoch, gradients are
+averaged (:mod:`degkit.train.distributed`), validation rows are split over the
+ranks and their sums all-reduced, and rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -23,15 +57,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
 
+from degkit import recipes
 from degkit.data.loaders import split_files
+from degkit.metrics import create_metric
 from degkit.models.adaptor import load_adaptor, write_safetensors
 from degkit.models.backbones import (
     available_backbones,
@@ -41,26 +81,47 @@ from degkit.models.backbones import (
 )
 from degkit.models.fusion import FusedSR
 from degkit.models.priors import PRIORS, Prior, build_prior
-from degkit.models.sr_checkpoint import read_sr_checkpoint
-from degkit.models.sr_checkpoint import section as _section
-from degkit.train.data import dataset_summary, step_batches
+from degkit.models.sr_checkpoint import EMA_PREFIX, read_sr_checkpoint, section
+from degkit.ops.base import create_op
+from degkit.train.data import dataset_summary
+from degkit.train.distributed import (
+    World,
+    average_gradients,
+    gather_rows,
+    join_world,
+    rank_device,
+)
 from degkit.train.optim import (
     multistep_lr_at,
     optimizer_from_tensors,
     optimizer_to_tensors,
     set_lr,
 )
-from degkit.train.patches import paired_patches
 from degkit.train.regressor import load_regressor
-from degkit.train.steps import run_steps
+from degkit.train.sr_data import (
+    EvalSampler,
+    OnTheFlyPairs,
+    PairedPatches,
+    StepBatchSampler,
+    WholePairs,
+    collate_pairs,
+)
+from degkit.train.steps import bf16_autocast, run_steps
 
-__all__ = ["PRIOR_CHOICES", "SRTrainConfig", "SRTrainResult", "train_sr"]
+__all__ = ["PRIOR_CHOICES", "TARGETS", "SRTrainConfig", "SRTrainResult", "train_sr"]
 
 CHECKPOINT = "last.safetensors"
 TRUNK = "trunk.safetensors"
+VALIDATION = "val.jsonl"
+SUMMARY = "train.json"
 PRIOR_CHOICES = ("bare", *PRIORS)
+TARGETS = ("hr", "usm")
 BETAS = (0.9, 0.99)
 DEFAULT_PRIOR_DIM = 512
+EMA_UPDATES = "ema_updates"
+_TRAINED = ("model.", "prior.")
+REAL_ESRGAN_USM = {"op": "usm", "weight": 0.5, "threshold": 10.0, "radius": 50}
+"""The ``usm`` record of Real-ESRGAN's GT sharpening."""
 
 
 @dataclasses.dataclass
@@ -76,16 +137,23 @@ class SRTrainConfig:
     prior_dim: int | None = None
     init: Path | None = None
     init_partial: bool = False
+    recipe: str | None = None
+    target: str = "hr"
     steps: int = 1000
     batch_size: int = 4
     patch: int = 64
     lr: float = 2e-4
     milestones: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
     gamma: float = 0.5
+    ema: float = 0.999
+    val_data: Path | None = None
+    val_split: str = "train"
+    val_every: int = 1000
     save_every: int = 100
     seed: int = 0
     device: str = "cpu"
     split: str = "train"
+    workers: int = 0
     resume: bool = False
     progress: bool = True
 
@@ -97,11 +165,21 @@ class SRTrainConfig:
                 setattr(self, name, Path(value))
                 if not Path(value).is_file():
                     raise FileNotFoundError(f"--{name} {value}: no such file")
-        for name in ("steps", "batch_size", "patch", "save_every"):
+        if self.val_data is not None:
+            self.val_data = Path(self.val_data)
+        for name in ("steps", "batch_size", "patch", "save_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.workers < 0:
+            raise ValueError("--workers must be >= 0")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"--ema {self.ema}: a decay in [0, 1) (0: no EMA)")
         if self.prior not in PRIOR_CHOICES:
             raise ValueError(f"--prior {self.prior!r}: choose one of {list(PRIOR_CHOICES)}")
+        if self.target not in TARGETS:
+            raise ValueError(f"--target {self.target!r}: choose one of {list(TARGETS)}")
         if self.backbone not in available_backbones():
             raise ValueError(f"--backbone {self.backbone!r}: choose one of {available_backbones()}")
         self.milestones = tuple(float(m) for m in self.milestones)
@@ -111,26 +189,48 @@ class SRTrainConfig:
 
 @dataclasses.dataclass
 class SRTrainResult:
-    """What a run leaves: its checkpoint, the trunk file, the model, the prior, the last step."""
+    """What a run leaves: its files, the trained model and prior, the EMA, the last step,
+    the validations and the speed summary."""
 
     checkpoint: Path
     trunk: Path
     model: FusedSR
     prior: Prior | None
+    ema: FusedSR | None
     step: int
+    validation: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+class _Net(nn.Module):
+    """The SR of LR images from their prior estimates: ``model(lr, prior.embed(estimate))``."""
+
+    def __init__(self, model: FusedSR, prior: Prior | None) -> None:
+        super().__init__()
+        self.model = model
+        self.prior = prior
+
+    def trained(self) -> nn.ModuleDict:
+        """The trained modules, named as in this net (the prior's frozen estimator left out)."""
+        prior = self.prior.trainable() if self.prior is not None else nn.ModuleDict()
+        return nn.ModuleDict({"model": self.model, "prior": prior})
+
+    def forward(self, lr: torch.Tensor, estimate: torch.Tensor | None) -> torch.Tensor:
+        tokens = self.prior.embed(estimate) if self.prior is not None else None
+        return self.model(lr, tokens)
 
 
 def _say(message: str) -> None:
     print(f"degkit train-sr: {message}", file=sys.stderr)
 
 
-def _dataset_scale(folder: Path, split: str) -> int:
+def _dataset_scale(folder: Path, split: str, flag: str) -> int:
     """The one ``scale`` of a dataset split (an error when its rows mix scales)."""
     scales: set[int] = set()
     for file in split_files(folder, split):
         scales.update(pq.read_table(file, columns=["scale"]).column("scale").to_pylist())
     if len(scales) != 1:
-        raise ValueError(f"--data {folder}: split {split!r} mixes scales {sorted(scales)}")
+        raise ValueError(f"{flag} {folder}: split {split!r} mixes scales {sorted(scales)}")
     return scales.pop()
 
 
@@ -153,11 +253,14 @@ def _model_config(cfg: SRTrainConfig, scale: int, prior: Prior | None) -> dict[s
     }
 
 
-def _provenance(cfg: SRTrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
+def _provenance(
+    cfg: SRTrainConfig, summary: dict[str, Any], recipe: recipes.Recipe | None, world: World
+) -> dict[str, Any]:
+    skip = ("data", "out", "resume", "progress", "device", "workers")
     train = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in dataclasses.asdict(cfg).items()
-        if k not in ("data", "out", "resume", "progress", "device")
+        if k not in skip and not k.startswith("val_")
     }
     train["milestones"] = list(cfg.milestones)
     return {
@@ -165,99 +268,281 @@ def _provenance(cfg: SRTrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
         "split": cfg.split,
         "rows": summary["rows"],
         "recipe_hashes": summary["recipe_hashes"],
+        "on_the_fly_recipe_hash": recipe.hash if recipe else None,
+        "world_size": world.size,
+        "validation": {
+            "data": str(cfg.val_data) if cfg.val_data else None,
+            "split": cfg.val_split,
+            "every": cfg.val_every,
+        },
         "train": train,
     }
 
 
-def _trainable(prior: Prior | None) -> dict[str, torch.Tensor]:
-    """The prior's state that training changes (its frozen estimator is left out)."""
-    if prior is None:
-        return {}
-    return {k: v for k, v in prior.state_dict().items() if not k.startswith("model.")}
+def _images(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's uint8 LR and HR as [0, 1] float32 on ``device``."""
+    return tuple(batch[k].to(device, non_blocking=True).float().div_(255) for k in ("lr", "hr"))
 
 
-def _load(path: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    return read_sr_checkpoint(path, device)
+def _whole_images(rows: WholePairs, world: World, workers: int) -> DataLoader:
+    """This rank's share of whole rows, one at a time (sizes may differ between rows).
+
+    Its own generator keeps torch's global random state untouched (exact resume).
+    """
+    return DataLoader(
+        rows,
+        sampler=EvalSampler(len(rows), world.size, world.rank),
+        num_workers=workers,
+        collate_fn=collate_pairs,
+        generator=torch.Generator(),
+    )
+
+
+def _whole_estimates(
+    prior: Prior, rows: WholePairs, world: World, device: torch.device, workers: int
+) -> torch.Tensor:
+    """The prior's estimate of every row, on its whole LR (each rank computes its share)."""
+    if len(rows) < world.size:
+        raise ValueError(f"{len(rows)} rows cannot be shared by {world.size} processes")
+    ids, estimates = [], []
+    with torch.no_grad(), bf16_autocast(device):
+        for batch in _whole_images(rows, world, workers):
+            estimates.append(prior.estimate(_images(batch, device)[0], batch).float())
+            ids.append(batch["id"].to(device))
+    ids, estimates = gather_rows(torch.cat(ids), world), gather_rows(torch.cat(estimates), world)
+    table = torch.empty(len(rows), *estimates.shape[1:])
+    table[ids.cpu()] = estimates.cpu()
+    return table
+
+
+def _validate(
+    net: _Net,
+    weights: dict[str, torch.Tensor] | None,
+    rows: WholePairs,
+    estimates: torch.Tensor | None,
+    scale: int,
+    world: World,
+    device: torch.device,
+    workers: int,
+) -> dict[str, float]:
+    """Mean PSNR-Y over all rows (split over the ranks), with ``weights`` swapped in if given."""
+    metric = create_metric("psnr_y", scale=scale)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    net.eval()
+    with torch.no_grad():
+        for batch in _whole_images(rows, world, workers):
+            lr, hr = _images(batch, device)
+            estimate = estimates[batch["id"]].to(device) if estimates is not None else None
+            with bf16_autocast(device):
+                if weights is None:
+                    sr = net(lr, estimate)
+                else:
+                    sr = torch.func.functional_call(net, weights, (lr, estimate), strict=False)
+            if sr.shape != hr.shape:
+                raise ValueError(
+                    f"--val-data row {int(batch['id'][0])}: HR {tuple(hr.shape[-2:])} is not "
+                    f"{scale} x the LR {tuple(lr.shape[-2:])}"
+                )
+            scores = metric(sr.float().clamp(0, 1), hr)
+            sums += torch.tensor(
+                [float(scores.sum()), len(scores)], dtype=sums.dtype, device=device
+            )
+    net.train()
+    if world.size > 1:
+        dist.all_reduce(sums)
+    return {"psnr_y": float(sums[0] / sums[1]), "images": int(sums[1])}
+
+
+def _sharpen(hr: torch.Tensor) -> torch.Tensor:
+    """Real-ESRGAN's GT sharpening by degkit's ``usm`` op."""
+    return create_op("usm").replay(hr, [REAL_ESRGAN_USM] * len(hr))
+
+
+def _check_resumable(meta: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    for key in ("config", "train", "world_size", "on_the_fly_recipe_hash"):
+        if meta.get(key) != expected.get(key):
+            raise ValueError(
+                f"--resume: {path} was written with another {key} "
+                f"({json.dumps(meta.get(key))} != {json.dumps(expected.get(key))})"
+            )
 
 
 def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
     """Run (or resume) SR training; write ``OUT/last.safetensors`` and ``OUT/trunk.safetensors``."""
-    device = torch.device(cfg.device)
+    world = join_world(torch.device(cfg.device))
+    device = rank_device(torch.device(cfg.device))
     checkpoint, trunk_file = cfg.out / CHECKPOINT, cfg.out / TRUNK
     if checkpoint.exists() and not cfg.resume:
         raise ValueError(
             f"--out {cfg.out} already holds {CHECKPOINT}; pass --resume or a new --out"
         )
+    recipe = _recipe(cfg.recipe)
     summary = dataset_summary(cfg.data, cfg.split)
-    scale = _dataset_scale(cfg.data, cfg.split)
-    provenance = _provenance(cfg, summary)
+    scale = recipe.scale if recipe else _dataset_scale(cfg.data, cfg.split, "--data")
+    provenance = _provenance(cfg, summary, recipe, world)
     torch.manual_seed(cfg.seed)
     prior = _prior(cfg, device)
     config = _model_config(cfg, scale, prior)
     model = FusedSR(build_backbone(cfg.backbone, scale), config["prior_dim"]).to(device)
-    if cfg.init and not (cfg.resume and checkpoint.exists()):
+    resuming = cfg.resume and checkpoint.exists()
+    if cfg.init and not resuming:
         left = load_trunk_weights(model.trunk, cfg.init, strict=not cfg.init_partial)
-        if left:
+        if left and world.is_main:
             _say(f"--init {cfg.init}: {len(left)} trunk tensors kept their init (e.g. {left[0]})")
-    trainable = list(model.parameters())
-    if prior is not None:
-        trainable += [p for p in prior.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=BETAS)
+    net = _Net(model, prior).to(device)
+    trained = net.trained()
+    ema = None
+    if cfg.ema:
+        ema = AveragedModel(trained, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+    optimizer = torch.optim.Adam(trained.parameters(), lr=cfg.lr, betas=BETAS)
     start = 0
-    if cfg.resume and checkpoint.exists():
-        meta, tensors = _load(checkpoint, device)
-        for key, expected in (("config", config), ("train", provenance["train"])):
-            if meta.get(key) != expected:
-                raise ValueError(
-                    f"--resume: {checkpoint} was written with another {key} "
-                    f"({json.dumps(meta.get(key))} != {json.dumps(expected)})"
-                )
-        model.load_state_dict(_section(tensors, "model."))
-        if prior is not None:
-            prior.load_state_dict(_section(tensors, "prior."), strict=False)
+    if resuming:
+        meta, tensors = read_sr_checkpoint(checkpoint, device)
+        _check_resumable(meta, {**provenance, "config": config}, checkpoint)
+        trained.load_state_dict({k: v for k, v in tensors.items() if k.startswith(_TRAINED)})
+        if ema is not None:
+            ema.module.load_state_dict(section(tensors, EMA_PREFIX))
+            ema.n_averaged.copy_(tensors[EMA_UPDATES])
         optimizer_from_tensors(optimizer, tensors, meta["optimizer"], "optim")
         torch.set_rng_state(tensors["rng.cpu"].cpu())
         start = meta["step"]
-        _say(f"resuming at step {start} of {cfg.steps}")
-    columns = ["id", "lr", "hr", "scale", *(prior.columns if prior else ())]
-    batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split)
-    estimates: dict[str, torch.Tensor] = {}
-    model.train()
-    if prior is not None:
-        prior.train()
+        if world.is_main:
+            _say(f"resuming at step {start} of {cfg.steps}")
 
-    def estimate(batch: dict[str, Any]) -> torch.Tensor:
-        for i, row_id in enumerate(batch["id"]):
-            if row_id not in estimates:
-                row = {c: [batch[c][i]] for c in prior.columns}
-                with torch.no_grad():
-                    estimates[row_id] = prior.estimate(batch["lr"][i][None].to(device), row)[0]
-        return torch.stack([estimates[row_id] for row_id in batch["id"]])
+    if recipe:
+        pairs = OnTheFlyPairs(cfg.data, recipe, cfg.patch, cfg.seed, cfg.split)
+        estimates = None  # per sample, on its own LR patch
+    else:
+        pairs = PairedPatches(cfg.data, scale, cfg.patch, cfg.seed, cfg.split)
+        whole = WholePairs(cfg.data, cfg.split)
+        estimates = _whole_estimates(prior, whole, world, device, cfg.workers) if prior else None
+    try:
+        pairs[0]  # a patch larger than the images, or a scale the HR does not match
+    except ValueError as error:
+        raise ValueError(f"--patch {cfg.patch} / --data {cfg.data}: {error}") from None
+    try:
+        sampler = StepBatchSampler(pairs, cfg.batch_size, cfg.seed, start, world.size, world.rank)
+    except ValueError as error:
+        raise ValueError(f"--batch-size: {error}") from None
+    loader = DataLoader(
+        pairs,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate_pairs,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    batches = iter(loader)
+    val_rows = val_estimates = None
+    if cfg.val_data is not None:
+        val_scale = _dataset_scale(cfg.val_data, cfg.val_split, "--val-data")
+        if val_scale != scale:
+            raise ValueError(f"--val-data {cfg.val_data}: scale {val_scale}, training is x{scale}")
+        val_rows = WholePairs(cfg.val_data, cfg.val_split)
+        if prior is not None:
+            val_estimates = _whole_estimates(prior, val_rows, world, device, cfg.workers)
+    validations: list[dict[str, Any]] = []
+    clock = {"wait": 0.0, "busy": 0.0, "start": time.perf_counter()}
+    shown: dict[str, float] = {}
+    net.train()
 
     def step(s: int) -> dict[str, float]:
+        began = time.perf_counter()
         batch = next(batches)
-        rng = np.random.default_rng([cfg.seed, s])
-        lr, hr = paired_patches(batch["lr"], batch["hr"], scale, cfg.patch, rng)
-        tokens = prior.embed(estimate(batch)) if prior is not None else None
+        fetched = time.perf_counter()
+        lr, hr = _images(batch, device)
+        target = _sharpen(hr) if cfg.target == "usm" else hr
         rate = multistep_lr_at(s, cfg.steps, cfg.lr, cfg.milestones, cfg.gamma)
         set_lr(optimizer, rate)
-        loss = F.l1_loss(model(lr.to(device), tokens), hr.to(device))
+        with bf16_autocast(device):
+            if estimates is not None:
+                estimate = estimates[batch["id"] % len(estimates)].to(device)
+            elif prior is not None:
+                with torch.no_grad():
+                    estimate = prior.estimate(lr, batch).float()
+            else:
+                estimate = None
+            loss = F.l1_loss(net(lr, estimate).float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(trained.parameters(), world)
         optimizer.step()
-        return {"l1": float(loss.detach()), "lr": rate}
+        if ema is not None:
+            ema.update_parameters(trained)
+        ended = time.perf_counter()
+        clock["wait"] += fetched - began
+        clock["busy"] += ended - began
+        return {"l1": float(loss.detach()), "lr": rate, "wait": clock["wait"] / clock["busy"]}
 
-    def save(done: int) -> None:
-        if done % cfg.save_every and done != cfg.steps:
+    def speed(done: int) -> dict[str, Any]:
+        return {
+            "steps": done - start,
+            "steps_per_s": (done - start) / clock["busy"] if clock["busy"] else None,
+            "data_wait_share": clock["wait"] / clock["busy"] if clock["busy"] else None,
+            "wall_s": time.perf_counter() - clock["start"],
+            "workers": cfg.workers,
+            "device": str(device),
+            "world_size": world.size,
+        }
+
+    def after(done: int) -> None:
+        if val_rows is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+            weights = dict(ema.module.named_parameters()) if ema is not None else None
+            score = _validate(
+                net, weights, val_rows, val_estimates, scale, world, device, cfg.workers
+            )
+            entry = {"step": done, **score, "weights": "ema" if ema is not None else "model"}
+            validations.append(entry)
+            shown["psnr_y"] = score["psnr_y"]
+            if world.is_main:
+                with open(cfg.out / VALIDATION, "a") as f:
+                    f.write(json.dumps(entry) + "\n")
+        if not world.is_main or (done % cfg.save_every and done != cfg.steps):
             return
         optim_tensors, groups = optimizer_to_tensors(optimizer, "optim")
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        tensors.update({f"prior.{k}": v for k, v in _trainable(prior).items()})
+        tensors = dict(trained.state_dict())
+        if ema is not None:
+            tensors.update({f"{EMA_PREFIX}{k}": v for k, v in ema.module.state_dict().items()})
+            tensors[EMA_UPDATES] = ema.n_averaged
         tensors.update(optim_tensors)
         tensors["rng.cpu"] = torch.get_rng_state()
-        meta = {**provenance, "config": config, "step": done, "optimizer": groups}
+        meta = {
+            **provenance,
+            "config": config,
+            "step": done,
+            "optimizer": groups,
+            "throughput": speed(done),
+        }
         write_safetensors(tensors, checkpoint, {"degkit": json.dumps(meta, sort_keys=True)})
-        save_trunk(model.trunk, trunk_file)
+        save_trunk(_export(model, ema).trunk, trunk_file)
+        (cfg.out / SUMMARY).write_text(json.dumps(speed(done), indent=2) + "\n")
 
-    run_steps("train SR", start, cfg.steps, step, cfg.progress, save)
-    return SRTrainResult(checkpoint, trunk_file, model, prior, cfg.steps)
+    def numbered(s: int) -> dict[str, float]:
+        return {**step(s), **shown}
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    run_steps("train SR", start, cfg.steps, numbered, cfg.progress and world.is_main, after)
+    return SRTrainResult(
+        checkpoint,
+        trunk_file,
+        model,
+        prior,
+        ema.module["model"] if ema is not None else None,
+        cfg.steps,
+        validations,
+        speed(cfg.steps),
+    )
+
+
+def _export(model: FusedSR, ema: AveragedModel | None) -> FusedSR:
+    """The weights exported and validated: the EMA when kept, else the trained model."""
+    return ema.module["model"] if ema is not None else model
+
+
+def _recipe(name: str | None) -> recipes.Recipe | None:
+    if name is None:
+        return None
+    try:
+        return recipes.load(name)
+    except ValueError as error:
+        raise ValueError(f"--recipe {name!r}: {error}") from None

@@ -21,6 +21,12 @@ of the eight flips / 90-degree rotations, applied to both (off with
 ``augment=False``). On the fly, the HR patch is augmented first and then
 degraded, so the LR is a true degradation of the HR it is paired with.
 
+**Batches.** :class:`StepBatchSampler` cuts the epochs of :class:`EpochSampler`
+into full batches, endlessly: training step ``s`` gets batch ``s``, so a run
+resumed at any step reads what the uninterrupted run reads from there on.
+:class:`WholePairs` gives whole rows (the stored LR and HR, uncut) in the same
+layout, for validation and for priors computed once per image.
+
 **Sample layout** (see :func:`collate_pairs`): ``lr`` and ``hr`` uint8
 ``3 x h x w`` tensors (cheap to pass between DataLoader workers; divide by 255
 on the device), ``id`` and ``index`` ints, ``levels`` float32 and ``present``
@@ -49,6 +55,8 @@ __all__ = [
     "EvalSampler",
     "OnTheFlyPairs",
     "PairedPatches",
+    "StepBatchSampler",
+    "WholePairs",
     "collate_pairs",
     "dihedral",
     "patch_geometry",
@@ -85,8 +93,27 @@ def dihedral(image: torch.Tensor, hflip: bool, quarter_turns: int) -> torch.Tens
     return torch.rot90(image, quarter_turns, dims=(-2, -1)).contiguous()
 
 
-class _Pairs(Dataset):
+class _Rows(Dataset):
     """Rows of one split, addressed by sample id (``epoch * N + row``)."""
+
+    def __init__(self, folder: str | Path, split: str, with_lr: bool) -> None:
+        files = split_files(folder, split)
+        available = set(pq.ParquetFile(files[0]).schema_arrow.names)
+        wanted = [c for c in _BASE_COLUMNS if with_lr or c != "lr"]
+        levels = [c for c in captions_module.flat_schema() if c in available]
+        self.rows = ShardDataset(files, columns=wanted + levels, image_dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _row(self, sample_id: int) -> dict[str, Any]:
+        if sample_id < 0:
+            raise IndexError(f"sample id must be >= 0, got {sample_id}")
+        return self.rows[sample_id % len(self.rows)]
+
+
+class _Pairs(_Rows):
+    """Rows cut into patches whose position and augmentation depend on ``(seed, id)``."""
 
     def __init__(
         self,
@@ -99,22 +126,10 @@ class _Pairs(Dataset):
     ) -> None:
         if lr_patch < 1:
             raise ValueError(f"lr_patch must be a positive integer, got {lr_patch}")
-        files = split_files(folder, split)
-        available = set(pq.ParquetFile(files[0]).schema_arrow.names)
-        wanted = [c for c in _BASE_COLUMNS if with_lr or c != "lr"]
-        levels = [c for c in captions_module.flat_schema() if c in available]
-        self.rows = ShardDataset(files, columns=wanted + levels, image_dtype=torch.uint8)
+        super().__init__(folder, split, with_lr)
         self.lr_patch = lr_patch
         self.seed = seed
         self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def _row(self, sample_id: int) -> dict[str, Any]:
-        if sample_id < 0:
-            raise IndexError(f"sample id must be >= 0, got {sample_id}")
-        return self.rows[sample_id % len(self.rows)]
 
 
 def _sample(
@@ -175,6 +190,22 @@ class PairedPatches(_Pairs):
         return _sample(sample_id, row, lr, hr, row)
 
 
+class WholePairs(_Rows):
+    """Whole stored rows (LR and HR uncut, no augmentation); the sample id is the row.
+
+    Args:
+        folder: a dataset built by ``degkit build``.
+        split: the split to read.
+    """
+
+    def __init__(self, folder: str | Path, split: str = "train") -> None:
+        super().__init__(folder, split, with_lr=True)
+
+    def __getitem__(self, row_number: int) -> dict[str, Any]:
+        row = self._row(row_number)
+        return _sample(row_number, row, row["lr"], row["hr"], row)
+
+
 class OnTheFlyPairs(_Pairs):
     """HR patches of a dataset degraded afresh by ``recipe`` for every sample id.
 
@@ -214,12 +245,13 @@ class OnTheFlyPairs(_Pairs):
         )
         lr = result.lr[0].clamp(0, 1).mul(255).round().to(torch.uint8)
         records = result.records[0]
+        hr_size = (hr.shape[-2], hr.shape[-1])
         row = {
             **row,
             "records": records,
-            "fine_captions": captions_module.fine_captions(records),
+            "fine_captions": captions_module.fine_captions(records, hr_size),
         }
-        return _sample(sample_id, row, lr, hr, captions_module.flat_columns(records))
+        return _sample(sample_id, row, lr, hr, captions_module.flat_columns(records, hr_size))
 
 
 def collate_pairs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -260,6 +292,48 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         epoch = self.rows.epoch
         return (epoch * self.num_rows + row for row in self.rows)
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Endless batches of sample ids: batch ``s`` is part ``s % per_epoch`` of epoch
+    ``s // per_epoch``.
+
+    Each epoch of :class:`EpochSampler` (this rank's part under DDP) is cut into
+    ``per_epoch`` full batches, the remainder dropped. Starting at ``start``
+    yields exactly the batches an uninterrupted run yields from step ``start`` on.
+
+    Raises:
+        ValueError: a rank's part of an epoch holds fewer rows than ``batch_size``.
+    """
+
+    def __init__(
+        self,
+        dataset: _Pairs,
+        batch_size: int,
+        seed: int = 0,
+        start: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.epochs = EpochSampler(dataset, seed, num_replicas, rank)
+        self.batch_size = batch_size
+        self.per_epoch = len(self.epochs) // batch_size
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"batch size {batch_size} is larger than the {len(self.epochs)} rows "
+                "a process gets per epoch"
+            )
+        self.start = start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, skip = divmod(self.start, self.per_epoch)
+        size = self.batch_size
+        while True:
+            self.epochs.set_epoch(epoch)
+            ids = list(self.epochs)
+            for b in range(skip, self.per_epoch):
+                yield ids[b * size : (b + 1) * size]
+            epoch, skip = epoch + 1, 0
 
 
 class EvalSampler(Sampler[int]):

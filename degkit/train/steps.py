@@ -1,13 +1,22 @@
-"""A training loop's step counter with a progress bar."""
+"""A training loop's step counter with a progress bar; bf16 autocast on CUDA."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 
+import torch
 from tqdm import tqdm
 
-__all__ = ["run_steps"]
+__all__ = ["bf16_autocast", "run_steps"]
+
+
+def bf16_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; nothing (float32) elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def run_steps(
