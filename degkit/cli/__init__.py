@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from degkit.cli import (
     adaptor_commands,
     data_commands,
+    estimation_commands,
     eval_commands,
     infer_commands,
     merge_commands,
@@ -32,6 +33,7 @@ COMMAND_MODULES = (
     adaptor_commands,
     sr_commands,
     infer_commands,
+    estimation_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.
