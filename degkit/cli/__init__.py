@@ -11,6 +11,7 @@ from degkit.cli import (
     adaptor_commands,
     bench_commands,
     data_commands,
+    estimation_commands,
     eval_commands,
     infer_commands,
     merge_commands,
@@ -34,6 +35,7 @@ COMMAND_MODULES = (
     sr_commands,
     bench_commands,
     infer_commands,
+    estimation_commands,
 )
 
 # Library errors name config fields (``BuildConfig.crop``); the command line shows its options.

@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--pretrain-steps", type=int, default=200, help="CLIP steps for --init scratch (200)"
     )
     p.add_argument("--pretrain-lr", type=float, default=5e-4, help="default 5e-4")
+    p.add_argument(
+        "--caption-template",
+        default="A photo with {}",
+        help="text around every degradation and fine caption, '{}' marking the caption "
+        "(default 'A photo with {}', the prompt eval-adaptor scores with)",
+    )
     p.add_argument("--save-every", type=int, default=50, help="steps (default 50)")
     p.add_argument("--seed", type=int, default=0, help="model init and data order (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

@@ -12,12 +12,18 @@ Two phases:
    loss temperatures are trained with :class:`~degkit.models.losses.AdaptorLoss`
    on (LR image, captions) batches.
 
+In both phases every degradation and fine caption goes into
+``caption_template`` (default ``"A photo with {}"``, the prompt of the
+degradation-estimation protocol), so the text tower sees in training the
+prompts it is scored with; content captions are used as they are.
+
 Both phases use AdamW (betas 0.9 / 0.98, eps 1e-6, weight decay on weight
 matrices only), linear warm-up then cosine decay, and bf16 autocast on CUDA
 (none on the CPU). LR images are used as stored: no augmentation. Runs are
 seeded; on the CPU a run is deterministic, and ``resume`` continues from
 ``last.safetensors`` exactly as the uninterrupted run would. Every checkpoint
-records the config, the init, the step, the dataset's recipe hash and the seed.
+records the config, the init, the step, the dataset's recipe hash, the seed
+and the wall seconds of pre-training and training (summed over resumed runs).
 Under ``torchrun`` every rank trains on its own part of the data with averaged
 gradients (:mod:`degkit.train.distributed`); the contrastive losses gather the
 embeddings and captions of all ranks, so negatives (and equal-caption
@@ -30,12 +36,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from degkit.evaluate.estimation import PROMPT_TEMPLATE
 from degkit.models.adaptor import (
     AdaptorOutput,
     DegradationAdaptor,
@@ -48,7 +56,7 @@ from degkit.models.adaptor import (
 )
 from degkit.models.config import get_config
 from degkit.models.losses import AdaptorLoss, InfoNCELoss, positive_mask
-from degkit.train.data import dataset_summary, step_batches
+from degkit.train.data import dataset_summary, step_batches, templated
 from degkit.train.distributed import (
     SINGLE,
     World,
@@ -100,6 +108,7 @@ class TrainConfig:
     types_weight: float = 0.5
     pretrain_steps: int = 200
     pretrain_lr: float = 5e-4
+    caption_template: str = PROMPT_TEMPLATE
     save_every: int = 50
     seed: int = 0
     device: str = "cpu"
@@ -117,6 +126,12 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
         if self.batch_size < 2:
             raise ValueError("--batch-size must be >= 2 (contrastive batches need negatives)")
+        rest = self.caption_template.replace("{}", "", 1)
+        if "{}" not in self.caption_template or "{" in rest or "}" in rest:
+            raise ValueError(
+                f"--caption-template {self.caption_template!r}: needs exactly one '{{}}' "
+                "(where the caption goes) and no other braces"
+            )
         if self.init != "scratch" and not Path(self.init).is_file():
             raise FileNotFoundError(f"--init {self.init}: no such file (or use --init scratch)")
         get_config(self.model)
@@ -259,6 +274,7 @@ def _build_model(
         columns = ["lr", "degradation_caption", "content_caption"]
         columns += ["hr"] if summary["has_content_captions"] else []
         batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split, world)
+        batches = templated(batches, cfg.caption_template)
         pretrain_clip(
             clip.to(device),
             batches,
@@ -329,14 +345,17 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
     loss_fn = AdaptorLoss(
         cfg.loss, cfg.content_weight, cfg.degradation_weight, cfg.types_weight
     ).to(device)
-    start = 0
+    start, seconds = 0, {"pretrain": 0.0, "train": 0.0}
     if cfg.resume and checkpoint.exists():
         model, meta, tensors = load_adaptor(checkpoint, device)
         _check_resumable(cfg, meta, summary, world)
         loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
         start = meta["step"]
+        seconds.update(meta.get("wall_seconds", {}))
     else:
+        began = time.perf_counter()
         model = _build_model(cfg, summary["num_types"], device, world)
+        seconds["pretrain"] = time.perf_counter() - began if cfg.init == "scratch" else 0.0
     named = model.trainable_parameters() + list(loss_fn.named_parameters())
     optimizer = adamw(named, cfg.lr, cfg.weight_decay)
     if start:
@@ -345,14 +364,18 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
             _say(f"resuming at step {start} of {cfg.steps}")
     columns = ["lr", "degradation_caption", "fine_captions", "content_caption"]
     batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split, world)
+    batches = templated(batches, cfg.caption_template)
     model.train()
+    trained_before, began = seconds["train"], time.perf_counter()
 
     def save(step: int) -> None:
         if not world.is_main or (step % cfg.save_every and step != cfg.steps):
             return
+        seconds["train"] = trained_before + time.perf_counter() - began
         optim_tensors, groups = optimizer_to_tensors(optimizer, "optim")
         loss_tensors = {f"loss.{k}": v for k, v in loss_fn.state_dict().items()}
         meta = {**_provenance(cfg, summary, world), "step": step, "optimizer": groups}
+        meta["wall_seconds"] = dict(seconds)
         save_adaptor(model, checkpoint, {**optim_tensors, **loss_tensors}, meta)
 
     def step(s: int) -> dict[str, float]:

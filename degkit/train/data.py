@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, collate_rows, split_files
 from degkit.train.distributed import SINGLE, World
 
-__all__ = ["dataset_summary", "step_batches"]
+__all__ = ["dataset_summary", "step_batches", "templated"]
 
 
 def dataset_summary(folder: str | Path, split: str = "train") -> dict[str, Any]:
@@ -68,3 +68,21 @@ def step_batches(
         for b in range(skip, per_epoch):
             yield collate_rows([dataset[i] for i in order[b * batch_size : (b + 1) * batch_size]])
         epoch, skip = epoch + 1, 0
+
+
+def templated(batches: Iterator[dict[str, Any]], template: str) -> Iterator[dict[str, Any]]:
+    """``batches`` with each degradation and fine caption put into ``template`` (``"...{}..."``).
+
+    Content captions are left as they are.
+    """
+    for batch in batches:
+        batch = dict(batch)
+        if "degradation_caption" in batch:
+            batch["degradation_caption"] = [
+                template.format(c) for c in batch["degradation_caption"]
+            ]
+        if "fine_captions" in batch:
+            batch["fine_captions"] = [
+                [template.format(c) for c in row] for row in batch["fine_captions"]
+            ]
+        yield batch

@@ -3,13 +3,15 @@
 Targets per row come from :func:`degkit.models.estimator.levels_from_flat`
 (the per-type level columns). AdamW with the adaptor's settings, warm-up + cosine
 schedule, LR images as stored. Writes ``OUT/regressor.safetensors`` (weights,
-the types, the seed, the dataset's recipe hashes and the step) at the end.
+the types, the seed, the dataset's recipe hashes and rows, the step, the
+training options and the wall seconds of training) at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -60,7 +62,8 @@ def train_regressor(cfg: RegressorConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = LevelRegressor(width=cfg.width).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
-    batches = step_batches(cfg.data, ("lr", *LEVEL_COLUMNS.values()), cfg.batch_size, cfg.seed)
+    columns = ("lr", *LEVEL_COLUMNS.values())
+    batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split)
 
     def step(s: int) -> dict[str, float]:
         batch = next(batches)
@@ -72,13 +75,21 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         optimizer.step()
         return {"loss": float(loss.detach())}
 
+    began = time.perf_counter()
     run_steps("train regressor", 0, cfg.steps, step, cfg.progress)
     meta = {
         "types": list(model.types),
         "width": cfg.width,
         "seed": cfg.seed,
         "step": cfg.steps,
+        "rows": summary["rows"],
         "recipe_hashes": summary["recipe_hashes"],
+        "train": {
+            k: v
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("data", "out", "progress", "device")
+        },
+        "wall_seconds": {"train": time.perf_counter() - began},
         "targets": "levels_from_flat (per-type level columns)",
     }
     write_safetensors(model.state_dict(), checkpoint, {"degkit": json.dumps(meta, sort_keys=True)})
