@@ -11,6 +11,7 @@ from adaptor_helpers import TINY
 from degkit.bench.config import load_bench_config
 from degkit.bench.report import write_bench_report
 from degkit.bench.run import plan_stages, run_bench
+from degkit.cli import main as cli_main
 from degkit.models import config as model_config
 
 SET = """\
@@ -41,29 +42,31 @@ profiles:
 
 
 @pytest.fixture
-def tiny_config(tmp_path, monkeypatch):
+def tiny_config_file(tmp_path, monkeypatch):
     monkeypatch.setitem(model_config.CONFIGS, "tiny", TINY)
     set_file = tmp_path / "tiny_set.yaml"
     set_file.write_text(SET)
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(CONFIG.replace("SET", str(set_file)))
-    return load_bench_config(config_file, "quick")
+    return config_file
 
 
-def test_tiny_bench_runs_resumes_and_repeats(tiny_config, tmp_path, capsys):
-    run, walls = run_bench(tiny_config, tmp_path / "work")
+def test_tiny_bench_runs_resumes_and_repeats(tiny_config_file, tmp_path, capsys):
+    tiny_config = load_bench_config(tiny_config_file, "quick")
+    argv = ["bench", str(tiny_config_file), "--work", str(tmp_path / "work")]
+    assert cli_main([*argv, "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    run, walls = run_bench(tiny_config, tmp_path / "work")  # every stage already finished
+    assert "[1/" not in capsys.readouterr().err
     assert set(walls) == {s.name for s in plan_stages(run)}
-    report = write_bench_report(run, walls, tmp_path / "report", ["degkit", "bench", "tiny"])
-    text = report.read_text()
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "![comparison](comparison.png)" in text
+    assert (tmp_path / "report" / "comparison.png").stat().st_size > 1000
     assert "| compact_tiny+oracle-params |" in text  # a score row
     assert "| compact_tiny | oracle-params | none |" in text  # its gain row
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert results["provenance"]["training_data"]["recipe_hashes"]
     assert results["estimation"]  # the degradation-estimation table is there
-
-    capsys.readouterr()
-    again, _ = run_bench(tiny_config, tmp_path / "work")  # every stage already finished
-    assert "[1/" not in capsys.readouterr().err
 
     other, _ = run_bench(tiny_config, tmp_path / "work2")
     write_bench_report(other, walls, tmp_path / "report2", ["degkit", "bench", "tiny"])

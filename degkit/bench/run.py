@@ -82,8 +82,8 @@ class BenchRun:
     def estimation(self, seed: int) -> Path:
         return self.seed_dir(seed) / "estimation"
 
-    def eval_dir(self, set_name: str, entry: str, seed: int) -> Path:
-        return self.eval_root / set_name / entry / f"seed-{seed}"
+    def eval_dir(self, set_spec: str, entry: str, seed: int) -> Path:
+        return self.eval_root / set_label(set_spec) / entry / f"seed-{seed}"
 
     def comparison_models(self) -> dict[str, str]:
         """Label -> model spec: bicubic and every SR entry of the first seed."""
@@ -95,6 +95,11 @@ class BenchRun:
                 entry = entry_name(backbone, prior)
                 models[entry] = str(self.sr(seed, entry) / "last.safetensors")
         return models
+
+
+def set_label(set_spec: str) -> str:
+    """A shipped set's name, or a set file's stem (folder and stage names)."""
+    return Path(set_spec).stem if set_spec.endswith((".yaml", ".yml")) else set_spec
 
 
 def _say(message: str) -> None:
@@ -254,7 +259,7 @@ def plan_stages(run: BenchRun) -> list[Stage]:
     for set_name in cfg.eval["sets"]:
         stages.append(
             Stage(
-                f"eval.{set_name}.bicubic",
+                f"eval.{set_label(set_name)}.bicubic",
                 ("eval",),
                 lambda n=set_name: _evaluate(run, n, "bicubic", 0),
                 0.2,
@@ -264,7 +269,7 @@ def plan_stages(run: BenchRun) -> list[Stage]:
             for entry in entries:
                 stages.append(
                     Stage(
-                        f"eval.{set_name}.{entry}.seed-{seed}",
+                        f"eval.{set_label(set_name)}.{entry}.seed-{seed}",
                         ("data", "adaptor", "regressor", "sr", "eval"),
                         lambda n=set_name, e=entry, s=seed: _evaluate(run, n, e, s),
                         0.2,

@@ -49,7 +49,7 @@ def comparison_grid(
         h, w = pair.lr.shape[:2]
         size = min(crop, h, w)
         top, left = (h - size) // 2, (w - size) // 2
-        lr = torch.from_numpy(pair.lr).permute(2, 0, 1)[None].float().div(255)
+        lr = torch.from_numpy(pair.lr.copy()).permute(2, 0, 1)[None].float().div(255)
         region = (
             slice(top * scale, (top + size) * scale),
             slice(left * scale, (left + size) * scale),
