@@ -127,3 +127,18 @@ def ddp_loss_worker(rank: int, world_size: int, port: int, out: Path) -> None:
     losses = contrastive_losses(rows(global_batch(), rank * n, (rank + 1) * n), world)
     torch.save(losses, out / f"losses{rank}.pt")
     dist.destroy_process_group()
+
+
+def interrupt_on_call(monkeypatch, owner, name: str, call: int = 3):
+    """Make ``owner.name`` raise KeyboardInterrupt on its ``call``-th call; return the original."""
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+    return real

@@ -16,6 +16,7 @@ from adaptor_helpers import (
     ddp_loss_worker,
     ddp_worker,
     global_batch,
+    interrupt_on_call,
     rows,
 )
 from safetensors import safe_open
@@ -160,16 +161,7 @@ def test_resume_continues_exactly_and_checkpoints_record_provenance(
 ):
     straight = train_adaptor(_config(tiny_dataset, tmp_path / "a")).checkpoint
 
-    calls = {"n": 0}
-    real_step = trainer.training_step
-
-    def dies_at_third_step(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "training_step", dies_at_third_step)
+    real_step = interrupt_on_call(monkeypatch, trainer, "training_step")
     with pytest.raises(KeyboardInterrupt):
         train_adaptor(_config(tiny_dataset, tmp_path / "b"))
     monkeypatch.setattr(trainer, "training_step", real_step)

@@ -10,7 +10,7 @@ import socket
 import pytest
 import spandrel
 import torch
-from adaptor_helpers import TINY
+from adaptor_helpers import TINY, interrupt_on_call
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -96,16 +96,7 @@ def test_validation_is_mean_psnr_y_of_the_whole_images(tiny_dataset, tmp_path):
 def test_resume_continues_exactly(tiny_dataset, tmp_path, monkeypatch):
     options = dict(backbone="dat_tiny")  # stochastic depth: torch's random state is restored
     straight = train_sr(_config(tiny_dataset, tmp_path / "a", **options)).checkpoint
-    calls = {"n": 0}
-    real = sr_train.multistep_lr_at
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sr_train, "multistep_lr_at", interrupted)
+    real = interrupt_on_call(monkeypatch, sr_train, "multistep_lr_at")
     with pytest.raises(KeyboardInterrupt):
         train_sr(_config(tiny_dataset, tmp_path / "b", **options))
     monkeypatch.setattr(sr_train, "multistep_lr_at", real)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from degkit.cli import (
     adaptor_commands,
+    bench_commands,
     data_commands,
     estimation_commands,
     eval_commands,
@@ -32,6 +33,7 @@ COMMAND_MODULES = (
     eval_commands,
     adaptor_commands,
     sr_commands,
+    bench_commands,
     infer_commands,
     estimation_commands,
 )

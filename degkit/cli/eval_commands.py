@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["register", "run_eval", "run_leaderboard", "DEFAULT_METRICS"]
+__all__ = ["register", "run_eval", "run_leaderboard", "add_inference_options", "DEFAULT_METRICS"]
 
 DEFAULT_METRICS = "psnr_y,ssim_y,lpips"
+
+
+def add_inference_options(p: argparse.ArgumentParser) -> None:
+    """Options of running an SR model: prior files, device, precision, tiling."""
+    p.add_argument("--adaptor", help="a degkit checkpoint's prior adaptor (default: its own)")
+    p.add_argument("--regressor", help="a degkit checkpoint's prior regressor (default: its own)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "bf16"),
+        default="fp32",
+        help="autocast dtype on CUDA; the CPU always runs fp32",
+    )
+    p.add_argument("--tile", type=int, default=None, help="LR tile side for tiled inference")
+    p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels tiles overlap (16)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,18 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--metrics", default=DEFAULT_METRICS, help=f"comma-separated (default {DEFAULT_METRICS})"
     )
     p.add_argument("--name", default=None, help="method name in reports (default from --model)")
-    p.add_argument("--adaptor", help="a degkit checkpoint's prior adaptor (default: its own)")
-    p.add_argument("--regressor", help="a degkit checkpoint's prior regressor (default: its own)")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "fp16", "bf16"),
-        default="fp32",
-        help="autocast dtype on CUDA; the CPU always runs fp32",
-    )
-    p.add_argument("--tile", type=int, default=None, help="LR tile side for tiled inference")
-    p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels tiles overlap (16)")
+    add_inference_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_eval)
 

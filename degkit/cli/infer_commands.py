@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from degkit.cli.eval_commands import add_inference_options
+
 __all__ = ["register", "run_sr"]
 
 
@@ -27,18 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--scale", type=int, help="SR factor (default: the checkpoint's; built-ins)")
-    p.add_argument("--adaptor", help="adaptor file for the prior (default: the training one)")
-    p.add_argument("--regressor", help="regressor file for the prior (default: the training one)")
-    p.add_argument("--tile", type=int, default=None, help="LR tile side for tiled inference")
-    p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels tiles overlap (16)")
+    add_inference_options(p)
     p.add_argument("--prior-per-tile", action="store_true", help="compute the prior on each tile")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "fp16", "bf16"),
-        default="fp32",
-        help="autocast dtype on CUDA; the CPU always runs fp32",
-    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no line per image")
     p.set_defaults(run=run_sr)

@@ -1,0 +1,326 @@
+"""Run a leaderboard config end to end (``degkit bench CONFIG``), resumable.
+
+Stages, each in its own folder under the work folder:
+
+1. ``data/``: the training dataset, built from the embedded training photos
+   with the config's recipe; ``heldout/``: the same recipe on the held-out
+   photos (split ``test``) for the degradation-estimation table;
+2. per seed ``seed-<s>/adaptor/`` (``--init scratch``) and ``seed-<s>/regressor/``,
+   and ``seed-<s>/estimation/`` (the degradation-estimation protocol);
+3. per seed and SR entry ``seed-<s>/sr/<backbone>+<prior>/`` (``degkit train-sr``,
+   the same data, steps, patch and optimizer for every entry);
+4. ``eval/<set>/<entry>/seed-<s>/`` (``degkit eval``; bicubic once, as seed 0);
+5. the report (:mod:`degkit.bench.report`) into the output folder.
+
+A stage that finished leaves ``stages/<stage>.json`` (the hash of the config
+sections it depends on and its wall time) and is skipped when the run is
+started again; a stage interrupted midway resumes through its own resume
+(training checkpoints, evaluation CSVs). A work folder made with other
+settings is refused. Progress lines name the stage, the entry and an ETA from
+the stages timed so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from degkit.bench.config import BenchConfig
+from degkit.bench.results import entry_name
+
+__all__ = ["BenchRun", "Stage", "plan_stages", "run_bench"]
+
+STAGES_DIR = "stages"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One unit of work: a name, the config sections it depends on, and what it does."""
+
+    name: str
+    sections: tuple[str, ...]
+    action: Callable[[], None]
+    weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchRun:
+    """Paths of one run: the work folder and the stage folders inside it."""
+
+    config: BenchConfig
+    work: Path
+
+    @property
+    def data(self) -> Path:
+        return self.work / "data"
+
+    @property
+    def heldout(self) -> Path:
+        return self.work / "heldout"
+
+    @property
+    def eval_root(self) -> Path:
+        return self.work / "eval"
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.work / f"seed-{seed}"
+
+    def adaptor(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "adaptor" / "last.safetensors"
+
+    def regressor(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "regressor" / "regressor.safetensors"
+
+    def sr(self, seed: int, entry: str) -> Path:
+        return self.seed_dir(seed) / "sr" / entry
+
+    def estimation(self, seed: int) -> Path:
+        return self.seed_dir(seed) / "estimation"
+
+    def eval_dir(self, set_spec: str, entry: str, seed: int) -> Path:
+        return self.eval_root / set_label(set_spec) / entry / f"seed-{seed}"
+
+    def comparison_models(self) -> dict[str, str]:
+        """Label -> model spec: bicubic and every SR entry of the first seed."""
+        sr = self.config.sr
+        seed = self.config.seeds[0]
+        models = {"bicubic": "bicubic"}
+        for backbone in sr["backbones"]:
+            for prior in sr["priors"]:
+                entry = entry_name(backbone, prior)
+                models[entry] = str(self.sr(seed, entry) / "last.safetensors")
+        return models
+
+
+def set_label(set_spec: str) -> str:
+    """A shipped set's name, or a set file's stem (folder and stage names)."""
+    return Path(set_spec).stem if set_spec.endswith((".yaml", ".yml")) else set_spec
+
+
+def _say(message: str) -> None:
+    print(f"degkit bench: {message}", file=sys.stderr, flush=True)
+
+
+def _build(run: BenchRun, out: Path, source: str, seed: int, split: str) -> Callable[[], None]:
+    def action() -> None:
+        from degkit.data.build import build_dataset
+        from degkit.data.config import BuildConfig
+
+        data = run.config.data
+        build_dataset(
+            BuildConfig(
+                recipe=data["recipe"],
+                out=out,
+                source=source,
+                crop=data["crop"],
+                per_image=data["per_image"],
+                seed=seed,
+                splits=f"{split}=1",
+                resume=out.exists(),
+                progress=False,
+            )
+        )
+
+    return action
+
+
+def _train_adaptor(run: BenchRun, seed: int) -> None:
+    from degkit.train.adaptor import TrainConfig, train_adaptor
+
+    cfg = run.config
+    out = run.adaptor(seed).parent
+    train_adaptor(
+        TrainConfig(
+            data=run.data,
+            out=out,
+            init="scratch",
+            seed=seed,
+            device=cfg.device,
+            resume=out.exists(),
+            progress=True,
+            **cfg.adaptor,
+        )
+    )
+
+
+def _train_regressor(run: BenchRun, seed: int) -> None:
+    from degkit.train.regressor import RegressorConfig, train_regressor
+
+    cfg = run.config
+    train_regressor(
+        RegressorConfig(
+            data=run.data,
+            out=run.regressor(seed).parent,
+            seed=seed,
+            device=cfg.device,
+            progress=True,
+            **cfg.regressor,
+        )
+    )
+
+
+def _estimate(run: BenchRun, seed: int) -> None:
+    from degkit.evaluate.estimation_report import write_report
+    from degkit.evaluate.estimation_run import estimate
+
+    results, fine, truth = estimate(
+        run.heldout, run.adaptor(seed), run.regressor(seed), split="test"
+    )
+    write_report(run.estimation(seed), results, fine, truth)
+
+
+def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
+    from degkit.train.sr import SRTrainConfig, train_sr
+
+    cfg = run.config
+    sr = dict(cfg.sr)
+    sr.pop("backbones"), sr.pop("priors")
+    out = run.sr(seed, entry_name(backbone, prior))
+    train_sr(
+        SRTrainConfig(
+            data=run.data,
+            out=out,
+            backbone=backbone,
+            prior=prior,
+            adaptor=run.adaptor(seed) if prior in ("deplsr", "oracle-text") else None,
+            regressor=run.regressor(seed) if prior == "regressor" else None,
+            seed=seed,
+            device=cfg.device,
+            resume=(out / "last.safetensors").exists(),
+            progress=True,
+            **sr,
+        )
+    )
+
+
+def _evaluate(run: BenchRun, set_name: str, entry: str, seed: int) -> None:
+    from degkit.evaluate.run import evaluate
+
+    cfg = run.config
+    model = "bicubic" if entry == "bicubic" else str(run.sr(seed, entry) / "last.safetensors")
+    evaluate(
+        set_name,
+        model,
+        cfg.eval["metrics"],
+        run.eval_dir(set_name, entry, seed),
+        batch_size=cfg.eval["batch_size"],
+        device=cfg.device,
+        progress=False,
+    )
+
+
+def plan_stages(run: BenchRun) -> list[Stage]:
+    """Every stage of the run, in order."""
+    cfg = run.config
+    data = cfg.data
+    stages = [
+        Stage("data", ("data",), _build(run, run.data, "embedded", data["seed"], "train")),
+        Stage(
+            "heldout",
+            ("data",),
+            _build(run, run.heldout, "embedded-heldout", data["seed"] + 1, "test"),
+        ),
+    ]
+    entries = [entry_name(b, p) for b in cfg.sr["backbones"] for p in cfg.sr["priors"]]
+    for seed in cfg.seeds:
+        stages += [
+            Stage(
+                f"seed-{seed}.adaptor",
+                ("data", "adaptor"),
+                lambda s=seed: _train_adaptor(run, s),
+                4,
+            ),
+            Stage(
+                f"seed-{seed}.regressor",
+                ("data", "regressor"),
+                lambda s=seed: _train_regressor(run, s),
+            ),
+            Stage(
+                f"seed-{seed}.estimation",
+                ("data", "adaptor", "regressor"),
+                lambda s=seed: _estimate(run, s),
+            ),
+        ]
+        for backbone in cfg.sr["backbones"]:
+            for prior in cfg.sr["priors"]:
+                stages.append(
+                    Stage(
+                        f"seed-{seed}.sr.{entry_name(backbone, prior)}",
+                        ("data", "adaptor", "regressor", "sr"),
+                        lambda s=seed, b=backbone, p=prior: _train_sr(run, s, b, p),
+                        4,
+                    )
+                )
+    for set_name in cfg.eval["sets"]:
+        stages.append(
+            Stage(
+                f"eval.{set_label(set_name)}.bicubic",
+                ("eval",),
+                lambda n=set_name: _evaluate(run, n, "bicubic", 0),
+                0.2,
+            )
+        )
+        for seed in cfg.seeds:
+            for entry in entries:
+                stages.append(
+                    Stage(
+                        f"eval.{set_label(set_name)}.{entry}.seed-{seed}",
+                        ("data", "adaptor", "regressor", "sr", "eval"),
+                        lambda n=set_name, e=entry, s=seed: _evaluate(run, n, e, s),
+                        0.2,
+                    )
+                )
+    return stages
+
+
+def _marker(run: BenchRun, stage: Stage) -> Path:
+    return run.work / STAGES_DIR / f"{stage.name}.json"
+
+
+def _finished(run: BenchRun, stage: Stage, digest: str) -> dict[str, Any] | None:
+    path = _marker(run, stage)
+    if not path.is_file():
+        return None
+    done = json.loads(path.read_text(encoding="utf-8"))
+    if done["hash"] != digest:
+        raise ValueError(
+            f"--work {run.work}: stage {stage.name} was run with other settings "
+            f"(profile {done.get('profile')!r}); use a new --work folder"
+        )
+    return done
+
+
+def run_bench(config: BenchConfig, work: str | Path) -> tuple[BenchRun, dict[str, float]]:
+    """Run every stage not finished yet; returns the run and each stage's wall seconds."""
+    run = BenchRun(config, Path(work))
+    (run.work / STAGES_DIR).mkdir(parents=True, exist_ok=True)
+    stages = plan_stages(run)
+    walls: dict[str, float] = {}
+    timed, timed_weight = 0.0, 0.0
+    remaining = sum(s.weight for s in stages)
+    for number, stage in enumerate(stages, 1):
+        digest = config.section_hash("seeds", "device", *stage.sections)
+        done = _finished(run, stage, digest)
+        remaining -= stage.weight
+        if done is not None:
+            walls[stage.name] = done["wall_seconds"]
+            continue
+        _say(f"[{number}/{len(stages)}] {stage.name}")
+        began = time.perf_counter()
+        stage.action()
+        wall = time.perf_counter() - began
+        walls[stage.name] = wall
+        timed, timed_weight = timed + wall, timed_weight + stage.weight
+        eta = remaining * timed / timed_weight
+        _say(
+            f"[{number}/{len(stages)}] {stage.name} done in {wall:.0f} s; "
+            f"about {eta / 60:.0f} min left"
+        )
+        marker = {"hash": digest, "profile": config.profile, "wall_seconds": round(wall, 3)}
+        _marker(run, stage).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+    return run, walls
