@@ -142,3 +142,18 @@ def interrupt_on_call(monkeypatch, owner, name: str, call: int = 3):
 
     monkeypatch.setattr(owner, name, interrupted)
     return real
+
+
+def run_two_ranks(worker, *args) -> None:
+    """Run ``worker(rank, 2, port, *args)`` in two forked processes on a free local port.
+
+    fork: the ranks inherit the imported modules instead of importing torch again.
+    """
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.start_processes(
+        worker, args=(2, port, *args), nprocs=2, start_method="fork"
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +17,7 @@ from adaptor_helpers import (
     global_batch,
     interrupt_on_call,
     rows,
+    run_two_ranks,
 )
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -230,14 +230,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
 
 
 def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ddp"
-    # fork: the ranks inherit the imported modules instead of importing torch again
-    torch.multiprocessing.start_processes(
-        ddp_worker, args=(2, port, tiny_dataset, out), nprocs=2, start_method="fork"
-    )
+    run_two_ranks(ddp_worker, tiny_dataset, out)
     rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
     assert rank0.keys() == rank1.keys()
     for name, value in rank0.items():
@@ -249,12 +243,7 @@ def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
 
 
 def test_two_gloo_ranks_compute_the_loss_and_gradients_of_the_concatenated_batch(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.start_processes(
-        ddp_loss_worker, args=(2, port, tmp_path), nprocs=2, start_method="fork"
-    )
+    run_two_ranks(ddp_loss_worker, tmp_path)
     batch = global_batch()
     single = contrastive_losses(batch, SINGLE)
     local = contrastive_losses(rows(batch, 0, 4), SINGLE)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import spandrel
 import torch
-from adaptor_helpers import TINY, interrupt_on_call
+from adaptor_helpers import TINY, interrupt_on_call, run_two_ranks
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -179,13 +178,8 @@ def _ddp_worker(rank: int, world_size: int, port: int, data, out) -> None:
 
 
 def test_two_cpu_processes_over_gloo_keep_equal_weights(tiny_dataset, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ddp"
-    torch.multiprocessing.start_processes(
-        _ddp_worker, args=(2, port, tiny_dataset, out), nprocs=2, start_method="fork"
-    )
+    run_two_ranks(_ddp_worker, tiny_dataset, out)
     rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
     for name, value in rank0["weights"].items():
         assert torch.equal(value, rank1["weights"][name]), name
