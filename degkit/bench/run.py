@@ -316,7 +316,7 @@ def run_bench(config: BenchConfig, work: str | Path) -> tuple[BenchRun, dict[str
         wall = time.perf_counter() - began
         walls[stage.name] = wall
         timed, timed_weight = timed + wall, timed_weight + stage.weight
-        eta = remaining * timed / timed_weight
+        eta = max(0.0, remaining) * timed / timed_weight
         _say(
             f"[{number}/{len(stages)}] {stage.name} done in {wall:.0f} s; "
             f"about {eta / 60:.0f} min left"
