@@ -9,6 +9,7 @@ with its recipe hash, the seeds, the code commit, the device and wall times.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import platform
@@ -120,9 +121,7 @@ def _severity_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def _json_ready(value: Any) -> Any:
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
+    if dataclasses.is_dataclass(value):
         return dataclasses.asdict(value)
     if isinstance(value, dict):
         return {k: _json_ready(v) for k, v in value.items()}

@@ -178,8 +178,7 @@ def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
     from degkit.train.sr import SRTrainConfig, train_sr
 
     cfg = run.config
-    sr = dict(cfg.sr)
-    sr.pop("backbones"), sr.pop("priors")
+    sr = {k: v for k, v in cfg.sr.items() if k not in ("backbones", "priors")}
     out = run.sr(seed, entry_name(backbone, prior))
     train_sr(
         SRTrainConfig(

@@ -39,6 +39,9 @@ COMPARISONS = (
 )
 """(prior, against) pairs compared on the same backbone."""
 
+OVER_NONE = tuple(c for c in COMPARISONS if c[1] == "none")
+"""The comparisons against no prior (the severity break-down shows these)."""
+
 
 def _entries(runs: Sequence[EvalRun]) -> list[str]:
     return sorted({r.entry for r in runs}, key=lambda e: (e != "bicubic", e))
@@ -101,7 +104,7 @@ def severity_rows(
     rows = []
     for set_name in [s for s in _sets(runs) if s.startswith("severity_")]:
         for backbone in _backbones(runs):
-            for prior, against in COMPARISONS[:4]:
+            for prior, against in OVER_NONE:
                 gains = {
                     level: _gain(runs, backbone, prior, against, set_name, metric, {"level": level})
                     for level in levels
