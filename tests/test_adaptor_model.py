@@ -17,6 +17,7 @@ from degkit.models.adaptor import (
     DegradationAdaptor,
     build_clip,
     create_adaptor,
+    encode_tokens,
     load_adaptor,
     preprocess,
     save_adaptor,
@@ -63,6 +64,19 @@ def test_control_changes_content_once_zero_layers_move():
     with torch.no_grad():
         model.zero_layers[0].bias.fill_(0.5)
     assert not torch.allclose(model(images).content, before)
+
+
+@pytest.mark.parametrize("quick_gelu", [False, True])
+def test_encode_tokens_equals_open_clips_encode_text_on_all_77_tokens(quick_gelu):
+    torch.manual_seed(0)
+    clip = build_clip(dataclasses.replace(TINY, context_length=77, quick_gelu=quick_gelu))
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=77)
+    tokens = tokenizer(
+        ["blur with sigma:1.5", "no jpeg", "A photo with gaussian noise with sigma:12"]
+    )
+    with torch.no_grad():
+        expected = clip.encode_text(tokens, normalize=True)
+        assert torch.allclose(encode_tokens(clip, tokens), expected, atol=1e-5)
 
 
 def test_preprocess_normalises_with_clip_statistics_and_resizes_whole_image():

@@ -27,7 +27,7 @@ from degkit.captions import PAPER_TYPES
 from degkit.cli import main as cli_main
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.models import config as model_config
-from degkit.models.adaptor import DegradationAdaptor, build_clip, load_adaptor
+from degkit.models.adaptor import DegradationAdaptor, build_clip, load_adaptor, preprocess
 from degkit.models.losses import AdaptorLoss
 from degkit.train.adaptor import TrainConfig, train_adaptor, training_step
 from degkit.train.data import dataset_summary
@@ -98,6 +98,34 @@ def test_a_cuda_step_runs_in_bf16_autocast_and_keeps_fp32_weights():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     for name, value in model.clip.state_dict().items():
         assert torch.equal(value, frozen[name]), name
+
+
+def test_scratch_pretraining_teaches_the_text_tower_the_fine_captions():
+    """The degradation captions are all equal, so only the per-type terms can make the
+    image of a noisy row retrieve its own fine caption afterwards."""
+    import open_clip
+
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.tensor([i % 2 == 1 for i in range(8)])
+    base = torch.rand(8, 3, 1, 1, generator=g).expand(8, 3, 16, 16)
+    lr = (base + 0.4 * noisy.view(8, 1, 1, 1) * torch.randn(8, 3, 16, 16, generator=g)).clamp(0, 1)
+    captions = ["noise with sigma:5.0", "noise with sigma:30.0"]
+    batch = {
+        "lr": lr,
+        "degradation_caption": ["a photo"] * 8,
+        "fine_captions": [[captions[int(n)]] for n in noisy],
+        "content_caption": [""] * 8,
+    }
+    config = model_config.get_config("small", num_types=1)
+    torch.manual_seed(0)
+    clip = build_clip(config)
+    trainer.widen_token_embeddings(clip)
+    trainer.pretrain_clip(clip, iter([batch] * 40), 40, 3e-3, 2, 64, torch.device("cpu"))
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
+    with torch.no_grad():
+        text = clip.encode_text(tokenizer(captions), normalize=True)
+        image = clip.encode_image(preprocess(lr, 64), normalize=True)
+    assert torch.equal((image @ text.T).argmax(dim=1), noisy.long())
 
 
 def test_adamw_decays_weight_matrices_only():

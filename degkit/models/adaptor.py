@@ -32,6 +32,7 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import text_global_pool
 from torch import nn
 
 from degkit.models.config import AdaptorConfig, get_config
@@ -88,6 +89,27 @@ def load_clip_weights(clip: open_clip.CLIP, path: str | Path) -> None:
         raise ValueError(
             f"--init {path}: not weights of this CLIP architecture: {' '.join(first)}"
         ) from exc
+
+
+def encode_tokens(clip: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tensor:
+    """``clip.encode_text(tokens, normalize=True)``, run only up to the longest text's end.
+
+    Under causal attention with end-of-text pooling the padding after a text's
+    last token never reaches its embedding, so dropping the columns that are
+    padding in every row (a caption is about 20 of CLIP's 77 tokens) gives the
+    same embeddings for a fraction of the work.
+    """
+    length = max(int((tokens != 0).sum(dim=1).max()), 1)
+    tokens = tokens[:, :length]
+    dtype = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(tokens).to(dtype) + clip.positional_embedding[:length].to(dtype)
+    mask = None if clip.attn_mask is None else clip.attn_mask[:length, :length]
+    x = clip.ln_final(clip.transformer(x, attn_mask=mask))
+    x = text_global_pool(x, tokens, clip.text_pool_type, getattr(clip, "text_eos_id", None))
+    projection = clip.text_projection
+    if projection is not None:
+        x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+    return F.normalize(x, dim=-1)
 
 
 def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -192,7 +214,7 @@ class DegradationAdaptor(nn.Module):
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Frozen CLIP text embeddings (L2-normalised) of ``texts``."""
         tokens = self.tokenizer(list(texts)).to(self.type_head.weight.device)
-        return self.clip.encode_text(tokens, normalize=True)
+        return encode_tokens(self.clip, tokens)
 
     def forward(self, images: torch.Tensor) -> AdaptorOutput:
         x = self.preprocess(images)

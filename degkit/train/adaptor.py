@@ -5,9 +5,13 @@ Two phases:
 1. CLIP initialisation (``init``): ``"scratch"`` pre-trains the config's CLIP
    contrastively (InfoNCE with CLIP's own temperature, equal captions as
    positives) on (LR image, degradation caption) and, where the dataset has
-   them, (HR image, content caption) pairs for ``pretrain_steps`` steps, and
-   saves it as ``clip-pretrained.safetensors``; a path loads real open_clip
-   weights from a local file.
+   them, (HR image, content caption) pairs, plus one such term per caption
+   type on (LR image, that type's fine caption), for ``pretrain_steps`` steps
+   (the per-type terms teach the text tower the fine captions the adaptor is
+   trained and scored with: without them a scratch tower embeds one type's
+   captions at all levels almost alike), and saves it as
+   ``clip-pretrained.safetensors``; a path loads real open_clip weights from a
+   local file.
 2. The CLIP is frozen and the controller, zero layers, per-type head and the
    loss temperatures are trained with :class:`~degkit.models.losses.AdaptorLoss`
    on (LR image, captions) batches.
@@ -48,6 +52,7 @@ from degkit.models.adaptor import (
     AdaptorOutput,
     DegradationAdaptor,
     build_clip,
+    encode_tokens,
     load_adaptor,
     load_clip_weights,
     preprocess,
@@ -79,6 +84,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "pretrain_clip",
+    "widen_token_embeddings",
     "pretrain_loss",
     "train_adaptor",
     "training_step",
@@ -86,6 +92,11 @@ __all__ = [
 
 CHECKPOINT = "last.safetensors"
 PRETRAINED = "clip-pretrained.safetensors"
+SCRATCH_TOKEN_STD = 0.3
+"""Std of a scratch CLIP's token embeddings. open_clip's 0.02 suits hundreds of
+millions of pairs; over a few hundred steps it leaves every caption's embedding
+dominated by the end-of-text token, and the text tower collapses to one vector
+before it learns to tell the fine captions' levels apart."""
 
 
 @dataclasses.dataclass
@@ -141,6 +152,11 @@ def _say(message: str) -> None:
     print(f"degkit train-adaptor: {message}", file=sys.stderr)
 
 
+def widen_token_embeddings(clip: torch.nn.Module, std: float = SCRATCH_TOKEN_STD) -> None:
+    """Redraw a scratch CLIP's token embeddings with ``std`` (see :data:`SCRATCH_TOKEN_STD`)."""
+    torch.nn.init.normal_(clip.token_embedding.weight, std=std)
+
+
 def pretrain_clip(
     clip: torch.nn.Module,
     batches: Iterator[dict[str, Any]],
@@ -153,9 +169,9 @@ def pretrain_clip(
     progress: bool = False,
     world: World = SINGLE,
 ) -> None:
-    """Contrastive pre-training of a whole CLIP on (LR, degradation caption) and
-    (HR, content caption) pairs (rows with an empty content caption give only the first),
-    with the loss of the global batch under ``torchrun`` (:func:`pretrain_loss`)."""
+    """Contrastive pre-training of a whole CLIP on (LR, degradation caption),
+    (HR, content caption) and (LR, fine caption) pairs, with the loss of the global
+    batch under ``torchrun`` (:func:`pretrain_loss`)."""
     import open_clip
 
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
@@ -187,21 +203,58 @@ def pretrain_loss(
     device: torch.device,
     world: World = SINGLE,
 ) -> torch.Tensor:
-    """The pre-training loss of the global batch: every rank's (LR, degradation caption)
-    pairs, then every rank's (HR, content caption) pairs, equal captions as positives."""
+    """The pre-training loss of the global batch, equal captions as positives.
+
+    One term on every rank's (LR, degradation caption) pairs, then every rank's
+    (HR, content caption) pairs (rows with an empty content caption give only the
+    first); plus, when the batch has ``fine_captions``, the mean over types of one
+    term on (LR, that type's fine caption) pairs.
+    """
     n = len(batch["degradation_caption"])
     with_content = [i for i, c in enumerate(batch["content_caption"]) if c]
     content = [batch["content_caption"][i] for i in with_content]
+    fine = [list(column) for column in zip(*batch.get("fine_captions") or [], strict=True)]
     images = [preprocess(batch["lr"].to(device), image_size)]
     if with_content:
         images.append(preprocess(batch["hr"][with_content].to(device), image_size))
     image = clip.encode_image(torch.cat(images), normalize=True).float()
-    tokens = tokenizer(list(batch["degradation_caption"]) + content).to(device)
-    text = clip.encode_text(tokens, normalize=True).float()
-    image = torch.cat([gather_rows(image[:n], world), gather_rows(image[n:], world)])
-    text = torch.cat([gather_rows(text[:n], world), gather_rows(text[n:], world)])
+    long_texts = list(batch["degradation_caption"]) + content
+    text = torch.cat(
+        [
+            _encode_distinct(clip, tokenizer, texts, device)
+            for texts in (long_texts, [c for column in fine for c in column])
+            if texts
+        ]
+    )
+    paired = n + len(content)
+    lr_image = gather_rows(image[:n], world)
+    image = torch.cat([lr_image, gather_rows(image[n:], world)])
+    pairs_text = torch.cat([gather_rows(text[:n], world), gather_rows(text[n:paired], world)])
     captions = gather_list(batch["degradation_caption"], world) + gather_list(content, world)
-    return loss_fn(image, text, positive_mask(captions).to(device))
+    loss = loss_fn(image, pairs_text, positive_mask(captions).to(device))
+    if not fine:
+        return loss
+    per_type = []
+    for t, column in enumerate(fine):
+        rows = text[paired + t * n : paired + (t + 1) * n]
+        column = gather_list(column, world)
+        per_type.append(
+            loss_fn(lr_image, gather_rows(rows, world), positive_mask(column).to(device))
+        )
+    return loss + torch.stack(per_type).mean()
+
+
+def _encode_distinct(
+    clip: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    texts: list[str],
+    device: torch.device,
+) -> torch.Tensor:
+    """Embeddings of ``texts``, each distinct text encoded once (float32)."""
+    unique = list(dict.fromkeys(texts))
+    embedded = encode_tokens(clip, tokenizer(unique).to(device)).float()
+    row = {t: i for i, t in enumerate(unique)}
+    return embedded[[row[t] for t in texts]]
 
 
 def training_step(
@@ -270,8 +323,9 @@ def _build_model(
         if world.is_main:
             _say(f"using the pre-trained CLIP in {pretrained}")
     else:
+        widen_token_embeddings(clip)
         summary = dataset_summary(cfg.data, cfg.split)
-        columns = ["lr", "degradation_caption", "content_caption"]
+        columns = ["lr", "degradation_caption", "fine_captions", "content_caption"]
         columns += ["hr"] if summary["has_content_captions"] else []
         batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split, world)
         batches = templated(batches, cfg.caption_template)
