@@ -176,22 +176,24 @@ def decoded_image_bytes(dataset: ShardDataset, limit: int) -> int | None:
     """Bytes of ``dataset``'s images decoded (``3 x H x W`` each, at ``dataset.image_dtype``),
     from the image headers; ``None`` as soon as they exceed ``limit``.
 
-    The stored bytes (parquet metadata) are checked first, so a split whose PNGs
-    alone exceed ``limit`` is refused without reading them.
+    The stored image bytes (parquet metadata) are checked first: PNG takes at most
+    about the raw pixels' bytes (bar a few bytes per image), so a split whose stored
+    images, times the dtype's size, exceed twice ``limit`` is refused without reading them.
     """
     images = [c for c in IMAGE_COLUMNS if c in dataset.columns]
     itemsize = torch.empty((), dtype=dataset.image_dtype).element_size()
+    files = [pq.ParquetFile(f) for f in dataset.files]
     stored = 0
     for file_number, group in dataset.groups:
-        meta = pq.ParquetFile(dataset.files[file_number]).metadata.row_group(group)
+        meta = files[file_number].metadata.row_group(group)
         for c in range(meta.num_columns):
             if meta.column(c).path_in_schema.split(".")[0] in images:
                 stored += meta.column(c).total_uncompressed_size
-    if stored > limit:
+    if stored * itemsize > 2 * limit:
         return None
     total = 0
     for file_number, group in dataset.groups:
-        table = pq.ParquetFile(dataset.files[file_number]).read_row_group(group, columns=images)
+        table = files[file_number].read_row_group(group, columns=images)
         for name in images:
             for cell in table.column(name).to_pylist():
                 with Image.open(io.BytesIO(cell["bytes"])) as img:
@@ -215,7 +217,9 @@ class InMemoryRows(Dataset):
 
     def __init__(self, dataset: ShardDataset) -> None:
         if dataset.transform is not None:
-            raise ValueError("InMemoryRows holds rows as stored; the dataset must have no transform")
+            raise ValueError(
+                "InMemoryRows holds rows as stored; the dataset must have no transform"
+            )
         self.ranges = dataset.group_ranges()
         self.image_dtype = dataset.image_dtype
         self.rows = [dataset[i] for i in range(len(dataset))]

@@ -417,10 +417,14 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
             _say(f"resuming at step {start} of {cfg.steps}")
 
     if recipe:
-        pairs = OnTheFlyPairs(cfg.data, recipe, cfg.patch, cfg.seed, cfg.split, cache_mb=cfg.cache_mb)
+        pairs = OnTheFlyPairs(
+            cfg.data, recipe, cfg.patch, cfg.seed, cfg.split, cache_mb=cfg.cache_mb
+        )
         estimates = None  # per sample, on its own LR patch
     else:
-        pairs = PairedPatches(cfg.data, scale, cfg.patch, cfg.seed, cfg.split, cache_mb=cfg.cache_mb)
+        pairs = PairedPatches(
+            cfg.data, scale, cfg.patch, cfg.seed, cfg.split, cache_mb=cfg.cache_mb
+        )
         whole = WholePairs(cfg.data, cfg.split)
         estimates = _whole_estimates(prior, whole, world, device, cfg.workers) if prior else None
     try:
