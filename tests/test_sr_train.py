@@ -12,6 +12,7 @@ import torch
 from adaptor_helpers import TINY, interrupt_on_call, run_two_ranks
 from safetensors import safe_open
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from degkit.cli import main, sr_commands
@@ -21,7 +22,7 @@ from degkit.models.adaptor import DegradationAdaptor, save_adaptor
 from degkit.models.backbones import available_backbones, build_backbone
 from degkit.models.sr_checkpoint import load_sr_checkpoint
 from degkit.train import sr as sr_train
-from degkit.train.optim import multistep_lr_at
+from degkit.train.optim import ema_updater, multistep_lr_at
 from degkit.train.sr import PRIOR_CHOICES, SRTrainConfig, train_sr
 from degkit.train.sr_data import DEFAULT_CACHE_MB, WholePairs, collate_pairs
 
@@ -213,6 +214,22 @@ def test_cli_trains_with_the_adaptor_prior_and_names_bad_flags(tiny_dataset, tmp
     ):
         assert main([*common, "--out", str(tmp_path / "bad"), *extra]) == 2, extra
         assert message in capsys.readouterr().err
+
+
+def test_ema_updates_are_those_of_torchs_averaged_model():
+    torch.manual_seed(0)
+    model = build_backbone("compact_tiny", 4)
+    ours, torchs = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9)) for _ in "ab")
+    update = ema_updater(ours, model, 0.9)
+    for _ in range(3):
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn_like(param))
+        update()
+        torchs.update_parameters(model)
+        expected = torchs.state_dict()
+        assert ours.state_dict().keys() == expected.keys()
+        assert all(torch.equal(v, expected[k]) for k, v in ours.state_dict().items())
 
 
 def test_multistep_schedule_halves_at_the_milestones():

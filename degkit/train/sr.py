@@ -95,6 +95,7 @@ from degkit.train.distributed import (
     rank_device,
 )
 from degkit.train.optim import (
+    ema_updater,
     multistep_lr_at,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -415,6 +416,7 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         start = meta["step"]
         if world.is_main:
             _say(f"resuming at step {start} of {cfg.steps}")
+    update_ema = ema_updater(ema, trained, cfg.ema) if ema is not None else None
 
     if recipe:
         pairs = OnTheFlyPairs(
@@ -478,8 +480,8 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         loss.backward()
         average_gradients(trained.parameters(), world)
         optimizer.step()
-        if ema is not None:
-            ema.update_parameters(trained)
+        if update_ema is not None:
+            update_ema()
         ended = time.perf_counter()
         clock["wait"] += fetched - began
         clock["busy"] += ended - began
