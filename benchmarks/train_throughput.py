@@ -2,8 +2,9 @@
 
 Data: a small deplsr dataset built from the embedded photos (``--crop`` HR crops,
 x4, one per photo) unless ``--data`` names one. Every run trains the same
-spandrel trunk (``build_backbone``) with Adam and L1 for ``--steps`` steps at
-the same batch and LR patch size, on the same device, in the same process:
+spandrel trunk (``build_backbone``) with Adam and L1 for ``--steps`` steps (one
+value, or one per backbone) at the same batch and LR patch size, on the same
+device, in the same process:
 
 * degkit: ``train_sr(SRTrainConfig(...))``, exactly what ``degkit train-sr``
   runs (patches read and augmented by its DataLoader, checkpoint written once
@@ -178,7 +179,14 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["compact"])
     parser.add_argument("--data", type=Path, default=None, help="a built x4 dataset to reuse")
     parser.add_argument("--crop", type=int, default=128, help="HR crop of the built dataset")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[12],
+        help="steps per run: one value for every backbone, or one per --backbones "
+        "(a tiny model needs more steps for a stable rate)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch", type=int, default=32, help="LR patch side")
     parser.add_argument("--workers", type=int, nargs="+", default=[0])
@@ -194,6 +202,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if len(args.steps) not in (1, len(args.backbones)):
+        parser.error(f"--steps: one value or one per backbone ({len(args.backbones)})")
+    args.steps_of = dict(zip(args.backbones, args.steps * len(args.backbones), strict=False))
     load_before = _uptime()
     with tempfile.TemporaryDirectory(prefix="degkit-train-bench-") as tmp:
         data = args.data or build_data(Path(tmp) / "data", args.crop)
@@ -201,7 +212,9 @@ def main() -> None:
         for device in args.devices:
             sections += [f"## {_device_name(device)}", ""]
             for backbone in args.backbones:
-                on_device = argparse.Namespace(**{**vars(args), "device": device})
+                on_device = argparse.Namespace(
+                    **{**vars(args), "device": device, "steps": args.steps_of[backbone]}
+                )
                 section = measure(backbone, data, Path(tmp), on_device)
                 print("\n".join(section), flush=True)
                 sections += section
@@ -218,6 +231,12 @@ def _device_name(device: str) -> str:
     return device
 
 
+def _steps(args: argparse.Namespace) -> str:
+    if len(set(args.steps_of.values())) == 1:
+        return f"{args.steps[0]} steps"
+    return ", ".join(f"{n} steps ({name})" for name, n in args.steps_of.items())
+
+
 def _report(args: argparse.Namespace, sections: list[str], before: str, after: str) -> str:
     command = " ".join(["python", *sys.argv])
     lines = [
@@ -227,7 +246,7 @@ def _report(args: argparse.Namespace, sections: list[str], before: str, after: s
         command,
         "```",
         "",
-        f"Work: {args.steps} steps of batch {args.batch_size}, LR patch {args.patch} "
+        f"Work: {_steps(args)} of batch {args.batch_size}, LR patch {args.patch} "
         f"(HR {args.patch * SCALE}), x{SCALE}, Adam + L1, on "
         + (f"`{args.data}`" if args.data else f"the embedded photos' deplsr crops ({args.crop} HR)")
         + ". degkit: `train_sr` (its DataLoader, augmentation, uint8 to float, learning-rate "

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from degkit.data.build import BuildConfig, build_dataset
-from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, make_dataloader
+from degkit.data.loaders import (
+    InMemoryRows,
+    RowGroupShuffleSampler,
+    ShardDataset,
+    decoded_image_bytes,
+    in_memory_if_fits,
+    make_dataloader,
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +107,38 @@ def test_sampler_reshuffles_each_pass_by_itself(dataset_dir):
     assert [list(sampler), list(sampler)] == passes[1:3]
     ordered = RowGroupShuffleSampler(ds, shuffle=False)
     assert list(ordered) == list(ordered) == list(range(len(ds)))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_rows_in_memory_are_the_decoded_rows_within_the_budget(dataset_dir, dtype):
+    columns = ["hr", "lr", "index", "fine_captions", "records"]
+    shards = ShardDataset(dataset_dir, columns=columns, image_dtype=dtype)
+    decoded = [shards[i] for i in range(len(shards))]
+    size = sum(row[c].numel() * row[c].element_size() for row in decoded for c in ("hr", "lr"))
+    assert decoded_image_bytes(shards, size) == size
+    assert decoded_image_bytes(shards, size - 1) is None
+    assert in_memory_if_fits(shards, size - 1) is shards
+    assert in_memory_if_fits(shards, 0) is shards
+    held = in_memory_if_fits(shards, size)
+    assert isinstance(held, InMemoryRows) and len(held) == len(shards)
+    assert held.group_ranges() == shards.group_ranges()
+    assert _epoch_order(held, 3, 2) == _epoch_order(shards, 3, 2)
+    for i, expected in enumerate(decoded):
+        row = held[i]
+        assert row.keys() == expected.keys()
+        for c in ("hr", "lr"):
+            assert row[c].dtype == dtype and row[c].is_contiguous()
+            assert torch.equal(row[c], expected[c])
+        assert {k: row[k] for k in columns[2:]} == {k: expected[k] for k in columns[2:]}
+    with pytest.raises(IndexError, match="row 42 out of range"):
+        held[42]
+
+
+def test_rows_with_a_transform_are_not_held(dataset_dir):
+    shards = ShardDataset(dataset_dir, columns=["hr"], transform=lambda row: row)
+    assert in_memory_if_fits(shards, 2**30) is shards
+    with pytest.raises(ValueError, match="no transform"):
+        InMemoryRows(shards)
 
 
 def test_dataloader_reshuffles_every_epoch_reproducibly(dataset_dir):

@@ -90,6 +90,27 @@ def test_on_the_fly_degradation_replays_and_is_fresh_each_epoch(dataset):
     assert torch.equal(pairs[2]["lr"], now["lr"])
 
 
+def test_images_kept_in_memory_give_the_samples_of_the_stored_ones(dataset):
+    recipe = recipes.load("deplsr")
+    for make in (
+        lambda cache_mb: PairedPatches(dataset, SCALE, 16, seed=4, cache_mb=cache_mb),
+        lambda cache_mb: OnTheFlyPairs(dataset, recipe, 8, seed=4, cache_mb=cache_mb),
+    ):
+        cached, stored = make(1), make(0)
+        assert cached.in_memory and not stored.in_memory and not make(1e-3).in_memory
+        n = len(stored)
+        for sample_id in (0, 5, n + 2, 3 * n + 7):
+            sample, expected = cached[sample_id], stored[sample_id]
+            assert sample.keys() == expected.keys()
+            for key in ("lr", "hr", "levels", "present"):
+                assert sample[key].dtype == expected[key].dtype
+                assert torch.equal(sample[key], expected[key])
+            others = ("id", "index", "fine_captions", "content_caption", "records")
+            assert {k: sample[k] for k in others} == {k: expected[k] for k in others}
+            sample["lr"].zero_(), sample["hr"].zero_()  # a sample is its own copy
+            assert torch.equal(cached[sample_id]["hr"], expected["hr"])
+
+
 def test_batches_have_the_same_types_and_workers_do_not_change_them(dataset):
     recipe = recipes.load("deplsr")
     for pairs in (PairedPatches(dataset, SCALE, 8, seed=3), OnTheFlyPairs(dataset, recipe, 8, 3)):

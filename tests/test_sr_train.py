@@ -12,6 +12,7 @@ import torch
 from adaptor_helpers import TINY, interrupt_on_call, run_two_ranks
 from safetensors import safe_open
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from degkit.cli import main, sr_commands
@@ -21,9 +22,9 @@ from degkit.models.adaptor import DegradationAdaptor, save_adaptor
 from degkit.models.backbones import available_backbones, build_backbone
 from degkit.models.sr_checkpoint import load_sr_checkpoint
 from degkit.train import sr as sr_train
-from degkit.train.optim import multistep_lr_at
+from degkit.train.optim import ema_updater, multistep_lr_at
 from degkit.train.sr import PRIOR_CHOICES, SRTrainConfig, train_sr
-from degkit.train.sr_data import WholePairs, collate_pairs
+from degkit.train.sr_data import DEFAULT_CACHE_MB, WholePairs, collate_pairs
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +109,17 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("recipe", [None, "deplsr"], ids=["stored", "on-the-fly"])
-def test_a_run_is_the_same_with_and_without_worker_processes(tiny_dataset, tmp_path, recipe):
+def test_a_run_is_the_same_whatever_the_workers_and_the_image_cache(tiny_dataset, tmp_path, recipe):
     options = dict(recipe=recipe, target="usm", steps=2, batch_size=2, save_every=2)
     runs = []
-    for workers in (0, 2):
-        result = train_sr(
-            _config(tiny_dataset, tmp_path / f"w{workers}", workers=workers, **options)
-        )
+    for workers, cache_mb in ((0, 0), (0, 64), (2, 64)):
+        out = tmp_path / f"w{workers}-c{cache_mb}"
+        result = train_sr(_config(tiny_dataset, out, workers=workers, cache_mb=cache_mb, **options))
+        assert result.summary["images_in_memory"] == (cache_mb > 0)
         runs.append(load_file(str(result.checkpoint)))
-    assert runs[0].keys() == runs[1].keys()
-    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    for run in runs[1:]:
+        assert run.keys() == runs[0].keys()
+        assert all(torch.equal(run[k], runs[0][k]) for k in run)
 
 
 def test_checkpoint_holds_weights_ema_and_config_and_the_trunk_loads_in_spandrel(
@@ -208,9 +210,26 @@ def test_cli_trains_with_the_adaptor_prior_and_names_bad_flags(tiny_dataset, tmp
         (["--batch-size", "64"], "--batch-size: batch size 64 is larger than the 18 rows"),
         (["--recipe", "no-such-recipe"], "--recipe 'no-such-recipe'"),
         (["--patch", "17"], "--patch 17 / --data"),
+        (["--cache-mb", "-1"], "--cache-mb must be >= 0"),
     ):
         assert main([*common, "--out", str(tmp_path / "bad"), *extra]) == 2, extra
         assert message in capsys.readouterr().err
+
+
+def test_ema_updates_are_those_of_torchs_averaged_model():
+    torch.manual_seed(0)
+    model = build_backbone("compact_tiny", 4)
+    ours, torchs = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9)) for _ in "ab")
+    update = ema_updater(ours, model, 0.9)
+    for _ in range(3):
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn_like(param))
+        update()
+        torchs.update_parameters(model)
+        expected = torchs.state_dict()
+        assert ours.state_dict().keys() == expected.keys()
+        assert all(torch.equal(v, expected[k]) for k, v in ours.state_dict().items())
 
 
 def test_multistep_schedule_halves_at_the_milestones():
@@ -227,6 +246,15 @@ def test_multistep_schedule_halves_at_the_milestones():
 def test_cli_choices_match_the_registries():
     assert list(sr_commands.BACKBONES) == available_backbones()
     assert sr_commands.PRIORS == PRIOR_CHOICES
+    assert sr_commands.CACHE_MB == DEFAULT_CACHE_MB
+
+
+def test_cli_help_explains_the_image_cache(capsys):
+    with pytest.raises(SystemExit):
+        main(["train-sr", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--cache-mb" in help_text and "keep them in memory" in help_text
+    assert f"0: no cache (default {DEFAULT_CACHE_MB})" in help_text
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -10,6 +10,7 @@ __all__ = ["register", "run_train_sr"]
 # Kept here (not imported from degkit.models) so `degkit --help` imports no torch.
 BACKBONES = ("compact", "compact_tiny", "dat", "dat_light", "dat_s", "dat_tiny")
 PRIORS = ("bare", "none", "deplsr", "regressor", "oracle-text", "oracle-params")
+CACHE_MB = 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,6 +94,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="DataLoader worker processes (default 0: read in the training process); "
         "results do not depend on it",
+    )
+    p.add_argument(
+        "--cache-mb",
+        type=float,
+        default=CACHE_MB,
+        help="decode the training split's images once and keep them in memory (uint8, per "
+        "process; workers share them) when they fit in this many MiB, instead of decoding "
+        f"the stored PNGs at every read; 0: no cache (default {CACHE_MB}); results do not "
+        "depend on it",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

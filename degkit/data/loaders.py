@@ -16,6 +16,12 @@ same seed repeats the same sequence of orders. ``set_epoch(e)`` makes the next
 pass use epoch ``e`` (as with ``DistributedSampler``), for resuming or DDP.
 With ``num_replicas`` / ``rank`` it gives each DDP rank an equal, disjoint,
 contiguous part of that order (the remainder dropped).
+
+When a split is small, decoding its PNGs on every read costs more than keeping
+them: :func:`in_memory_if_fits` reads and decodes every row once into
+:class:`InMemoryRows` (the same rows, the same row groups) when the decoded
+images fit a memory budget (:func:`decoded_image_bytes`, from the PNG headers).
+DataLoader worker processes forked after that share its images.
 """
 
 from __future__ import annotations
@@ -38,10 +44,13 @@ from degkit.data.shards import IMAGE_COLUMNS
 
 __all__ = [
     "DEFAULT_COLUMNS",
+    "InMemoryRows",
     "ShardDataset",
     "RowGroupShuffleSampler",
     "collate_rows",
     "decode_image",
+    "decoded_image_bytes",
+    "in_memory_if_fits",
     "make_dataloader",
     "split_files",
 ]
@@ -66,13 +75,13 @@ def split_files(folder: str | Path, split: str = "train") -> list[Path]:
 
 
 def decode_image(cell: dict[str, Any], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """An HF ``Image`` cell (PNG bytes) as a ``3 x H x W`` tensor.
+    """An HF ``Image`` cell (PNG bytes) as a contiguous ``3 x H x W`` tensor.
 
     float32 (default): values in ``[0, 1]``; uint8: the stored 8-bit values.
     """
     with Image.open(io.BytesIO(cell["bytes"])) as img:
         array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    image = torch.from_numpy(array.copy()).permute(2, 0, 1)
+    image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
     if dtype == torch.uint8:
         return image
     if dtype != torch.float32:
@@ -163,12 +172,86 @@ class ShardDataset(Dataset):
         return self.transform(row) if self.transform else row
 
 
+def decoded_image_bytes(dataset: ShardDataset, limit: int) -> int | None:
+    """Bytes of ``dataset``'s images decoded (``3 x H x W`` each, at ``dataset.image_dtype``),
+    from the image headers; ``None`` as soon as they exceed ``limit``.
+
+    The stored image bytes (parquet metadata) are checked first: PNG takes at most
+    about the raw pixels' bytes (bar a few bytes per image), so a split whose stored
+    images, times the dtype's size, exceed twice ``limit`` is refused without reading them.
+    """
+    images = [c for c in IMAGE_COLUMNS if c in dataset.columns]
+    itemsize = torch.empty((), dtype=dataset.image_dtype).element_size()
+    files = [pq.ParquetFile(f) for f in dataset.files]
+    stored = 0
+    for file_number, group in dataset.groups:
+        meta = files[file_number].metadata.row_group(group)
+        for c in range(meta.num_columns):
+            if meta.column(c).path_in_schema.split(".")[0] in images:
+                stored += meta.column(c).total_uncompressed_size
+    if stored * itemsize > 2 * limit:
+        return None
+    total = 0
+    for file_number, group in dataset.groups:
+        table = files[file_number].read_row_group(group, columns=images)
+        for name in images:
+            for cell in table.column(name).to_pylist():
+                with Image.open(io.BytesIO(cell["bytes"])) as img:
+                    total += 3 * img.width * img.height * itemsize
+                if total > limit:
+                    return None
+    return total
+
+
+class InMemoryRows(Dataset):
+    """Every row of a :class:`ShardDataset`, read and decoded once and kept in memory.
+
+    Rows come back as ``dataset[i]`` would return them (a new dict each time);
+    the tensors and parsed records in it are shared between reads: do not
+    modify them in place. ``group_ranges`` is the dataset's, so
+    :class:`RowGroupShuffleSampler` gives the same order over both.
+
+    Raises:
+        ValueError: the dataset has a ``transform`` (it is applied per read).
+    """
+
+    def __init__(self, dataset: ShardDataset) -> None:
+        if dataset.transform is not None:
+            raise ValueError(
+                "InMemoryRows holds rows as stored; the dataset must have no transform"
+            )
+        self.ranges = dataset.group_ranges()
+        self.image_dtype = dataset.image_dtype
+        self.rows = [dataset[i] for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def group_ranges(self) -> list[range]:
+        """Row indices of each row group of the dataset, in storage order."""
+        return list(self.ranges)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} out of range for {len(self)} rows")
+        return dict(self.rows[i])
+
+
+def in_memory_if_fits(dataset: ShardDataset, budget_bytes: int) -> ShardDataset | InMemoryRows:
+    """``InMemoryRows(dataset)`` when its decoded images fit ``budget_bytes``, else ``dataset``."""
+    if budget_bytes <= 0 or dataset.transform is not None:
+        return dataset
+    if decoded_image_bytes(dataset, budget_bytes) is None:
+        return dataset
+    return InMemoryRows(dataset)
+
+
 class RowGroupShuffleSampler(Sampler[int]):
     """Shuffled row order that reads each row group about once (see the module doc)."""
 
     def __init__(
         self,
-        dataset: ShardDataset,
+        dataset: ShardDataset | InMemoryRows,
         seed: int = 0,
         shuffle: bool = True,
         num_replicas: int = 1,

@@ -1,15 +1,17 @@
-"""AdamW parameter groups, learning-rate schedules, optimizer state as tensors."""
+"""AdamW parameter groups, learning-rate schedules, optimizer state as tensors, EMA steps."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 __all__ = [
     "adamw",
+    "ema_updater",
     "lr_at",
     "multistep_lr_at",
     "optimizer_from_tensors",
@@ -58,6 +60,32 @@ def multistep_lr_at(
     """
     passed = sum(step >= round(m * total) for m in milestones)
     return base * gamma**passed
+
+
+def ema_updater(ema: AveragedModel, model: nn.Module, decay: float) -> Callable[[], None]:
+    """``ema.update_parameters(model)`` of an EMA of ``decay`` made by
+    ``AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))`` (buffers not averaged).
+
+    The same numbers (a copy at the first update, then one ``torch._foreach_lerp_`` of
+    every parameter by ``1 - decay``) from parameter lists gathered once, where
+    ``update_parameters`` walks both module trees at every step (about 0.3 ms on a CPU,
+    a few percent of a small SR model's step). Both modules must keep their parameters
+    (in-place updates and ``load_state_dict`` do).
+    """
+    averaged = [p.detach() for p in ema.module.parameters()]
+    current = [p.detach() for p in model.parameters()]
+    if len(averaged) != len(current) or not all(p.is_floating_point() for p in averaged):
+        raise ValueError("the EMA and the model must hold the same floating-point parameters")
+
+    def update() -> None:
+        if ema.n_averaged == 0:
+            ema.update_parameters(model)
+            return
+        with torch.no_grad():
+            torch._foreach_lerp_(averaged, current, 1 - decay)
+        ema.n_averaged += 1
+
+    return update
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -14,7 +14,10 @@ reads batch ``s`` of :class:`~degkit.train.sr_data.StepBatchSampler`: random
 aligned patches with one of the eight flips / 90-degree rotations, fresh every
 epoch, drawn from ``(seed, sample id)`` alone, so the run does not depend on
 ``workers`` (DataLoader worker processes; 0 reads in the training process).
-Images travel as uint8 and become [0, 1] floats on the device.
+The split's images are decoded once and kept in memory as uint8 when they fit
+in ``cache_mb`` MiB (each process holds its own copy; DataLoader workers share
+it), else read and decoded at every access. Images travel as uint8 and become
+[0, 1] floats on the device, a batch at a time.
 
 **Prior estimates** (the frozen part, never from the HR): on stored pairs,
 once per image on the whole stored LR before the first step, kept on the CPU
@@ -92,6 +95,7 @@ from degkit.train.distributed import (
     rank_device,
 )
 from degkit.train.optim import (
+    ema_updater,
     multistep_lr_at,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -99,6 +103,7 @@ from degkit.train.optim import (
 )
 from degkit.train.regressor import load_regressor
 from degkit.train.sr_data import (
+    DEFAULT_CACHE_MB,
     EvalSampler,
     OnTheFlyPairs,
     PairedPatches,
@@ -154,6 +159,7 @@ class SRTrainConfig:
     device: str = "cpu"
     split: str = "train"
     workers: int = 0
+    cache_mb: float = DEFAULT_CACHE_MB
     resume: bool = False
     progress: bool = True
 
@@ -172,6 +178,8 @@ class SRTrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.workers < 0:
             raise ValueError("--workers must be >= 0")
+        if self.cache_mb < 0:
+            raise ValueError(f"--cache-mb must be >= 0 (0: no cache), got {self.cache_mb}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if not 0 <= self.ema < 1:
@@ -256,7 +264,7 @@ def _model_config(cfg: SRTrainConfig, scale: int, prior: Prior | None) -> dict[s
 def _provenance(
     cfg: SRTrainConfig, summary: dict[str, Any], recipe: recipes.Recipe | None, world: World
 ) -> dict[str, Any]:
-    skip = ("data", "out", "resume", "progress", "device", "workers")
+    skip = ("data", "out", "resume", "progress", "device", "workers", "cache_mb")
     train = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in dataclasses.asdict(cfg).items()
@@ -408,12 +416,17 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         start = meta["step"]
         if world.is_main:
             _say(f"resuming at step {start} of {cfg.steps}")
+    update_ema = ema_updater(ema, trained, cfg.ema) if ema is not None else None
 
     if recipe:
-        pairs = OnTheFlyPairs(cfg.data, recipe, cfg.patch, cfg.seed, cfg.split)
+        pairs = OnTheFlyPairs(
+            cfg.data, recipe, cfg.patch, cfg.seed, cfg.split, cache_mb=cfg.cache_mb
+        )
         estimates = None  # per sample, on its own LR patch
     else:
-        pairs = PairedPatches(cfg.data, scale, cfg.patch, cfg.seed, cfg.split)
+        pairs = PairedPatches(
+            cfg.data, scale, cfg.patch, cfg.seed, cfg.split, cache_mb=cfg.cache_mb
+        )
         whole = WholePairs(cfg.data, cfg.split)
         estimates = _whole_estimates(prior, whole, world, device, cfg.workers) if prior else None
     try:
@@ -467,8 +480,8 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         loss.backward()
         average_gradients(trained.parameters(), world)
         optimizer.step()
-        if ema is not None:
-            ema.update_parameters(trained)
+        if update_ema is not None:
+            update_ema()
         ended = time.perf_counter()
         clock["wait"] += fetched - began
         clock["busy"] += ended - began
@@ -481,6 +494,7 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
             "data_wait_share": clock["wait"] / clock["busy"] if clock["busy"] else None,
             "wall_s": time.perf_counter() - clock["start"],
             "workers": cfg.workers,
+            "images_in_memory": pairs.in_memory,
             "device": str(device),
             "world_size": world.size,
         }

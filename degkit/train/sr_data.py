@@ -46,11 +46,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from degkit import captions as captions_module
-from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, split_files
+from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, in_memory_if_fits, split_files
 from degkit.models.estimator import levels_from_flat
 from degkit.recipes import Recipe
 
 __all__ = [
+    "DEFAULT_CACHE_MB",
     "EpochSampler",
     "EvalSampler",
     "OnTheFlyPairs",
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 _BASE_COLUMNS = ("hr", "lr", "index", "content_caption", "fine_captions", "records")
+DEFAULT_CACHE_MB = 1024
+"""Default budget (MiB) of a split's decoded images kept in memory by the patch datasets."""
 
 
 def patch_geometry(
@@ -96,12 +99,18 @@ def dihedral(image: torch.Tensor, hflip: bool, quarter_turns: int) -> torch.Tens
 class _Rows(Dataset):
     """Rows of one split, addressed by sample id (``epoch * N + row``)."""
 
-    def __init__(self, folder: str | Path, split: str, with_lr: bool) -> None:
+    def __init__(self, folder: str | Path, split: str, with_lr: bool, cache_mb: float = 0) -> None:
         files = split_files(folder, split)
         available = set(pq.ParquetFile(files[0]).schema_arrow.names)
         wanted = [c for c in _BASE_COLUMNS if with_lr or c != "lr"]
         levels = [c for c in captions_module.flat_schema() if c in available]
-        self.rows = ShardDataset(files, columns=wanted + levels, image_dtype=torch.uint8)
+        shards = ShardDataset(files, columns=wanted + levels, image_dtype=torch.uint8)
+        self.rows = in_memory_if_fits(shards, int(cache_mb * 2**20))
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the split's rows were decoded once and are kept in memory."""
+        return not isinstance(self.rows, ShardDataset)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -123,10 +132,11 @@ class _Pairs(_Rows):
         seed: int,
         augment: bool,
         with_lr: bool,
+        cache_mb: float,
     ) -> None:
         if lr_patch < 1:
             raise ValueError(f"lr_patch must be a positive integer, got {lr_patch}")
-        super().__init__(folder, split, with_lr)
+        super().__init__(folder, split, with_lr, cache_mb)
         self.lr_patch = lr_patch
         self.seed = seed
         self.augment = augment
@@ -159,6 +169,8 @@ class PairedPatches(_Pairs):
         seed: seed of patch positions and augmentations.
         split: the split to read.
         augment: draw one of the eight flips / rotations per sample.
+        cache_mb: decode the split's images once and keep them in memory when they
+            fit in this many MiB (0: decode the stored PNGs on every read).
     """
 
     def __init__(
@@ -169,8 +181,9 @@ class PairedPatches(_Pairs):
         seed: int = 0,
         split: str = "train",
         augment: bool = True,
+        cache_mb: float = DEFAULT_CACHE_MB,
     ) -> None:
-        super().__init__(folder, split, lr_patch, seed, augment, with_lr=True)
+        super().__init__(folder, split, lr_patch, seed, augment, True, cache_mb)
         self.scale = scale
 
     def __getitem__(self, sample_id: int) -> dict[str, Any]:
@@ -216,6 +229,8 @@ class OnTheFlyPairs(_Pairs):
         seed: seed of patches, augmentations and degradations.
         split: the split to read.
         augment: draw one of the eight flips / rotations per sample.
+        cache_mb: decode the split's images once and keep them in memory when they
+            fit in this many MiB (0: decode the stored PNGs on every read).
     """
 
     def __init__(
@@ -226,8 +241,9 @@ class OnTheFlyPairs(_Pairs):
         seed: int = 0,
         split: str = "train",
         augment: bool = True,
+        cache_mb: float = DEFAULT_CACHE_MB,
     ) -> None:
-        super().__init__(folder, split, lr_patch, seed, augment, with_lr=False)
+        super().__init__(folder, split, lr_patch, seed, augment, False, cache_mb)
         self.recipe = recipe
         self.scale = recipe.scale
 
