@@ -128,6 +128,43 @@ def test_scratch_pretraining_teaches_the_text_tower_the_fine_captions():
     assert torch.equal((image @ text.T).argmax(dim=1), noisy.long())
 
 
+def test_scratch_pretraining_reads_the_levels_the_fine_captions_print():
+    """With the level columns in the batch the text tower keeps a type's prompt levels apart."""
+    import open_clip
+
+    from degkit.captions import caption_types
+    from degkit.evaluate.estimation import PROTOCOL, prompts
+
+    g = torch.Generator().manual_seed(0)
+    blur = [0.5 * (i % 8) for i in range(16)]
+    levels = {"blur": blur, "gaussian noise": [None] * 16, "poisson noise": [None] * 16}
+    levels |= {"jpeg": [30.0 + 4 * i for i in range(16)], "ringing": [None] * 16}
+    kinds = caption_types()
+    batch = {
+        "lr": torch.rand(16, 3, 16, 16, generator=g),
+        "degradation_caption": [f"A photo with blur {b}" for b in blur],
+        "fine_captions": [
+            [f"A photo with {kinds[t].level_fragment(levels[t][i])}" for t in PAPER_TYPES]
+            for i in range(16)
+        ],
+        "content_caption": [""] * 16,
+        "blur_level": blur,
+        "gaussian_noise_level": [None] * 16,
+        "poisson_noise_level": [None] * 16,
+        "jpeg_level": levels["jpeg"],
+        "ringing": [False] * 16,
+    }
+    torch.manual_seed(0)
+    clip = build_clip(model_config.get_config("small", num_types=5))
+    trainer.widen_token_embeddings(clip)
+    trainer.pretrain_clip(clip, iter([batch] * 60), 60, 1e-3, 5, 64, torch.device("cpu"))
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
+    with torch.no_grad():
+        text = clip.encode_text(tokenizer(prompts(PROTOCOL[0])), normalize=True)
+    apart = (text @ text.T)[~torch.eye(len(text), dtype=torch.bool)]
+    assert apart.max() < 0.9
+
+
 def test_adamw_decays_weight_matrices_only():
     model, loss_fn, _ = _setup()
     named = model.trainable_parameters() + list(loss_fn.named_parameters())
