@@ -9,8 +9,8 @@ presence plus a smooth-L1 regression on levels divided by the type's
 and a present one at level 0 stay distinct.
 
 Targets are the per-type levels of :mod:`degkit.levels` (all ops of a type
-combined: blur as effective sigma at LR scale, noises in quadrature, the last
-JPEG's quality), the numbers the fine captions print:
+combined: blur as effective sigma at LR scale, noises as the std later
+filters leave of them, the last JPEG's quality), the numbers the fine captions print:
 :func:`levels_from_flat` reads them from a dataset row's level columns,
 :func:`levels_from_records` computes them from a sample's records.
 """
