@@ -89,6 +89,8 @@ LEVEL_COLUMNS = {
 }
 """The flat column holding each type's level (ringing: the ops' ``ringing`` flag)."""
 
+_NOISES = ("gaussian noise", "poisson noise")
+
 _LEVEL_DOCS = {
     "blur_level": "blur level: effective Gaussian sigma of all Gaussian-family blurs at LR scale, "
     "pixels (each divided by its downscale to the LR, combined in quadrature); null when none "
@@ -152,22 +154,36 @@ def _convolve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.conv2d(a[None, None], b.flip(0, 1)[None, None], padding=pad)[0, 0]
 
 
-def noise_attenuations(records: Sequence[Record]) -> list[float]:
-    """Per record, ``||k||_2`` of the composite kernel of the linear filters after it.
+def _kernel(record: Record) -> torch.Tensor | None:
+    """The record's linear filter kernel (float64), None when its op is no linear filter."""
+    cls = registered_ops().get(record.get("op"))
+    try:
+        kernel = cls.linear_kernel(record) if cls is not None else None
+    except KeyError as err:
+        raise ValueError(
+            f"record {record.get('path', record['op'])!r}: no field {err.args[0]!r}, needed to "
+            "rebuild its kernel (the filter ran after a noise, whose level it weakens)"
+        ) from None
+    return None if kernel is None else kernel.double()
+
+
+def noise_attenuations(records: Sequence[Record]) -> list[float | None]:
+    """Per noise record, ``||k||_2`` of the composite kernel of the linear filters after it.
 
     The factor by which those filters scale the std of white noise present
-    before them (1.0 when none follows); see the module doc.
+    before them (1.0 when none follows); None for the other records. See the
+    module doc.
     """
-    ops = registered_ops()
+    noises = [_paper_type(rec) in _NOISES for rec in records]
+    out: list[float | None] = [None] * len(records)
     composite = torch.ones(1, 1, dtype=torch.float64)
-    out = []
-    for rec in reversed(records):
-        out.append(float(torch.linalg.vector_norm(composite)))
-        cls = ops.get(rec.get("op"))
-        kernel = cls.linear_kernel(rec) if cls is not None else None
-        if kernel is not None:
-            composite = _convolve(composite, kernel.double())
-    return out[::-1]
+    first = noises.index(True) if any(noises) else len(records)
+    for i in reversed(range(first, len(records))):
+        if noises[i]:
+            out[i] = float(torch.linalg.vector_norm(composite))
+        elif (kernel := _kernel(records[i])) is not None:
+            composite = _convolve(composite, kernel)
+    return out
 
 
 def type_levels(
@@ -179,11 +195,11 @@ def type_levels(
 
     Raises:
         ValueError: a blur ran before a resize whose sizes the records do not
-            give, and ``hr_size`` is missing.
+            give, and ``hr_size`` is missing; or a linear filter after a noise
+            lacks a field its kernel needs.
     """
     factors = _downscale_factors(records, hr_size)
-    noisy = any(_paper_type(rec) in ("gaussian noise", "poisson noise") for rec in records)
-    attenuations = noise_attenuations(records) if noisy else [1.0] * len(records)
+    attenuations = noise_attenuations(records)
     squares = {"blur": 0.0, "gaussian noise": 0.0, "poisson noise": 0.0}
     jpeg, ringing = None, False
     for rec, factor, attenuation in zip(records, factors, attenuations, strict=True):
@@ -200,7 +216,7 @@ def type_levels(
                     "from a size the records do not give; pass hr_size (the HR (H, W))"
                 )
             squares[name] += (value / factor) ** 2 if value > 0 else 0.0
-        elif name is not None:  # a noise
+        elif attenuation is not None:  # a noise
             squares[name] += (_value(rec) * attenuation) ** 2
     levels: dict[str, float | None] = {
         name: math.sqrt(total) if total > 0 else None for name, total in squares.items()

@@ -124,8 +124,10 @@ def test_a_later_blur_weakens_a_noise_by_its_kernel_norm() -> None:
     ] == pytest.approx(5.0)
     sinc_norm = float(torch.linalg.vector_norm(op_class("blur").linear_kernel(SINC).double()))
     assert noise_attenuations([gauss(1.0), jpeg(50), SINC]) == pytest.approx(
-        [sinc_norm, sinc_norm, 1.0]  # per record: the filters after it
+        [sinc_norm, None, None]  # per noise record: the filters after it
     )
+    with pytest.raises(ValueError, match="no field 'kernel_size'"):
+        type_levels([gauss(1.0), {"op": "blur", "kernel": "iso", "sigma_x": 1, "sigma_y": 1}])
 
 
 _FILTERS = {
