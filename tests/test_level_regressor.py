@@ -46,6 +46,20 @@ def test_outputs_per_type_for_any_image_size():
         assert out.presence_logits.shape == out.levels.shape == (2, len(PAPER_TYPES))
     with pytest.raises(ValueError, match="no level scale"):
         LevelRegressor(types=("blur", "haze"))
+    with pytest.raises(ValueError, match="pool must be one of"):
+        LevelRegressor(pool="max")
+
+
+def test_stem_zero_and_mean_pooling_is_the_plain_four_block_network():
+    plain = LevelRegressor(width=8, stem=0, pool="mean")
+    assert sorted(plain.state_dict()) == sorted(
+        [f"features.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
+        + ["head.weight", "head.bias"]
+    )
+    assert plain.head.in_features == 4 * 8
+    full = LevelRegressor(width=8, stem=2)
+    assert [m.stride for m in full.stem if isinstance(m, torch.nn.Conv2d)] == [(1, 1)] * 2
+    assert full.head.in_features == 2 * (8 + 4 * 8)  # mean and std of the stem and last block
 
 
 def test_loss_ignores_the_level_predicted_for_absent_types():

@@ -32,6 +32,7 @@ __all__ = [
     "LEVEL_SCALES",
     "LevelOutput",
     "LevelRegressor",
+    "POOLS",
     "level_loss",
     "levels_from_batch",
     "levels_from_flat",
@@ -94,34 +95,87 @@ class LevelOutput:
     levels: torch.Tensor
 
 
+POOLS = ("mean", "mean_std")
+"""Global pooling of the features: their mean, or their mean and standard deviation."""
+
+
 class LevelRegressor(nn.Module):
-    """Four stride-2 conv blocks, global average pooling, then a presence and a level per type.
+    """A full-resolution stem, four stride-2 conv blocks, global pooling, then a presence and
+    a level per type.
+
+    The stem (``stem`` stride-1 3x3 convs of ``width`` channels, before any
+    downsampling) keeps the pixel-scale statistics noise, JPEG blocking and
+    fine blur live in; ``pool="mean_std"`` pools the mean and the standard
+    deviation of the stem's and the last block's features (``"mean"``: the
+    last block's mean only). ``stem=0, pool="mean"`` is the plain four-block
+    network.
 
     Args:
         types: the caption types, in output order (default the paper's five).
-        width: channels of the first block (doubled at each of the next two).
+        width: channels of the stem and the first block (doubled at each of the next two).
+        stem: number of stride-1 convs before the first stride-2 one.
+        pool: one of :data:`POOLS`.
     """
 
-    def __init__(self, types: Sequence[str] = PAPER_TYPES, width: int = 32) -> None:
+    def __init__(
+        self,
+        types: Sequence[str] = PAPER_TYPES,
+        width: int = 32,
+        stem: int = 2,
+        pool: str = "mean_std",
+    ) -> None:
         super().__init__()
         unknown = sorted(set(types) - set(LEVEL_SCALES))
         if unknown:
             raise ValueError(f"no level scale for type(s) {unknown}; known: {sorted(LEVEL_SCALES)}")
-        self.types = tuple(types)
-        channels = [3, width, 2 * width, 4 * width, 4 * width]
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        if stem < 0:
+            raise ValueError(f"stem must be >= 0 convs, got {stem}")
+        self.types, self.pool = tuple(types), pool
+        stem_channels = [3] + [width] * stem
+        self.stem = nn.Sequential(
+            *(
+                layer
+                for c_in, c_out in zip(stem_channels[:-1], stem_channels[1:], strict=True)
+                for layer in (nn.Conv2d(c_in, c_out, 3, padding=1), nn.GELU())
+            )
+        )
+        channels = [stem_channels[-1], width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GELU()]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(channels[-1], 2 * len(self.types))
+        pooled = channels[-1] if pool == "mean" else 2 * (channels[0] + channels[-1])
+        self.head = nn.Linear(pooled, 2 * len(self.types))
+        for conv in (*self.stem, *self.features):
+            if isinstance(conv, nn.Conv2d):  # He init: the weak noise signal survives the depth
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
         self.register_buffer(
             "scales", torch.tensor([LEVEL_SCALES[t] for t in self.types]), persistent=False
         )
 
     def forward(self, images: torch.Tensor) -> LevelOutput:
-        features = self.features(images - 0.5).mean(dim=(2, 3))
-        presence, level = self.head(features).view(len(images), 2, len(self.types)).unbind(1)
+        low = self.stem(images - 0.5)
+        high = self.features(low)
+        if self.pool == "mean":
+            pooled = high.mean(dim=(2, 3))
+        else:
+            pooled = torch.cat([_mean_std(low), _mean_std(high)], dim=1)
+        presence, level = self.head(pooled).view(len(images), 2, len(self.types)).unbind(1)
         return LevelOutput(presence_logits=presence, levels=level * self.scales)
+
+
+def _mean_std(features: torch.Tensor) -> torch.Tensor:
+    """Per channel, the mean and the standard deviation over positions: ``N x 2C``.
+
+    The deviation is ``sqrt(variance + 1e-6)``: finite gradients on a flat map.
+    """
+    flat = features.flatten(2)
+    mean = flat.mean(dim=2)
+    variance = (flat - mean.unsqueeze(2)).square().mean(dim=2)
+    return torch.cat([mean, (variance + 1e-6).sqrt()], dim=1)
 
 
 def level_loss(

@@ -18,7 +18,7 @@ import torch
 
 from degkit.levels import LEVEL_COLUMNS
 from degkit.models.adaptor import write_safetensors
-from degkit.models.estimator import LevelRegressor, level_loss, levels_from_batch
+from degkit.models.estimator import POOLS, LevelRegressor, level_loss, levels_from_batch
 from degkit.train.data import dataset_summary, step_batches
 from degkit.train.optim import adamw, lr_at, set_lr
 from degkit.train.steps import run_steps
@@ -40,6 +40,8 @@ class RegressorConfig:
     warmup: int = 20
     weight_decay: float = 0.2
     width: int = 32
+    stem: int = 2
+    pool: str = "mean_std"
     seed: int = 0
     device: str = "cpu"
     split: str = "train"
@@ -50,6 +52,10 @@ class RegressorConfig:
         for name in ("steps", "batch_size", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.stem < 0:
+            raise ValueError("--stem must be >= 0")
+        if self.pool not in POOLS:
+            raise ValueError(f"--pool must be one of {POOLS}, got {self.pool!r}")
 
 
 def train_regressor(cfg: RegressorConfig) -> Path:
@@ -60,7 +66,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         raise ValueError(f"--out {cfg.out} already holds {CHECKPOINT}; pass a new --out")
     summary = dataset_summary(cfg.data, cfg.split)
     torch.manual_seed(cfg.seed)
-    model = LevelRegressor(width=cfg.width).to(device)
+    model = LevelRegressor(width=cfg.width, stem=cfg.stem, pool=cfg.pool).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
     columns = ("lr", *LEVEL_COLUMNS.values())
     batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split)
@@ -80,6 +86,8 @@ def train_regressor(cfg: RegressorConfig) -> Path:
     meta = {
         "types": list(model.types),
         "width": cfg.width,
+        "stem": cfg.stem,
+        "pool": cfg.pool,
         "seed": cfg.seed,
         "step": cfg.steps,
         "rows": summary["rows"],
@@ -107,6 +115,12 @@ def load_regressor(path: str | Path) -> tuple[LevelRegressor, dict]:
         meta = json.loads((f.metadata() or {}).get("degkit", "{}"))
     if "types" not in meta:
         raise ValueError(f"{path}: not a degkit regressor checkpoint")
-    model = LevelRegressor(types=meta["types"], width=meta["width"])
+    # checkpoints from before the stem: the plain four-block network
+    model = LevelRegressor(
+        types=meta["types"],
+        width=meta["width"],
+        stem=meta.get("stem", 0),
+        pool=meta.get("pool", "mean"),
+    )
     model.load_state_dict(load_file(str(path)))
     return model, meta
