@@ -98,6 +98,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="global pooling: the last block's mean, or the mean and std of the stem's and "
         "the last block's features (default)",
     )
+    r.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="no random flips / 90-degree rotations of the LR images",
+    )
+    r.add_argument(
+        "--crop",
+        type=int,
+        default=0,
+        help="train on square LR patches of this size (a multiple of 16, offsets on the "
+        "JPEG block grid); 0: whole images",
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="cpu")
     r.add_argument("--split", default="train")
