@@ -28,7 +28,7 @@ from degkit.train.optim import adamw, lr_at, set_lr
 from degkit.train.sr_data import dihedral
 from degkit.train.steps import run_steps
 
-__all__ = ["RegressorConfig", "load_regressor", "train_regressor"]
+__all__ = ["JPEG_GRID", "RegressorConfig", "augment_batch", "load_regressor", "train_regressor"]
 
 CHECKPOINT = "regressor.safetensors"
 JPEG_GRID = 16
