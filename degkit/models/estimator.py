@@ -49,6 +49,12 @@ LEVEL_SCALES: dict[str, float] = {
 """Per type, the divisor that brings its level to about [0, 1] for the loss."""
 
 
+LEVEL_BETA = 0.05
+"""Smooth-L1's switch from quadratic to linear, in scaled level units: L1 beyond
+a twentieth of the scale, so the regression pulls as hard as the presence term
+and aims at the median level (the protocol scores within a tolerance)."""
+
+
 def _targets(values: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
     """(level, present) per type from a level (or None) per type; absent reads 0.0."""
     levels = [float(values[t]) if values[t] is not None else 0.0 for t in PAPER_TYPES]
@@ -183,6 +189,8 @@ def level_loss(
 ) -> torch.Tensor:
     """BCE on presence + smooth-L1 on ``levels / scales`` where ``present`` (see the module doc)."""
     presence = F.binary_cross_entropy_with_logits(output.presence_logits, present.float())
-    error = F.smooth_l1_loss(output.levels / scales, levels / scales, reduction="none")
+    error = F.smooth_l1_loss(
+        output.levels / scales, levels / scales, reduction="none", beta=LEVEL_BETA
+    )
     mask = present.float()
     return presence + (error * mask).sum() / mask.sum().clamp(min=1)
