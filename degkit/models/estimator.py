@@ -4,9 +4,9 @@
 any size) to, per caption type, a presence logit and a level in the type's own
 unit (blur sigma in pixels, Gaussian noise sigma on 0-255, Poisson scale, JPEG
 quality, ringing: presence only). :func:`level_loss` is binary cross-entropy on
-presence plus a smooth-L1 regression on levels divided by the type's
-:data:`LEVEL_SCALES`, counted only where the type is present, so an absent type
-and a present one at level 0 stay distinct.
+presence plus a smooth-L1 regression (L1 beyond :data:`LEVEL_BETA`) on levels
+divided by the type's :data:`LEVEL_SCALES`, counted only where the type is
+present, so an absent type and a present one at level 0 stay distinct.
 
 Targets are the per-type levels of :mod:`degkit.levels` (all ops of a type
 combined: blur as effective sigma at LR scale, noises as the std later
@@ -29,6 +29,7 @@ from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES, type_levels
 from degkit.ops.labels import Record
 
 __all__ = [
+    "LEVEL_BETA",
     "LEVEL_SCALES",
     "LevelOutput",
     "LevelRegressor",
