@@ -13,8 +13,10 @@ blur            effective Gaussian sigma at LR (output) scale, pixels: each ``bl
                 divided by the downscale factor from where it ran to the output,
                 ``sqrt(f_h f_w)`` with ``f = size at the blur / output size`` per axis;
                 these combine in quadrature, ``sqrt(sum s_i**2)``
-gaussian noise  the ``gaussian_noise`` sigmas (0-255 scale) in quadrature (variances add)
-poisson noise   the ``poisson_noise`` scales in quadrature
+gaussian noise  the noise std left in the output, 0-255 scale: each ``gaussian_noise`` sigma
+                times the attenuation of the linear filters after it (below); these
+                combine in quadrature (independent noises: variances add)
+poisson noise   the same for the ``poisson_noise`` scales
 jpeg            quality of the last ``jpeg`` (the one closest to the output)
 ringing         1.0 when a ``ringing`` op or a ``blur`` with a sinc kernel ran
 =============== ============================================================================
@@ -24,15 +26,28 @@ when their level is above 0 (a blur of sigma 0, on DePLSR's grid, is an
 identity; so is a noise of strength 0), JPEG and ringing whenever one ran. An
 absent type has level None.
 
+**Noise after filtering.** A linear filter with kernel ``k`` turns white
+noise of std ``s`` into noise of std ``s ||k||_2`` (root sum of squared
+taps; a Gaussian of sigma 2 divides it by about 7). The attenuation of a
+noise op is ``||k||_2`` of the composite kernel of every linear filter that
+ran after it: the full convolution of their kernels, each rebuilt from its
+record by the op's own builder (:meth:`degkit.ops.base.Op.linear_kernel`:
+``blur`` of any kernel type, sinc included, ``motion_blur``,
+``defocus_blur``, ``ringing``). No later filter: 1. So DePLSR's stage-1
+noise counts at the strength stage 2's blur leaves of it.
+
 **Exactness.** Quadrature is exact for composed isotropic Gaussians (their
 variances add). For anisotropic or non-Gaussian kernels it approximates:
 covariances add, but the geometric-mean sigma of a sum is the root sum of
 squares only when the kernels share their axes and aspect. Dividing by the
 downscale factor is exact for an ideal rescaling; a resize's own
 interpolation filter is not counted (nor the kernel of BSRGAN's
-``shifted_subsample``, part of its way down). Noise is taken as it was
-added: filtering or resizing after a noise op (which weakens it), clipping
-and the brightness-dependent variance of Poisson noise are not modelled.
+``shifted_subsample``, part of its way down). The noise attenuation is exact
+for white noise through the filters away from borders; not modelled:
+resizes after a noise (taken as identity; a filter after a resize is
+composed as though it ran on the noise's pixel grid), other ops after it
+(JPEG, sharpening, colour changes), clipping to ``[0, 1]`` and the
+brightness-dependent variance of Poisson noise.
 
 **Sizes.** The downscale factor comes from the ops' own size rules
 (:meth:`degkit.ops.base.Op.output_size`) run forward from ``hr_size`` (the
@@ -48,10 +63,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
+
 from degkit.ops import registered_ops
 from degkit.ops.labels import FlatColumn, Record
 
-__all__ = ["PAPER_TYPES", "LEVEL_COLUMNS", "level_columns", "type_levels"]
+__all__ = [
+    "PAPER_TYPES",
+    "LEVEL_COLUMNS",
+    "level_columns",
+    "noise_attenuations",
+    "type_levels",
+]
 
 PAPER_TYPES = ("blur", "gaussian noise", "poisson noise", "jpeg", "ringing")
 """The paper's five fine-caption types, in its order."""
@@ -65,14 +89,18 @@ LEVEL_COLUMNS = {
 }
 """The flat column holding each type's level (ringing: the ops' ``ringing`` flag)."""
 
+_NOISES = ("gaussian noise", "poisson noise")
+
 _LEVEL_DOCS = {
     "blur_level": "blur level: effective Gaussian sigma of all Gaussian-family blurs at LR scale, "
     "pixels (each divided by its downscale to the LR, combined in quadrature); null when none "
     "or sigma 0",
-    "gaussian_noise_level": "gaussian noise level: sigmas (0-255) of all Gaussian noises in "
-    "quadrature; null when none or sigma 0",
-    "poisson_noise_level": "poisson noise level: scales of all Poisson noises in quadrature; "
-    "null when none or scale 0",
+    "gaussian_noise_level": "gaussian noise level: the Gaussian noise std left in the output "
+    "(0-255): each sigma times the L2 norm of the composite kernel of the linear filters "
+    "after it, in quadrature; null when none or sigma 0",
+    "poisson_noise_level": "poisson noise level: the Poisson scales, each times the L2 norm "
+    "of the composite kernel of the linear filters after it, in quadrature; null when none "
+    "or scale 0",
     "jpeg_level": "jpeg level: quality of the last JPEG (1-100); null when none",
 }
 
@@ -120,6 +148,44 @@ def _downscale_factors(
     return factors
 
 
+def _convolve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The full 2-D convolution of two kernels (``(ha + hb - 1) x (wa + wb - 1)``)."""
+    pad = (b.shape[0] - 1, b.shape[1] - 1)
+    return F.conv2d(a[None, None], b.flip(0, 1)[None, None], padding=pad)[0, 0]
+
+
+def _kernel(record: Record) -> torch.Tensor | None:
+    """The record's linear filter kernel (float64), None when its op is no linear filter."""
+    cls = registered_ops().get(record.get("op"))
+    try:
+        kernel = cls.linear_kernel(record) if cls is not None else None
+    except KeyError as err:
+        raise ValueError(
+            f"record {record.get('path', record['op'])!r}: no field {err.args[0]!r}, needed to "
+            "rebuild its kernel (the filter ran after a noise, whose level it weakens)"
+        ) from None
+    return None if kernel is None else kernel.double()
+
+
+def noise_attenuations(records: Sequence[Record]) -> list[float | None]:
+    """Per noise record, ``||k||_2`` of the composite kernel of the linear filters after it.
+
+    The factor by which those filters scale the std of white noise present
+    before them (1.0 when none follows); None for the other records. See the
+    module doc.
+    """
+    noises = [_paper_type(rec) in _NOISES for rec in records]
+    out: list[float | None] = [None] * len(records)
+    composite = torch.ones(1, 1, dtype=torch.float64)
+    first = noises.index(True) if any(noises) else len(records)
+    for i in reversed(range(first, len(records))):
+        if noises[i]:
+            out[i] = float(torch.linalg.vector_norm(composite))
+        elif (kernel := _kernel(records[i])) is not None:
+            composite = _convolve(composite, kernel)
+    return out
+
+
 def type_levels(
     records: Sequence[Record], hr_size: tuple[int, int] | None = None
 ) -> dict[str, float | None]:
@@ -129,27 +195,29 @@ def type_levels(
 
     Raises:
         ValueError: a blur ran before a resize whose sizes the records do not
-            give, and ``hr_size`` is missing.
+            give, and ``hr_size`` is missing; or a linear filter after a noise
+            lacks a field its kernel needs.
     """
     factors = _downscale_factors(records, hr_size)
+    attenuations = noise_attenuations(records)
     squares = {"blur": 0.0, "gaussian noise": 0.0, "poisson noise": 0.0}
     jpeg, ringing = None, False
-    for rec, factor in zip(records, factors, strict=True):
+    for rec, factor, attenuation in zip(records, factors, attenuations, strict=True):
         name = _paper_type(rec)
         if name == "ringing":
             ringing = True
         elif name == "jpeg":
             jpeg = _value(rec)
-        elif name is not None:
+        elif name == "blur":
             value = _value(rec)
-            if name == "blur" and value > 0:
-                if factor is None:
-                    raise ValueError(
-                        f"record {rec.get('path', rec['op'])!r}: a blur ran before a resize "
-                        "from a size the records do not give; pass hr_size (the HR (H, W))"
-                    )
-                value /= factor
-            squares[name] += value * value
+            if value > 0 and factor is None:
+                raise ValueError(
+                    f"record {rec.get('path', rec['op'])!r}: a blur ran before a resize "
+                    "from a size the records do not give; pass hr_size (the HR (H, W))"
+                )
+            squares[name] += (value / factor) ** 2 if value > 0 else 0.0
+        elif attenuation is not None:  # a noise
+            squares[name] += (_value(rec) * attenuation) ** 2
     levels: dict[str, float | None] = {
         name: math.sqrt(total) if total > 0 else None for name, total in squares.items()
     }

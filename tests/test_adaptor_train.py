@@ -327,11 +327,13 @@ def test_two_gloo_ranks_compute_the_loss_and_gradients_of_the_concatenated_batch
 def test_cli_trains_the_level_regressor(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "reg"
     argv = ["train-regressor", "--data", str(tiny_dataset), "--out", str(out)]
-    argv += ["--steps", "3", "--batch-size", "4", "--width", "8", "--quiet"]
+    argv += ["--steps", "3", "--batch-size", "4", "--width", "8", "--stem", "1", "--quiet"]
     assert cli_main(argv) == 0
     assert capsys.readouterr().out.strip() == str(out / "regressor.safetensors")
     model, meta = load_regressor(out / "regressor.safetensors")
     assert meta["step"] == 3 and meta["types"] == list(PAPER_TYPES)
+    assert (meta["width"], meta["stem"], meta["pool"]) == (8, 1, "mean_std")
+    assert len(model.stem) == 2 and model.pool == "mean_std"  # one conv + its activation
     out_levels = model(torch.rand(2, 3, 16, 16)).levels
     assert out_levels.shape == (2, len(PAPER_TYPES))
     assert cli_main(argv) == 2  # never overwrites a checkpoint

@@ -14,6 +14,8 @@ from degkit.models.estimator import (
     levels_from_flat,
     levels_from_records,
 )
+from degkit.train.regressor import augment_batch
+from degkit.train.sr_data import dihedral
 
 
 def test_levels_from_flat_columns_of_hand_made_records():
@@ -46,6 +48,20 @@ def test_outputs_per_type_for_any_image_size():
         assert out.presence_logits.shape == out.levels.shape == (2, len(PAPER_TYPES))
     with pytest.raises(ValueError, match="no level scale"):
         LevelRegressor(types=("blur", "haze"))
+    with pytest.raises(ValueError, match="pool must be one of"):
+        LevelRegressor(pool="max")
+
+
+def test_stem_zero_and_mean_pooling_is_the_plain_four_block_network():
+    plain = LevelRegressor(width=8, stem=0, pool="mean")
+    assert sorted(plain.state_dict()) == sorted(
+        [f"features.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
+        + ["head.weight", "head.bias"]
+    )
+    assert plain.head.in_features == 4 * 8
+    full = LevelRegressor(width=8, stem=2)
+    assert [m.stride for m in full.stem if isinstance(m, torch.nn.Conv2d)] == [(1, 1)] * 2
+    assert full.head.in_features == 2 * (8 + 4 * 8)  # mean and std of the stem and last block
 
 
 def test_loss_ignores_the_level_predicted_for_absent_types():
@@ -105,3 +121,25 @@ def test_levels_from_flat_reads_the_level_columns_not_the_last_op():
     assert levels_from_flat(row)[0][1] == pytest.approx(5.0)  # sqrt(3**2 + 4**2)
     flag = {**row, "ringing": torch.tensor(True)}  # a collated flag may be a tensor
     assert levels_from_flat(flag)[1] == [False, True, False, False, True]
+
+
+def test_augment_batch_flips_turns_and_crops_on_the_jpeg_grid():
+    images = torch.rand(6, 3, 64, 64)
+    out = augment_batch(images, torch.Generator().manual_seed(0), True, 32)
+    assert out.shape == (6, 3, 32, 32)
+    for x, y in zip(images, out, strict=True):
+        found = [
+            (top, left)
+            for hflip in (False, True)
+            for turns in range(4)
+            for top in range(0, 33, 16)
+            for left in range(0, 33, 16)
+            if torch.equal(dihedral(x, hflip, turns)[..., top : top + 32, left : left + 32], y)
+        ]
+        assert found  # a flip / rotation of the image, cut on the 16-pixel grid
+    same = augment_batch(images, torch.Generator().manual_seed(0), False, 0)
+    assert torch.equal(same, images)
+    wide = augment_batch(torch.rand(4, 3, 16, 32), torch.Generator().manual_seed(1), True, 0)
+    assert wide.shape == (4, 3, 16, 32)  # non-square: no quarter turns
+    with pytest.raises(ValueError, match="--crop 80 is larger"):
+        augment_batch(images, torch.Generator(), False, 80)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from degkit import recipes
 from degkit.captions import captions_for, fine_captions, flat_columns, flat_schema, parse_caption
-from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES, type_levels
+from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES, noise_attenuations, type_levels
 from degkit.models.estimator import levels_from_flat, levels_from_records
 from degkit.ops import create_op, op_class
 
@@ -101,6 +101,56 @@ def test_noises_of_one_type_add_in_quadrature() -> None:
     ]
     row = flat_columns(records)
     assert row["gaussian_noise_level"] == pytest.approx(5.0) and row["noise_level"] == 4.0
+
+
+def _gaussian_norm(sigma: float) -> float:
+    """``||g||_2`` of a continuous unit-mass isotropic 2-D Gaussian of ``sigma``."""
+    return 1 / (2 * math.sqrt(math.pi) * sigma)
+
+
+def test_a_later_blur_weakens_a_noise_by_its_kernel_norm() -> None:
+    wide = {**blur(2.0), "kernel_size": 15, "theta": 0.0}  # the sampled kernel ~ the continuous one
+    assert type_levels([gauss(20.0), wide])["gaussian noise"] == pytest.approx(
+        20.0 * _gaussian_norm(2.0), rel=2e-3
+    )
+    # two later blurs compose (variances add), they do not multiply their norms
+    levels = type_levels([poisson(2.0), wide, gauss(3.0), wide])
+    assert levels["poisson noise"] == pytest.approx(2.0 * _gaussian_norm(math.sqrt(8)), rel=2e-3)
+    assert levels["gaussian noise"] == pytest.approx(3.0 * _gaussian_norm(2.0), rel=2e-3)
+    assert levels["blur"] == pytest.approx(math.sqrt(8))
+    # a noise after the filters, and a blur of sigma 0 (a 1-tap kernel), keep their strength
+    assert type_levels([wide, gauss(5.0), {**blur(0.0), "kernel_size": 1}])[
+        "gaussian noise"
+    ] == pytest.approx(5.0)
+    sinc_norm = float(torch.linalg.vector_norm(op_class("blur").linear_kernel(SINC).double()))
+    assert noise_attenuations([gauss(1.0), jpeg(50), SINC]) == pytest.approx(
+        [sinc_norm, None, None]  # per noise record: the filters after it
+    )
+    with pytest.raises(ValueError, match="no field 'kernel_size'"):
+        type_levels([gauss(1.0), {"op": "blur", "kernel": "iso", "sigma_x": 1, "sigma_y": 1}])
+
+
+_FILTERS = {
+    "gaussian": [{**blur(1.5), "kernel_size": 11}],
+    "aniso plateau": [{**blur(0.8, 2.0, "plateau_aniso"), "kernel_size": 13, "beta": 1.5}],
+    "sinc": [{**SINC, "kernel_size": 11, "cutoff": 1.2}],
+    "motion": [{"op": "motion_blur", "kernel_size": 9, "length": 7.5, "angle": 30.0}],
+    "defocus": [{"op": "defocus_blur", "kernel_size": 7, "radius": 2.5}],
+    "blur then ringing": [
+        {**blur(1.0), "kernel_size": 7},
+        {"op": "ringing", "kernel_size": 9, "cutoff": 1.5},
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(_FILTERS))
+def test_noise_level_is_the_std_the_real_ops_leave(name: str) -> None:
+    records = [gauss(20.0), *_FILTERS[name]]
+    x = torch.full((1, 3, 256, 256), 0.5)
+    for rec in records:
+        x = create_op(rec["op"]).replay(x, [rec])
+    measured = float(x[..., 16:-16, 16:-16].std()) * 255  # away from the reflected borders
+    assert type_levels(records)["gaussian noise"] == pytest.approx(measured, rel=0.05)
 
 
 def test_the_last_jpeg_gives_the_level() -> None:

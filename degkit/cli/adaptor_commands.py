@@ -85,7 +85,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--lr", type=float, default=3e-3)
     r.add_argument("--warmup", type=int, default=20)
-    r.add_argument("--width", type=int, default=32, help="channels of the first conv block")
+    r.add_argument(
+        "--width", type=int, default=32, help="channels of the stem and the first conv block"
+    )
+    r.add_argument(
+        "--stem", type=int, default=2, help="stride-1 convs at full resolution before the blocks"
+    )
+    r.add_argument(
+        "--pool",
+        default="mean_std",
+        choices=("mean", "mean_std"),
+        help="global pooling: the last block's mean, or the mean and std of the stem's and "
+        "the last block's features (default)",
+    )
+    r.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="no random flips / 90-degree rotations of the LR images",
+    )
+    r.add_argument(
+        "--crop",
+        type=int,
+        default=0,
+        help="train on square LR patches of this size (a multiple of 16, offsets on the "
+        "JPEG block grid); 0: whole images",
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="cpu")
     r.add_argument("--split", default="train")

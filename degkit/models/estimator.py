@@ -4,13 +4,13 @@
 any size) to, per caption type, a presence logit and a level in the type's own
 unit (blur sigma in pixels, Gaussian noise sigma on 0-255, Poisson scale, JPEG
 quality, ringing: presence only). :func:`level_loss` is binary cross-entropy on
-presence plus a smooth-L1 regression on levels divided by the type's
-:data:`LEVEL_SCALES`, counted only where the type is present, so an absent type
-and a present one at level 0 stay distinct.
+presence plus a smooth-L1 regression (L1 beyond :data:`LEVEL_BETA`) on levels
+divided by the type's :data:`LEVEL_SCALES`, counted only where the type is
+present, so an absent type and a present one at level 0 stay distinct.
 
 Targets are the per-type levels of :mod:`degkit.levels` (all ops of a type
-combined: blur as effective sigma at LR scale, noises in quadrature, the last
-JPEG's quality), the numbers the fine captions print:
+combined: blur as effective sigma at LR scale, noises as the std later
+filters leave of them, the last JPEG's quality), the numbers the fine captions print:
 :func:`levels_from_flat` reads them from a dataset row's level columns,
 :func:`levels_from_records` computes them from a sample's records.
 """
@@ -29,9 +29,11 @@ from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES, type_levels
 from degkit.ops.labels import Record
 
 __all__ = [
+    "LEVEL_BETA",
     "LEVEL_SCALES",
     "LevelOutput",
     "LevelRegressor",
+    "POOLS",
     "level_loss",
     "levels_from_batch",
     "levels_from_flat",
@@ -46,6 +48,12 @@ LEVEL_SCALES: dict[str, float] = {
     "ringing": 1.0,
 }
 """Per type, the divisor that brings its level to about [0, 1] for the loss."""
+
+
+LEVEL_BETA = 0.05
+"""Smooth-L1's switch from quadratic to linear, in scaled level units: L1 beyond
+a twentieth of the scale, so the regression pulls as hard as the presence term
+and aims at the median level (the protocol scores within a tolerance)."""
 
 
 def _targets(values: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
@@ -94,34 +102,87 @@ class LevelOutput:
     levels: torch.Tensor
 
 
+POOLS = ("mean", "mean_std")
+"""Global pooling of the features: their mean, or their mean and standard deviation."""
+
+
 class LevelRegressor(nn.Module):
-    """Four stride-2 conv blocks, global average pooling, then a presence and a level per type.
+    """A full-resolution stem, four stride-2 conv blocks, global pooling, then a presence and
+    a level per type.
+
+    The stem (``stem`` stride-1 3x3 convs of ``width`` channels, before any
+    downsampling) keeps the pixel-scale statistics noise, JPEG blocking and
+    fine blur live in; ``pool="mean_std"`` pools the mean and the standard
+    deviation of the stem's and the last block's features (``"mean"``: the
+    last block's mean only). ``stem=0, pool="mean"`` is the plain four-block
+    network.
 
     Args:
         types: the caption types, in output order (default the paper's five).
-        width: channels of the first block (doubled at each of the next two).
+        width: channels of the stem and the first block (doubled at each of the next two).
+        stem: number of stride-1 convs before the first stride-2 one.
+        pool: one of :data:`POOLS`.
     """
 
-    def __init__(self, types: Sequence[str] = PAPER_TYPES, width: int = 32) -> None:
+    def __init__(
+        self,
+        types: Sequence[str] = PAPER_TYPES,
+        width: int = 32,
+        stem: int = 2,
+        pool: str = "mean_std",
+    ) -> None:
         super().__init__()
         unknown = sorted(set(types) - set(LEVEL_SCALES))
         if unknown:
             raise ValueError(f"no level scale for type(s) {unknown}; known: {sorted(LEVEL_SCALES)}")
-        self.types = tuple(types)
-        channels = [3, width, 2 * width, 4 * width, 4 * width]
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        if stem < 0:
+            raise ValueError(f"stem must be >= 0 convs, got {stem}")
+        self.types, self.pool = tuple(types), pool
+        stem_channels = [3] + [width] * stem
+        self.stem = nn.Sequential(
+            *(
+                layer
+                for c_in, c_out in zip(stem_channels[:-1], stem_channels[1:], strict=True)
+                for layer in (nn.Conv2d(c_in, c_out, 3, padding=1), nn.GELU())
+            )
+        )
+        channels = [stem_channels[-1], width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GELU()]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(channels[-1], 2 * len(self.types))
+        pooled = channels[-1] if pool == "mean" else 2 * (channels[0] + channels[-1])
+        self.head = nn.Linear(pooled, 2 * len(self.types))
+        for conv in (*self.stem, *self.features):
+            if isinstance(conv, nn.Conv2d):  # He init: the weak noise signal survives the depth
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
         self.register_buffer(
             "scales", torch.tensor([LEVEL_SCALES[t] for t in self.types]), persistent=False
         )
 
     def forward(self, images: torch.Tensor) -> LevelOutput:
-        features = self.features(images - 0.5).mean(dim=(2, 3))
-        presence, level = self.head(features).view(len(images), 2, len(self.types)).unbind(1)
+        low = self.stem(images - 0.5)
+        high = self.features(low)
+        if self.pool == "mean":
+            pooled = high.mean(dim=(2, 3))
+        else:
+            pooled = torch.cat([_mean_std(low), _mean_std(high)], dim=1)
+        presence, level = self.head(pooled).view(len(images), 2, len(self.types)).unbind(1)
         return LevelOutput(presence_logits=presence, levels=level * self.scales)
+
+
+def _mean_std(features: torch.Tensor) -> torch.Tensor:
+    """Per channel, the mean and the standard deviation over positions: ``N x 2C``.
+
+    The deviation is ``sqrt(variance + 1e-6)``: finite gradients on a flat map.
+    """
+    flat = features.flatten(2)
+    mean = flat.mean(dim=2)
+    variance = (flat - mean.unsqueeze(2)).square().mean(dim=2)
+    return torch.cat([mean, (variance + 1e-6).sqrt()], dim=1)
 
 
 def level_loss(
@@ -129,6 +190,8 @@ def level_loss(
 ) -> torch.Tensor:
     """BCE on presence + smooth-L1 on ``levels / scales`` where ``present`` (see the module doc)."""
     presence = F.binary_cross_entropy_with_logits(output.presence_logits, present.float())
-    error = F.smooth_l1_loss(output.levels / scales, levels / scales, reduction="none")
+    error = F.smooth_l1_loss(
+        output.levels / scales, levels / scales, reduction="none", beta=LEVEL_BETA
+    )
     mask = present.float()
     return presence + (error * mask).sum() / mask.sum().clamp(min=1)

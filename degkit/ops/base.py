@@ -220,6 +220,15 @@ class Op:
         """
         return size
 
+    @classmethod
+    def linear_kernel(cls, record: Record) -> torch.Tensor | None:
+        """The 2-D kernel (``k x k``) one of this op's records convolves each channel with.
+
+        None unless the op is a linear shift-invariant filter (the blur family
+        overrides this); borders and the final clamp to ``[0, 1]`` are not part of it.
+        """
+        return None
+
     # -- to implement -----------------------------------------------------
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         """Draw per-sample parameters for ``n`` samples from their streams.
@@ -305,29 +314,30 @@ class Op:
             for i in range(n)
         ]
 
-    def params_from_records(self, records: Sequence[Record]) -> Params:
+    @classmethod
+    def params_from_records(cls, records: Sequence[Record]) -> Params:
         """Rebuild the parameters that :meth:`describe` recorded (for replay)."""
         if not records:
             return {}
         for rec in records:
-            if rec.get("op") != self.name:
-                raise OpError(f"{self.name}: cannot replay a record of op {rec.get('op')!r}")
+            if rec.get("op") != cls.name:
+                raise OpError(f"{cls.name}: cannot replay a record of op {rec.get('op')!r}")
         params: Params = {}
         for key in records[0]:
             if key in ("op", "path"):
                 continue
             lacking = [i for i, rec in enumerate(records) if key not in rec]
             if lacking:
-                raise OpError(f"{self.name}: record {lacking[0]} has no {key!r}")
+                raise OpError(f"{cls.name}: record {lacking[0]} has no {key!r}")
             values = [rec[key] for rec in records]
-            if key in self.categories:
-                labels = self.categories[key]
+            if key in cls.categories:
+                labels = cls.categories[key]
                 bad = [v for v in values if v not in labels]
                 if bad:
-                    raise OpError(f"{self.name}: {key!r} must be one of {labels}, got {bad[0]!r}")
+                    raise OpError(f"{cls.name}: {key!r} must be one of {labels}, got {bad[0]!r}")
                 params[key] = torch.tensor([labels.index(v) for v in values])
             else:
-                params[key] = _values_to_tensor(self.name, key, values)
+                params[key] = _values_to_tensor(cls.name, key, values)
         return params
 
     def replay(self, x: Images, records: Sequence[Record]) -> Images:

@@ -338,6 +338,11 @@ class Blur(_KernelSizeOp):
         """A sinc kernel is captioned as ringing, every other kernel as blur."""
         return RINGING_CAPTION if _is_sinc(record) else BLUR_CAPTION
 
+    @classmethod
+    def linear_kernel(cls, record: Record) -> torch.Tensor:
+        """The record's kernel, as :func:`blur_kernels` builds it for ``apply``."""
+        return blur_kernels(int(record["kernel_size"]), cls.params_from_records([record]))[0]
+
     def __post_init__(self) -> None:
         self.kernel_types = tuple(self.kernel_types)
         if not self.kernel_types or any(t not in KERNEL_TYPES for t in self.kernel_types):
@@ -539,6 +544,12 @@ class MotionBlur(_KernelSizeOp):
         self.length = check_range("motion_blur.length", self.length, 0.0, MAX_KERNEL_SIZE - 1.0)
         self.angle = check_range("motion_blur.angle", self.angle, -360.0, 360.0)
 
+    @classmethod
+    def linear_kernel(cls, record: Record) -> torch.Tensor:
+        """The record's segment kernel, as ``apply`` builds it."""
+        size = int(record["kernel_size"])
+        return motion_kernels(size, float(record["length"]), float(record["angle"]))[0]
+
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         length = rng.uniform(*self.length)
         angle = rng.uniform(*self.angle)
@@ -576,6 +587,11 @@ class DefocusBlur(_KernelSizeOp):
     def __post_init__(self) -> None:
         self.radius = check_range("defocus_blur.radius", self.radius, 0.0, MAX_KERNEL_SIZE / 2 - 1)
 
+    @classmethod
+    def linear_kernel(cls, record: Record) -> torch.Tensor:
+        """The record's disk kernel, as ``apply`` builds it."""
+        return disk_kernels(int(record["kernel_size"]), float(record["radius"]))[0]
+
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         radius = rng.uniform(*self.radius)
         return {"kernel_size": disk_size(radius), "radius": radius}
@@ -612,6 +628,11 @@ class Ringing(_KernelSizeOp):
     def __post_init__(self) -> None:
         self.kernel_size = _check_odd_range("ringing.kernel_size", self.kernel_size)
         self.cutoff = _check_cutoff("ringing.cutoff", self.cutoff)
+
+    @classmethod
+    def linear_kernel(cls, record: Record) -> torch.Tensor:
+        """The record's sinc kernel, as ``apply`` builds it."""
+        return sinc_kernels(int(record["kernel_size"]), float(record["cutoff"]))[0]
 
     def sample(self, rng: BatchStreams, n: int, context: Params | None = None) -> Params:
         size = _draw_odd_sizes(rng, *self.kernel_size)

@@ -222,9 +222,9 @@ def _noise_columns(kind: str, level: str) -> tuple[FlatColumn, ...]:
         FlatColumn(
             "noise_level",
             "float64",
-            "strength of the last noise op (closest to the output; per type in quadrature: "
-            "*_noise_level): sigma (0-255) for gaussian, scale for poisson, relative sigma for "
-            "speckle, pixel fraction for salt_pepper",
+            "strength of the last noise op (closest to the output) as drawn (the noise left in "
+            "the output, per type: *_noise_level): sigma (0-255) for gaussian, scale for "
+            "poisson, relative sigma for speckle, pixel fraction for salt_pepper",
             field_value(level),
         ),
         FlatColumn(

@@ -2,9 +2,13 @@
 
 Targets per row come from :func:`degkit.models.estimator.levels_from_flat`
 (the per-type level columns). AdamW with the adaptor's settings, warm-up + cosine
-schedule, LR images as stored. Writes ``OUT/regressor.safetensors`` (weights,
-the types, the seed, the dataset's recipe hashes and rows, the step, the
-training options and the wall seconds of training) at the end.
+schedule. Augmentation changes no degradation: each LR image gets one of the
+eight flips / 90-degree rotations (``augment``) and, with ``crop``, a square
+patch at offsets on the 16-pixel grid of JPEG's 4:2:0 blocks (no resampling:
+the blur, noise, JPEG and ringing the labels describe stay as they are).
+Writes ``OUT/regressor.safetensors`` (weights, the types, the seed, the
+dataset's recipe hashes and rows, the step, the training options and the
+wall seconds of training) at the end.
 """
 
 from __future__ import annotations
@@ -18,14 +22,50 @@ import torch
 
 from degkit.levels import LEVEL_COLUMNS
 from degkit.models.adaptor import write_safetensors
-from degkit.models.estimator import LevelRegressor, level_loss, levels_from_batch
+from degkit.models.estimator import POOLS, LevelRegressor, level_loss, levels_from_batch
 from degkit.train.data import dataset_summary, step_batches
 from degkit.train.optim import adamw, lr_at, set_lr
+from degkit.train.sr_data import dihedral
 from degkit.train.steps import run_steps
 
-__all__ = ["RegressorConfig", "load_regressor", "train_regressor"]
+__all__ = ["JPEG_GRID", "RegressorConfig", "augment_batch", "load_regressor", "train_regressor"]
 
 CHECKPOINT = "regressor.safetensors"
+JPEG_GRID = 16
+"""Crop offsets are multiples of this: the MCU of 4:2:0 JPEG, so its block grid stays put."""
+
+
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, dihedral_ops: bool, crop: int
+) -> torch.Tensor:
+    """Per image a flip / 90-degree rotation (``dihedral_ops``), then a ``crop`` patch (0: none).
+
+    Non-square images turn by 0 or 180 degrees only (their shape stays).
+    Patch offsets are multiples of :data:`JPEG_GRID`, drawn per batch.
+
+    Raises:
+        ValueError: the images are smaller than ``crop``.
+    """
+    if dihedral_ops:
+        codes = torch.randint(0, 8, (len(images),), generator=generator).tolist()
+        square = images.shape[-1] == images.shape[-2]
+        images = torch.stack(
+            [
+                dihedral(x, c >= 4, c % 4 if square else 2 * (c % 2))
+                for x, c in zip(images, codes, strict=True)
+            ]
+        )
+    if crop:
+        height, width = images.shape[-2:]
+        if height < crop or width < crop:
+            raise ValueError(f"--crop {crop} is larger than the LR images ({height} x {width})")
+        top, left = (
+            JPEG_GRID
+            * int(torch.randint(0, (size - crop) // JPEG_GRID + 1, (), generator=generator))
+            for size in (height, width)
+        )
+        images = images[..., top : top + crop, left : left + crop]
+    return images
 
 
 @dataclasses.dataclass
@@ -40,6 +80,10 @@ class RegressorConfig:
     warmup: int = 20
     weight_decay: float = 0.2
     width: int = 32
+    stem: int = 2
+    pool: str = "mean_std"
+    augment: bool = True
+    crop: int = 0
     seed: int = 0
     device: str = "cpu"
     split: str = "train"
@@ -50,6 +94,12 @@ class RegressorConfig:
         for name in ("steps", "batch_size", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.crop < 0 or self.crop % JPEG_GRID:
+            raise ValueError(f"--crop must be 0 (whole images) or a multiple of {JPEG_GRID}")
+        if self.stem < 0:
+            raise ValueError("--stem must be >= 0")
+        if self.pool not in POOLS:
+            raise ValueError(f"--pool must be one of {POOLS}, got {self.pool!r}")
 
 
 def train_regressor(cfg: RegressorConfig) -> Path:
@@ -60,15 +110,17 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         raise ValueError(f"--out {cfg.out} already holds {CHECKPOINT}; pass a new --out")
     summary = dataset_summary(cfg.data, cfg.split)
     torch.manual_seed(cfg.seed)
-    model = LevelRegressor(width=cfg.width).to(device)
+    model = LevelRegressor(width=cfg.width, stem=cfg.stem, pool=cfg.pool).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
     columns = ("lr", *LEVEL_COLUMNS.values())
     batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split)
+    generator = torch.Generator().manual_seed(cfg.seed)
 
     def step(s: int) -> dict[str, float]:
         batch = next(batches)
         levels, present = (t.to(device) for t in levels_from_batch(batch))
-        loss = level_loss(model(batch["lr"].to(device)), levels, present, model.scales)
+        images = augment_batch(batch["lr"], generator, cfg.augment, cfg.crop)
+        loss = level_loss(model(images.to(device)), levels, present, model.scales)
         set_lr(optimizer, lr_at(s, cfg.steps, cfg.warmup, cfg.lr))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -80,6 +132,8 @@ def train_regressor(cfg: RegressorConfig) -> Path:
     meta = {
         "types": list(model.types),
         "width": cfg.width,
+        "stem": cfg.stem,
+        "pool": cfg.pool,
         "seed": cfg.seed,
         "step": cfg.steps,
         "rows": summary["rows"],
@@ -107,6 +161,12 @@ def load_regressor(path: str | Path) -> tuple[LevelRegressor, dict]:
         meta = json.loads((f.metadata() or {}).get("degkit", "{}"))
     if "types" not in meta:
         raise ValueError(f"{path}: not a degkit regressor checkpoint")
-    model = LevelRegressor(types=meta["types"], width=meta["width"])
+    # checkpoints from before the stem: the plain four-block network
+    model = LevelRegressor(
+        types=meta["types"],
+        width=meta["width"],
+        stem=meta.get("stem", 0),
+        pool=meta.get("pool", "mean"),
+    )
     model.load_state_dict(load_file(str(path)))
     return model, meta
