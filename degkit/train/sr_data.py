@@ -125,7 +125,7 @@ def patch_geometry(
 def dihedral(image: torch.Tensor, hflip: bool, quarter_turns: int) -> torch.Tensor:
     """Flip (left-right) then rotate by ``quarter_turns`` x 90 degrees (``... x H x W``).
 
-    ``image``: a CPU tensor of uint8 or floats.
+    ``image``: a CPU tensor of uint8, float32 or float64.
 
     Returns a new contiguous tensor (never a view of ``image``), made by at most
     one flip and one transposing copy.
