@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
@@ -68,6 +68,36 @@ def test_geometry_depends_on_seed_and_id_only_and_changes_across_epochs(dataset)
     assert {patch_geometry(1, i, (16, 16), 8, False)[2:] for i in range(n)} == {(False, 0)}
 
 
+@given(
+    seed=st.integers(-(2**70), 2**70),
+    sample_id=st.integers(0, 2**50),
+    size=st.tuples(st.integers(1, 300), st.integers(1, 300)),
+    patch=st.integers(1, 300),
+    augment=st.booleans(),
+)
+def test_geometry_stays_inside_the_image(seed, sample_id, size, patch, augment):
+    assume(patch <= min(size))
+    top, left, hflip, turns = patch_geometry(seed, sample_id, size, patch, augment)
+    assert 0 <= top <= size[0] - patch and 0 <= left <= size[1] - patch
+    assert isinstance(hflip, bool) and turns in range(4)
+    assert (top, left) == patch_geometry(seed, sample_id, size, patch, not augment)[:2]
+
+
+def test_geometry_is_uniform_over_positions_and_the_eight_transforms():
+    draws = 8000
+    geometry = [patch_geometry(3, i, (12, 10), 8, True) for i in range(draws)]
+    # 5 x 3 positions (jointly: top and left independent) and 8 transforms; the
+    # chi-square bounds sit above the 99.99th percentiles (14 and 7 degrees of freedom)
+    cells = [
+        ([3 * g[0] + g[1] for g in geometry], 15, 45),
+        ([4 * g[2] + g[3] for g in geometry], 8, 30),
+    ]
+    for values, k, bound in cells:
+        count = np.bincount(values, minlength=k)
+        expected = draws / k
+        assert len(count) == k and ((count - expected) ** 2 / expected).sum() < bound, count
+
+
 def test_patch_larger_than_the_image_is_refused(dataset):
     with pytest.raises(ValueError, match="lr_patch 32 is larger than the LR image"):
         PairedPatches(dataset, SCALE, lr_patch=32)[0]
@@ -85,8 +115,8 @@ def test_on_the_fly_degradation_replays_and_is_fresh_each_epoch(dataset):
     replayed = recipe.pipeline.replay(hr, [now["records"]], scale=SCALE).lr[0]
     assert torch.equal(replayed.clamp(0, 1).mul(255).round().to(torch.uint8), now["lr"])
     levels, present = levels_from_flat(flat_columns(now["records"]))
-    assert now["levels"].tolist() == pytest.approx(levels)
-    assert now["present"].tolist() == present
+    assert now["levels"] == pytest.approx(levels)
+    assert now["present"] == present
     assert torch.equal(pairs[2]["lr"], now["lr"])
 
 
@@ -102,10 +132,11 @@ def test_images_kept_in_memory_give_the_samples_of_the_stored_ones(dataset):
         for sample_id in (0, 5, n + 2, 3 * n + 7):
             sample, expected = cached[sample_id], stored[sample_id]
             assert sample.keys() == expected.keys()
-            for key in ("lr", "hr", "levels", "present"):
+            for key in ("lr", "hr"):
                 assert sample[key].dtype == expected[key].dtype
                 assert torch.equal(sample[key], expected[key])
-            others = ("id", "index", "fine_captions", "content_caption", "records")
+            others = ("id", "index", "levels", "present", "fine_captions", "content_caption")
+            others += ("records",)
             assert {k: sample[k] for k in others} == {k: expected[k] for k in others}
             sample["lr"].zero_(), sample["hr"].zero_()  # a sample is its own copy
             assert torch.equal(cached[sample_id]["hr"], expected["hr"])
@@ -130,6 +161,10 @@ def test_batches_have_the_same_types_and_workers_do_not_change_them(dataset):
             assert torch.equal(serial[key], parallel[key])
         assert serial["lr"].shape == (4, 3, 8, 8) and serial["hr"].shape == (4, 3, 32, 32)
         assert serial["levels"].dtype == torch.float32 and serial["present"].dtype == torch.bool
+        assert serial["levels"].shape == serial["present"].shape == (4, 5)
+        samples = [pairs[int(i)] for i in serial["id"]]
+        assert serial["levels"].tolist() == [torch.tensor(s["levels"]).tolist() for s in samples]
+        assert serial["present"].tolist() == [s["present"] for s in samples]
         assert serial["fine_captions"] == parallel["fine_captions"]
 
 
@@ -161,6 +196,19 @@ def test_hr_stays_under_the_lr_after_the_same_flip_and_rotation(seed, scale):
             turned = dihedral(lr, hflip, turns)
             expected = turned.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
             assert torch.equal(dihedral(hr, hflip, turns), expected)
+
+
+def test_dihedral_returns_a_contiguous_copy_even_of_a_whole_image():
+    image = torch.arange(2 * 3 * 4, dtype=torch.uint8).view(2, 3, 4)
+    for source in (image, image[:, 1:, 1:3]):
+        for hflip in (False, True):
+            for turns in range(4):
+                turned = dihedral(source, hflip, turns)
+                assert turned.is_contiguous() and turned.dtype == source.dtype
+                expected = _numpy_transform(source.numpy(), hflip, turns)
+                np.testing.assert_array_equal(turned.numpy(), expected)
+                turned.zero_()
+                assert torch.equal(image, torch.arange(24, dtype=torch.uint8).view(2, 3, 4))
 
 
 def test_step_batches_resume_at_any_step_and_split_ranks(dataset):
@@ -197,5 +245,5 @@ def test_on_the_fly_levels_of_a_recipe_that_blurs_before_resizing(dataset):
     pairs = OnTheFlyPairs(dataset, recipes.load("realesrgan"), lr_patch=8, seed=1)
     sample = pairs[0]
     levels, present = levels_from_records(sample["records"], hr_size=(32, 32))
-    assert sample["levels"].tolist() == pytest.approx(levels) and present[0]
-    assert sample["present"].tolist() == present
+    assert sample["levels"] == pytest.approx(levels) and present[0]
+    assert sample["present"] == present
