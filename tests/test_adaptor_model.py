@@ -40,7 +40,7 @@ def test_output_shapes_and_unit_norm(size):
         torch.testing.assert_close(emb.norm(dim=-1), torch.ones(emb.shape[:-1]))
 
 
-def test_step_zero_content_is_the_frozen_clip_embedding():
+def test_step_zero_content_degradation_and_types_are_the_frozen_clip_embedding():
     model = _tiny()
     assert all(torch.count_nonzero(p) == 0 for p in model.zero_layers.parameters())
     for name, value in model.clip.visual.state_dict().items():
@@ -55,6 +55,10 @@ def test_step_zero_content_is_the_frozen_clip_embedding():
     torch.testing.assert_close(out.content, plain, atol=1e-6, rtol=0)
     # the controller starts as a copy of the vision tower: same embedding
     torch.testing.assert_close(out.degradation, plain, atol=1e-6, rtol=0)
+    # and every type starts at it: the frozen CLIP's zero-shot answer
+    torch.testing.assert_close(
+        out.per_type, plain[:, None].expand_as(out.per_type), atol=1e-6, rtol=0
+    )
 
 
 def test_control_changes_content_once_zero_layers_move():

@@ -191,6 +191,9 @@ class DegradationAdaptor(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.type_head = nn.Linear(config.embed_dim, config.num_types * config.embed_dim)
+        with torch.no_grad():  # every type starts at the degradation embedding itself
+            self.type_head.weight.copy_(torch.eye(config.embed_dim).repeat(config.num_types, 1))
+            self.type_head.bias.zero_()
         self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=config.context_length)
 
     def train(self, mode: bool = True) -> DegradationAdaptor:
