@@ -3,16 +3,15 @@
 Two phases:
 
 1. CLIP initialisation (``init``): ``"scratch"`` pre-trains the config's CLIP
-   contrastively (InfoNCE with CLIP's own temperature, equal captions as
-   positives) on (LR image, degradation caption) and, where the dataset has
-   them, (HR image, content caption) pairs, plus one such term per caption
-   type on (LR image, that type's fine caption), for ``pretrain_steps`` steps
-   and a term that teaches the text tower to read the level each fine caption
-   prints (:func:`level_reading_loss`: with contrastive terms alone a small
-   scratch tower embeds one type's captions at every level almost alike), and
-   saves it as
-   ``clip-pretrained.safetensors``; a path loads real open_clip weights from a
-   local file.
+   for ``pretrain_steps`` steps, contrastively (InfoNCE with CLIP's own
+   temperature, equal captions as positives) on (LR image, degradation
+   caption) and, where the dataset has them, (HR image, content caption)
+   pairs, plus one such term per caption type on (LR image, that type's fine
+   caption) and a term that teaches the text tower to read the level each fine
+   caption prints (:func:`level_reading_loss`: with contrastive terms alone a
+   small scratch tower embeds one type's captions at every level almost
+   alike); it saves it as ``clip-pretrained.safetensors``. A path loads real
+   open_clip weights from a local file.
 2. The CLIP is frozen and the controller, zero layers, per-type head and the
    loss temperatures are trained with :class:`~degkit.models.losses.AdaptorLoss`
    on (LR image, captions) batches.
