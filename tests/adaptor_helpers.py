@@ -70,8 +70,20 @@ def global_batch() -> dict:
         "lr": torch.rand(8, 3, 16, 16, generator=g),
         "hr": torch.rand(8, 3, 16, 16, generator=g),
         "degradation_caption": ["blur a", "noise b", "jpeg c", "blur d"] * 2,
-        "fine_captions": [["b1", "n0"], ["b0", "n1"], ["b0", "n0"], ["b1", "n1"]] * 2,
+        "fine_captions": [
+            ["b1", "n0", "p0", "j1", "r0"],
+            ["b0", "n1", "p1", "j1", "r0"],
+            ["b0", "n0", "p0", "j0", "r1"],
+            ["b1", "n1", "p0", "j0", "r0"],
+        ]
+        * 2,
         "content_caption": ["a red wall", "", "grass", "sky", "grass", "", "", ""],
+        # the per-type levels behind the prompt-level targets
+        "blur_level": [1.2, None, None, 2.6, 0.4, None, 3.3, 1.0],
+        "gaussian_noise_level": [None, 9.0, None, 20.0, None, None, 4.0, 31.0],
+        "poisson_noise_level": [None, 1.4, None, None, 2.2, None, None, 0.6],
+        "jpeg_level": [35.0, 90.0, 55.0, 71.0, 30.0, 88.0, 62.0, 45.0],
+        "ringing": [False, False, True, False, True, False, False, True],
     }
 
 
@@ -86,16 +98,18 @@ def contrastive_losses(batch: dict, world) -> dict[str, tuple[float, dict[str, t
     import open_clip
 
     from degkit.models.adaptor import DegradationAdaptor, build_clip
-    from degkit.models.losses import AdaptorLoss, InfoNCELoss
-    from degkit.train.adaptor import pretrain_loss, training_step
+    from degkit.models.losses import AdaptorLoss, InfoNCELoss, PromptLevelLoss
+    from degkit.train.adaptor import pretrain_loss, protocol_prompts, training_step
     from degkit.train.distributed import average_gradients
     from degkit.train.optim import adamw
 
     torch.manual_seed(0)
-    model = DegradationAdaptor(dataclasses.replace(TINY, num_types=2))
+    model = DegradationAdaptor(dataclasses.replace(TINY, num_types=5))
     loss_fn = AdaptorLoss("siglip")
     named = model.trainable_parameters() + list(loss_fn.named_parameters())
-    numbers = training_step(model, loss_fn, adamw(named, 0.0), batch, 0.0, world)  # lr 0
+    prompts = protocol_prompts("A photo with {}", 5)
+    optimizer = adamw(named, 0.0)  # lr 0
+    numbers = training_step(model, loss_fn, optimizer, batch, 0.0, world, prompts)
     adaptor = (numbers["loss"], {n: p.grad.clone() for n, p in named})
 
     torch.manual_seed(0)
@@ -103,8 +117,19 @@ def contrastive_losses(batch: dict, world) -> dict[str, tuple[float, dict[str, t
     info_nce = InfoNCELoss()
     info_nce.logit_scale = clip.logit_scale
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
+    level_term = PromptLevelLoss()
+    level_term.logit_scale = clip.logit_scale
+    device = torch.device("cpu")
     loss = pretrain_loss(
-        clip, info_nce, tokenizer, batch, TINY.image_size, torch.device("cpu"), world
+        clip,
+        info_nce,
+        tokenizer,
+        batch,
+        TINY.image_size,
+        device,
+        world,
+        None,
+        (level_term, prompts),
     )
     loss.backward()
     average_gradients(clip.parameters(), world)

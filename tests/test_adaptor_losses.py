@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from degkit.models.adaptor import AdaptorOutput
-from degkit.models.losses import AdaptorLoss, InfoNCELoss, SigLIPLoss, positive_mask
+from degkit.models.losses import (
+    AdaptorLoss,
+    InfoNCELoss,
+    PromptLevelLoss,
+    SigLIPLoss,
+    positive_mask,
+)
 
 CAPTIONS = ["blur with sigma:1.0", "no ringing", "blur with sigma:1.0", "jpeg", "no ringing"]
 
@@ -154,6 +160,44 @@ def test_total_is_the_weighted_sum_of_terms():
     expected = 0.2 * want["content"] + 0.3 * want["degradation"] + 0.5 * want["types"]
     assert scalar(total) == pytest.approx(scalar(expected), rel=1e-6)
     assert {"acc0", "acc1"} <= set(terms)
+
+
+@given(seed=st.integers(0, 1000), scale=st.floats(1.0, 50.0))
+def test_prompt_level_loss_is_the_cross_entropy_over_each_types_prompts(seed, scale):
+    per_type = F.normalize(
+        torch.randn(5, 2, 16, generator=torch.Generator().manual_seed(seed)), dim=-1
+    )
+    prompt_text = [_unit(4, 16, seed + 1), _unit(3, 16, seed + 2)]
+    targets = torch.tensor([[0, 2], [3, 1], [1, 0], [2, 2], [3, 0]])
+    loss = PromptLevelLoss()
+    with torch.no_grad():
+        loss.logit_scale.fill_(math.log(scale))
+    value, picks = loss(per_type, prompt_text, targets)
+    x, want, hits = per_type.double().numpy(), 0.0, []
+    for t, text in enumerate(prompt_text):
+        logits = scale * x[:, t] @ text.double().numpy().T
+        log_soft = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        want += -log_soft[np.arange(5), targets[:, t].numpy()].mean() / 2
+        hits.append((logits.argmax(axis=1) == targets[:, t].numpy()).mean())
+    assert scalar(value) == pytest.approx(want, rel=1e-5)
+    assert picks == pytest.approx(hits)
+
+
+def test_total_adds_the_weighted_prompt_level_term():
+    out = _output(4, 2, 32, 30)
+    degradation = ["a", "b", "a", "c"]
+    types = [["t0", "u0"], ["t1", "u0"], ["t0", "u1"], ["t1", "u1"]]
+    prompts = [["blur 0", "blur 1", "blur 2"], ["jpeg 30", "jpeg 90"]]
+    targets = torch.tensor([[0, 1], [2, 0], [1, 1], [0, 0]])
+    loss = AdaptorLoss("siglip", levels_weight=2.0)
+    total, terms = loss(out, fake_text_embeddings, degradation, types, None, prompts, targets)
+    want, picks = loss.levels(out.per_type, [fake_text_embeddings(r) for r in prompts], targets)
+    assert terms["levels"] == pytest.approx(scalar(want), rel=1e-6)
+    assert [terms["lvl0"], terms["lvl1"]] == pytest.approx(picks)
+    rest = 0.3 * terms["degradation"] + 0.5 * terms["types"]
+    assert scalar(total) == pytest.approx(rest + 2.0 * terms["levels"], rel=1e-6)
+    _, without = loss(out, fake_text_embeddings, degradation, types)
+    assert "levels" not in without and "lvl0" not in without
 
 
 def test_content_term_dropped_without_content_captions():

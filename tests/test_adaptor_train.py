@@ -76,7 +76,8 @@ def test_only_controller_zero_layers_heads_and_temperatures_train():
         )
     moved = [n for n, p in model.trainable_parameters() if not torch.equal(p, trainable_before[n])]
     assert any(n.startswith("zero_layers.") for n in moved)
-    assert all(p.grad is not None for p in loss_fn.parameters())
+    used = [p for n, p in loss_fn.named_parameters() if not n.startswith("levels.")]
+    assert all(p.grad is not None for p in used)  # no level prompts given: that term is off
     assert model.clip.training is False and model.controller.training is True
 
 
@@ -163,6 +164,25 @@ def test_scratch_pretraining_reads_the_levels_the_fine_captions_print():
         text = clip.encode_text(tokenizer(prompts(PROTOCOL[0])), normalize=True)
     apart = (text @ text.T)[~torch.eye(len(text), dtype=torch.bool)]
     assert apart.max() < 0.9
+
+
+def test_prompt_level_targets_are_the_nearest_protocol_level():
+    batch = {
+        "blur_level": [2.2, None, 0.4, 3.9],
+        "gaussian_noise_level": [7.0, 8.0, None, 40.0],
+        "poisson_noise_level": [None, 1.6, 0.2, 2.4],
+        "jpeg_level": [65.0, 30.0, 95.0, 41.0],
+        "ringing": [True, False, False, True],
+    }
+    want = [[2, 0, 0, 2, 1], [0, 1, 2, 0, 0], [0, 0, 0, 3, 0], [3, 2, 2, 1, 1]]
+    assert trainer.level_targets(batch).tolist() == want
+
+
+def test_prompt_level_term_needs_the_protocols_five_types():
+    prompts = trainer.protocol_prompts("A photo with {}", len(PAPER_TYPES))
+    assert prompts[0] == [f"A photo with blur with sigma:{s}.0" for s in (0, 1, 2, 3)]
+    assert [len(p) for p in prompts] == [4, 3, 4, 4, 2]
+    assert trainer.protocol_prompts("A photo with {}", 2) is None
 
 
 def test_adamw_decays_weight_matrices_only():

@@ -55,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="content,degradation,per-type weights (default 0.2,0.3,0.5)",
     )
     p.add_argument(
+        "--levels-weight",
+        type=float,
+        default=1.0,
+        help="weight of the prompt-level term: each type's embedding scored against that "
+        "type's captions at the estimation protocol's prompt levels, cross-entropy towards "
+        "the level nearest the truth; also added to --init scratch pre-training when > 0 "
+        "(default 1.0; 0: the paper's three terms only)",
+    )
+    p.add_argument(
         "--pretrain-steps", type=int, default=200, help="CLIP steps for --init scratch (200)"
     )
     p.add_argument("--pretrain-lr", type=float, default=5e-4, help="default 5e-4")

@@ -18,10 +18,17 @@ push apart what should match.
   (initialised to 10) and bias ``b`` (initialised to -10). Here each pair is
   its own binary term, so an equal-caption pair counted as a negative would be
   pushed apart: the mask is what makes such batches learnable.
+- :class:`PromptLevelLoss`: each type's embedding scored against that type's
+  captions at a few fixed levels (the degradation-estimation protocol's
+  prompts), cross-entropy towards the level nearest the truth, learnable
+  temperature. The batch-caption terms above compare a sample's caption with
+  the other captions of its batch, which differ in every printed digit;
+  this term asks the question the protocol asks: which of these levels?
 - :class:`AdaptorLoss`: ``w_content * content + w_degradation * degradation +
-  w_types * mean over types`` (defaults 0.2 / 0.3 / 0.5). Rows whose content
-  caption is empty take no part in the content term; when no row has one, the
-  term is dropped (``terms["content"]`` is absent).
+  w_types * mean over types + w_levels * prompt levels`` (defaults 0.2 / 0.3 /
+  0.5 / 1.0). Rows whose content caption is empty take no part in the content
+  term; when no row has one, the term is dropped (``terms["content"]`` is
+  absent); the prompt-level term needs the prompts and targets.
 """
 
 from __future__ import annotations
@@ -35,7 +42,14 @@ from torch import nn
 
 from degkit.models.adaptor import AdaptorOutput
 
-__all__ = ["AdaptorLoss", "InfoNCELoss", "SigLIPLoss", "create_contrastive", "positive_mask"]
+__all__ = [
+    "AdaptorLoss",
+    "InfoNCELoss",
+    "PromptLevelLoss",
+    "SigLIPLoss",
+    "create_contrastive",
+    "positive_mask",
+]
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -93,6 +107,36 @@ def create_contrastive(kind: str) -> nn.Module:
     return LOSSES[kind]()
 
 
+class PromptLevelLoss(nn.Module):
+    """Per type, cross-entropy of the embedding's similarities to that type's prompt-level
+    captions, towards the prompt level nearest the truth (learnable temperature)."""
+
+    def __init__(self, init_temperature: float = 0.07) -> None:
+        super().__init__()
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+
+    def forward(
+        self,
+        per_type: torch.Tensor,
+        prompt_text: Sequence[torch.Tensor],
+        targets: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[float]]:
+        """(mean over types of the cross-entropy, accuracy of the top pick per type).
+
+        ``per_type``: ``N x K x D`` L2-normalised; ``prompt_text[t]``: ``L_t x D``
+        L2-normalised embeddings of type ``t``'s prompts; ``targets``: ``N x K``
+        index of the right prompt level per sample and type.
+        """
+        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        losses, accuracy = [], []
+        for t, text in enumerate(prompt_text):
+            logits = scale * per_type[:, t] @ text.to(per_type.dtype).T
+            target = targets[:, t].to(logits.device)
+            losses.append(F.cross_entropy(logits, target))
+            accuracy.append(float((logits.argmax(dim=1) == target).float().mean()))
+        return torch.stack(losses).mean(), accuracy
+
+
 class AdaptorLoss(nn.Module):
     """Weighted content / degradation / per-type contrastive loss (see the module doc).
 
@@ -107,6 +151,7 @@ class AdaptorLoss(nn.Module):
         content_weight: float = 0.2,
         degradation_weight: float = 0.3,
         types_weight: float = 0.5,
+        levels_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -114,11 +159,15 @@ class AdaptorLoss(nn.Module):
             "content": content_weight,
             "degradation": degradation_weight,
             "types": types_weight,
+            "levels": levels_weight,
         }
         for name, weight in self.weights.items():
             if not weight >= 0:
                 raise ValueError(f"loss weight {name} must be >= 0, got {weight}")
-        self.terms = nn.ModuleDict({name: create_contrastive(kind) for name in self.weights})
+        self.terms = nn.ModuleDict(
+            {name: create_contrastive(kind) for name in ("content", "degradation", "types")}
+        )
+        self.levels = PromptLevelLoss()
 
     def forward(
         self,
@@ -127,12 +176,17 @@ class AdaptorLoss(nn.Module):
         degradation_captions: Sequence[str],
         type_captions: Sequence[Sequence[str]],
         content_captions: Sequence[str] | None = None,
+        level_prompts: Sequence[Sequence[str]] | None = None,
+        level_targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(total loss, {term name: value, ``acc<t>``: type t's accuracy}) for one batch.
 
         ``type_captions[i]`` holds sample ``i``'s K per-type captions. ``acc<t>`` is
         the fraction of samples whose per-type embedding is closest to their own
-        caption among the batch's distinct captions of type t.
+        caption among the batch's distinct captions of type t. With
+        ``level_prompts`` (per type, its prompt-level captions) and
+        ``level_targets`` (``N x K`` index of the right one) the prompt-level term
+        is added and ``lvl<t>`` is the share of samples whose top prompt is right.
         """
         n = len(degradation_captions)
         num_types = output.per_type.shape[1]
@@ -141,6 +195,7 @@ class AdaptorLoss(nn.Module):
         content_rows = [i for i, c in enumerate(content_captions or []) if c]
         texts = list(degradation_captions) + [c for row in type_captions for c in row]
         texts += [content_captions[i] for i in content_rows]
+        texts += [c for row in level_prompts or [] for c in row]
         unique = list(dict.fromkeys(texts))
         embedded = encode_text(unique)
         lookup = {t: i for i, t in enumerate(unique)}
@@ -168,6 +223,10 @@ class AdaptorLoss(nn.Module):
             values["content"] = term(
                 "content", output.content[content_rows], [content_captions[i] for i in content_rows]
             )
+        if level_prompts is not None and level_targets is not None:
+            prompt_text = [text(row) for row in level_prompts]
+            values["levels"], picks = self.levels(output.per_type, prompt_text, level_targets)
+            accuracy.update({f"lvl{t}": a for t, a in enumerate(picks)})
         total = sum(self.weights[name] * value for name, value in values.items())
         numbers = {name: float(value.detach()) for name, value in values.items()}
         return total, {**numbers, **accuracy}

@@ -10,11 +10,17 @@ Two phases:
    caption) and a term that teaches the text tower to read the level each fine
    caption prints (:func:`level_reading_loss`: with contrastive terms alone a
    small scratch tower embeds one type's captions at every level almost
-   alike); it saves it as ``clip-pretrained.safetensors``. A path loads real
-   open_clip weights from a local file.
+   alike), and, with ``levels_weight`` above 0, the prompt-level term on the
+   CLIP's own image embedding; it saves it as ``clip-pretrained.safetensors``.
+   A path loads real open_clip weights from a local file.
 2. The CLIP is frozen and the controller, zero layers, per-type head and the
    loss temperatures are trained with :class:`~degkit.models.losses.AdaptorLoss`
-   on (LR image, captions) batches.
+   on (LR image, captions) batches, plus (``levels_weight``, default 1; 0 is
+   the paper's loss) the prompt-level term: each type's embedding against
+   that type's captions at the estimation protocol's prompt levels
+   (:func:`protocol_prompts`), cross-entropy towards the level nearest the
+   truth (:func:`level_targets`, from the dataset's level columns). Datasets
+   whose caption types are not the protocol's five drop it, and say so.
 
 In both phases every degradation and fine caption goes into
 ``caption_template`` (default ``"A photo with {}"``, the prompt of the
@@ -48,7 +54,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from degkit.evaluate.estimation import PROMPT_TEMPLATE
+from degkit.evaluate.estimation import PROMPT_TEMPLATE, PROTOCOL, prompts, snap, true_levels
 from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES
 from degkit.models.adaptor import (
     AdaptorOutput,
@@ -63,7 +69,7 @@ from degkit.models.adaptor import (
 )
 from degkit.models.config import get_config
 from degkit.models.estimator import LEVEL_SCALES, levels_from_batch
-from degkit.models.losses import AdaptorLoss, InfoNCELoss, positive_mask
+from degkit.models.losses import AdaptorLoss, InfoNCELoss, PromptLevelLoss, positive_mask
 from degkit.train.data import dataset_summary, step_batches, templated
 from degkit.train.distributed import (
     SINGLE,
@@ -89,6 +95,8 @@ __all__ = [
     "pretrain_clip",
     "widen_token_embeddings",
     "level_reading_loss",
+    "level_targets",
+    "protocol_prompts",
     "pretrain_loss",
     "train_adaptor",
     "training_step",
@@ -126,6 +134,7 @@ class TrainConfig:
     content_weight: float = 0.2
     degradation_weight: float = 0.3
     types_weight: float = 0.5
+    levels_weight: float = 1.0
     pretrain_steps: int = 200
     pretrain_lr: float = 5e-4
     caption_template: str = PROMPT_TEMPLATE
@@ -161,6 +170,27 @@ def _say(message: str) -> None:
     print(f"degkit train-adaptor: {message}", file=sys.stderr)
 
 
+def protocol_prompts(template: str, num_types: int) -> list[list[str]] | None:
+    """Per type, ``template`` around its fine caption at each prompt level of the
+    degradation-estimation protocol (:data:`~degkit.evaluate.estimation.PROTOCOL`);
+    None when the dataset's caption types are not the protocol's."""
+    if num_types != len(PROTOCOL):
+        return None
+    return [prompts(protocol, template) for protocol in PROTOCOL]
+
+
+def level_targets(batch: dict[str, Any]) -> torch.Tensor:
+    """``N x K`` index of the protocol's prompt level nearest each sample's true level."""
+    levels, present = levels_from_batch(batch)
+    return torch.stack(
+        [
+            torch.from_numpy(snap(p, true_levels(p, levels[:, k].numpy(), present[:, k].numpy())))
+            for k, p in enumerate(PROTOCOL)
+        ],
+        dim=1,
+    )
+
+
 def widen_token_embeddings(clip: torch.nn.Module, std: float = SCRATCH_TOKEN_STD) -> None:
     """Redraw a scratch CLIP's token embeddings with ``std`` (see :data:`SCRATCH_TOKEN_STD`)."""
     torch.nn.init.normal_(clip.token_embedding.weight, std=std)
@@ -177,15 +207,19 @@ def pretrain_clip(
     weight_decay: float = 0.2,
     progress: bool = False,
     world: World = SINGLE,
+    level_prompts: list[list[str]] | None = None,
 ) -> None:
     """Contrastive pre-training of a whole CLIP on (LR, degradation caption),
     (HR, content caption) and (LR, fine caption) pairs, with the loss of the global
-    batch under ``torchrun`` (:func:`pretrain_loss`)."""
+    batch under ``torchrun`` (:func:`pretrain_loss`); with ``level_prompts``, also
+    the prompt-level term on the CLIP's image embedding."""
     import open_clip
 
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
     loss_fn = InfoNCELoss()
     loss_fn.logit_scale = clip.logit_scale  # CLIP's own temperature
+    level_term = PromptLevelLoss()
+    level_term.logit_scale = clip.logit_scale
     reader = torch.nn.Linear(clip.text_projection.shape[1], len(PAPER_TYPES)).to(device)
     named = list(clip.named_parameters()) + list(reader.named_parameters(prefix="reader"))
     optimizer = adamw(named, lr, weight_decay)
@@ -195,7 +229,17 @@ def pretrain_clip(
         set_lr(optimizer, lr_at(s, steps, warmup, lr))
         batch = next(batches)
         with bf16_autocast(device):
-            loss = pretrain_loss(clip, loss_fn, tokenizer, batch, image_size, device, world, reader)
+            loss = pretrain_loss(
+                clip,
+                loss_fn,
+                tokenizer,
+                batch,
+                image_size,
+                device,
+                world,
+                reader,
+                (level_term, level_prompts) if level_prompts else None,
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients((p for _, p in named), world)
@@ -215,14 +259,17 @@ def pretrain_loss(
     device: torch.device,
     world: World = SINGLE,
     reader: torch.nn.Linear | None = None,
+    levels: tuple[PromptLevelLoss, list[list[str]]] | None = None,
 ) -> torch.Tensor:
     """The pre-training loss of the global batch, equal captions as positives.
 
     One term on every rank's (LR, degradation caption) pairs, then every rank's
     (HR, content caption) pairs (rows with an empty content caption give only the
     first); plus, when the batch has ``fine_captions``, the mean over types of one
-    term on (LR, that type's fine caption) pairs; plus, with a ``reader`` and the
-    batch's per-type level columns, :func:`level_reading_loss`.
+    term on (LR, that type's fine caption) pairs; plus, with the batch's per-type
+    level columns, :func:`level_reading_loss` (given a ``reader``) and the
+    prompt-level term of the LR image embedding against each type's prompts
+    (given ``levels``: the loss and the prompts).
     """
     n = len(batch["degradation_caption"])
     with_content = [i for i, c in enumerate(batch["content_caption"]) if c]
@@ -257,17 +304,23 @@ def pretrain_loss(
         for t, column in enumerate(fine)
     ]
     loss = loss + torch.stack(per_type).mean()
-    if (
-        reader is None
-        or len(fine) != len(PAPER_TYPES)
-        or not set(LEVEL_COLUMNS.values()) <= set(batch)
-    ):
+    if len(fine) != len(PAPER_TYPES) or not set(LEVEL_COLUMNS.values()) <= set(batch):
         return loss
-    levels, _ = levels_from_batch(batch)
-    scales = torch.tensor([LEVEL_SCALES[t] for t in PAPER_TYPES])
-    return loss + LEVEL_READING_WEIGHT * level_reading_loss(
-        reader, fine_text, gather_rows((levels / scales).to(device), world)
-    )
+    if reader is not None:
+        true, _ = levels_from_batch(batch)
+        scales = torch.tensor([LEVEL_SCALES[t] for t in PAPER_TYPES])
+        loss = loss + LEVEL_READING_WEIGHT * level_reading_loss(
+            reader, fine_text, gather_rows((true / scales).to(device), world)
+        )
+    if levels is not None:
+        level_term, level_prompts = levels
+        prompt_text = [
+            _encode_distinct(clip, tokenizer, row, device).float() for row in level_prompts
+        ]
+        targets = gather_rows(level_targets(batch).to(device), world)
+        per_type = lr_image[:, None].expand(-1, len(prompt_text), -1)
+        loss = loss + level_term(per_type, prompt_text, targets)[0]
+    return loss
 
 
 def level_reading_loss(
@@ -305,10 +358,13 @@ def training_step(
     batch: dict[str, Any],
     lr: float,
     world: World = SINGLE,
+    level_prompts: list[list[str]] | None = None,
 ) -> dict[str, float]:
     """One optimisation step of the controller on a collated batch; returns loss terms.
 
-    Under ``torchrun`` the loss is that of the global batch (all ranks' rows).
+    With ``level_prompts`` (:func:`protocol_prompts`) the batch's level columns give
+    the prompt-level targets. Under ``torchrun`` the loss is that of the global
+    batch (all ranks' rows).
     """
     device = model.type_head.weight.device
     set_lr(optimizer, lr)
@@ -323,6 +379,8 @@ def training_step(
             gather_list(batch["degradation_caption"], world),
             gather_list(batch["fine_captions"], world),
             gather_list(batch.get("content_caption") or [], world),
+            level_prompts,
+            gather_rows(level_targets(batch).to(device), world) if level_prompts else None,
         )
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -350,7 +408,11 @@ def _frozen_text(
 
 
 def _build_model(
-    cfg: TrainConfig, num_types: int, device: torch.device, world: World
+    cfg: TrainConfig,
+    num_types: int,
+    device: torch.device,
+    world: World,
+    level_prompts: list[list[str]] | None,
 ) -> DegradationAdaptor:
     """The adaptor over a CLIP from ``cfg.init`` (pre-training it first for "scratch")."""
     config = get_config(cfg.model, num_types=num_types, quick_gelu=cfg.quick_gelu)
@@ -382,6 +444,7 @@ def _build_model(
             cfg.weight_decay,
             cfg.progress and world.is_main,
             world,
+            level_prompts,
         )
         if world.is_main:
             save_clip_weights(clip, pretrained)
@@ -438,8 +501,16 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
             raise ValueError(f"--out {cfg.out} already holds {name}; pass --resume or a new --out")
     if not summary["has_content_captions"] and world.is_main:
         _say("the dataset has no content captions: the content term of the loss is dropped")
+    level_prompts = None
+    if cfg.levels_weight > 0:
+        level_prompts = protocol_prompts(cfg.caption_template, summary["num_types"])
+        if level_prompts is None and world.is_main:
+            _say(
+                f"the dataset has {summary['num_types']} caption types, not the "
+                f"{len(PROTOCOL)} of the estimation protocol: the prompt-level term is dropped"
+            )
     loss_fn = AdaptorLoss(
-        cfg.loss, cfg.content_weight, cfg.degradation_weight, cfg.types_weight
+        cfg.loss, cfg.content_weight, cfg.degradation_weight, cfg.types_weight, cfg.levels_weight
     ).to(device)
     start, seconds = 0, {"pretrain": 0.0, "train": 0.0}
     if cfg.resume and checkpoint.exists():
@@ -450,7 +521,7 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
         seconds.update(meta.get("wall_seconds", {}))
     else:
         began = time.perf_counter()
-        model = _build_model(cfg, summary["num_types"], device, world)
+        model = _build_model(cfg, summary["num_types"], device, world, level_prompts)
         seconds["pretrain"] = time.perf_counter() - began if cfg.init == "scratch" else 0.0
     named = model.trainable_parameters() + list(loss_fn.named_parameters())
     optimizer = adamw(named, cfg.lr, cfg.weight_decay)
@@ -459,6 +530,7 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
         if world.is_main:
             _say(f"resuming at step {start} of {cfg.steps}")
     columns = ["lr", "degradation_caption", "fine_captions", "content_caption"]
+    columns += list(LEVEL_COLUMNS.values()) if level_prompts else []
     batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, start, cfg.split, world)
     batches = templated(batches, cfg.caption_template)
     model.train()
@@ -476,7 +548,7 @@ def train_adaptor(cfg: TrainConfig) -> TrainResult:
 
     def step(s: int) -> dict[str, float]:
         lr = lr_at(s, cfg.steps, cfg.warmup, cfg.lr)
-        return training_step(model, loss_fn, optimizer, next(batches), lr, world)
+        return training_step(model, loss_fn, optimizer, next(batches), lr, world, level_prompts)
 
     run_steps("train adaptor", start, cfg.steps, step, cfg.progress and world.is_main, save)
     return TrainResult(checkpoint, model, cfg.steps)
