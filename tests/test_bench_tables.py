@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from degkit.bench.answers import answer_lines
 from degkit.bench.results import collect_runs, entry_name, scores_by_seed, split_entry
 from degkit.bench.tables import gain_rows, score_rows, severity_rows
 
@@ -75,3 +76,31 @@ def test_severity_rows_split_by_level(runs):
     assert len(rows) == 1
     assert rows[0]["heavy"].mean == pytest.approx(0.5, abs=1e-3) and rows[0]["heavy"].low > 0
     assert rows[0]["light"].verdict == "no clear difference"
+
+
+def test_answers_count_what_the_tables_show(runs):
+    metric, sets = "psnr_y", ["severity_blur_x4"]
+    lines = answer_lines(score_rows(runs, metric), gain_rows(runs, metric), metric, sets)
+    assert lines[0] == "- `compact`, psnr_y:"
+    text = "\n".join(lines)
+    assert "compact+none scores above bicubic on 1 of 1 sets" in text  # planted 2 dB above
+    gains = {(r["prior"], r["against"]): r["severity_blur_x4"] for r in gain_rows(runs, metric)}
+    assert "deplsr against none: 1 better of 1 sets; severity_blur_x4: " in text
+    assert gains[("deplsr", "none")].text(3) in text
+    assert "deplsr against regressor: 1 better of 1 sets" in text
+    assert "oracle-params" not in text  # no oracle results: nothing claimed about the bound
+
+
+def test_answers_check_the_oracle_bound(tmp_path):
+    rng = np.random.default_rng(1)
+    base = 25 + rng.normal(size=12)
+    lifts = {"none": 0.0, "deplsr": 0.2, "regressor": 0.1, "oracle-params": 0.15}
+    for seed in range(2):
+        for prior, lift in lifts.items():
+            _write(tmp_path, "set_a", f"net+{prior}", seed, base + lift + rng.normal(0, 0.01, 12))
+    runs = collect_runs(tmp_path)
+    lines = answer_lines(score_rows(runs, "psnr_y"), gain_rows(runs, "psnr_y"), "psnr_y", ["set_a"])
+    text = "\n".join(lines)
+    assert "oracle-params gains at least as much as deplsr on 0 of 1 sets" in text
+    assert "and regressor on 1 of 1 sets" in text
+    assert "bicubic" not in text  # no bicubic entry: no comparison claimed

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 import degkit
+from degkit.bench.answers import answer_lines
 from degkit.bench.results import EvalRun, collect_runs
-from degkit.bench.run import BenchRun
+from degkit.bench.run import BenchRun, stage_commits
 from degkit.bench.tables import (
     gain_rows,
     gain_text,
@@ -63,6 +64,7 @@ def _provenance(run: BenchRun, runs: Sequence[EvalRun], walls: dict[str, float])
         "metric_protocols": protocols,
         "degkit_version": degkit.__version__,
         "git_commit": git_commit(),
+        "stage_commits": stage_commits(run),
         "device": run.config.device,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "stage_wall_seconds": walls,
@@ -159,8 +161,9 @@ def write_bench_report(
         cfg.description,
         "",
         f"Made by `{' '.join(command)}` in {provenance['total_wall_seconds'] / 60:.1f} min "
-        f"on {cfg.device} ({provenance['machine']}); degkit {degkit.__version__}, commit "
-        f"`{provenance['git_commit']}`, {provenance['finished_utc']}.",
+        f"on {cfg.device} ({provenance['machine']}); degkit {degkit.__version__}, stages run "
+        f"at commit {', '.join(f'`{c}`' for c in provenance['stage_commits'])}, report "
+        f"written at `{provenance['git_commit']}`, {provenance['finished_utc']}.",
         "",
         "## Protocol",
         "",
@@ -182,6 +185,18 @@ def write_bench_report(
         lines.append(f"- `{name}`: `{json.dumps(protocol, sort_keys=True)}`")
     lines += ["", "| set | images | content hash |", "|---|---|---|"]
     lines += [f"| {s} | {v['n']} | `{v['hash'][:16]}` |" for s, v in provenance["sets"].items()]
+    named = [s for s in cfg.eval["sets"] if s in sets]
+    ordered = named + [s for s in sets if s not in named]
+    lines += [
+        "",
+        "## Answers",
+        "",
+        "Counted from the tables below (a gain is better or worse only when its whole 95% "
+        f"interval is above or below 0; the first set named is {ordered[0]}):",
+        "",
+    ]
+    for metric in metrics:
+        lines += answer_lines(scores[metric], gains[metric], metric, ordered)
     for metric in metrics:
         lines += ["", f"## {metric}: scores", ""]
         lines += _table(

@@ -32,8 +32,9 @@ from typing import Any
 
 from degkit.bench.config import BenchConfig
 from degkit.bench.results import entry_name
+from degkit.evaluate.summary import git_commit
 
-__all__ = ["BenchRun", "Stage", "plan_stages", "run_bench"]
+__all__ = ["BenchRun", "Stage", "plan_stages", "run_bench", "stage_commits"]
 
 STAGES_DIR = "stages"
 
@@ -294,6 +295,13 @@ def _finished(run: BenchRun, stage: Stage, digest: str) -> dict[str, Any] | None
     return done
 
 
+def stage_commits(run: BenchRun) -> list[str]:
+    """The degkit commits the finished stages ran at (``"unrecorded"`` for markers without)."""
+    markers = sorted((run.work / STAGES_DIR).glob("*.json"))
+    found = {json.loads(m.read_text(encoding="utf-8")).get("commit") for m in markers}
+    return sorted(c or "unrecorded" for c in found)
+
+
 def run_bench(config: BenchConfig, work: str | Path) -> tuple[BenchRun, dict[str, float]]:
     """Run every stage not finished yet; returns the run and each stage's wall seconds."""
     run = BenchRun(config, Path(work))
@@ -320,6 +328,11 @@ def run_bench(config: BenchConfig, work: str | Path) -> tuple[BenchRun, dict[str
             f"[{number}/{len(stages)}] {stage.name} done in {wall:.0f} s; "
             f"about {eta / 60:.0f} min left"
         )
-        marker = {"hash": digest, "profile": config.profile, "wall_seconds": round(wall, 3)}
+        marker = {
+            "hash": digest,
+            "profile": config.profile,
+            "wall_seconds": round(wall, 3),
+            "commit": git_commit(),
+        }
         _marker(run, stage).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     return run, walls
