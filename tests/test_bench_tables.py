@@ -85,9 +85,9 @@ def test_answers_count_what_the_tables_show(runs):
     text = "\n".join(lines)
     assert "compact+none scores above bicubic on 1 of 1 sets" in text  # planted 2 dB above
     gains = {(r["prior"], r["against"]): r["severity_blur_x4"] for r in gain_rows(runs, metric)}
-    assert "deplsr against none: 1 better of 1 sets; severity_blur_x4: " in text
+    assert "deplsr against none: better on 1 of 1 sets; severity_blur_x4: " in text
     assert gains[("deplsr", "none")].text(3) in text
-    assert "deplsr against regressor: 1 better of 1 sets" in text
+    assert "deplsr against regressor: better on 1 of 1 sets" in text
     assert "oracle-params" not in text  # no oracle results: nothing claimed about the bound
 
 

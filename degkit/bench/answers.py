@@ -37,7 +37,7 @@ def _row(rows: Sequence[dict[str, Any]], backbone: str, prior: str, against: str
 def _verdicts(row: dict[str, Any], sets: Sequence[str]) -> str:
     gains: list[Gain] = [row[s] for s in sets if row.get(s) is not None]
     counts = {v: sum(g.verdict == v for g in gains) for v in VERDICTS}
-    parts = [f"{counts[v]} {v}" for v in VERDICTS if counts[v]]
+    parts = [f"{v} on {counts[v]}" for v in VERDICTS if counts[v]]
     first = next((s for s in sets if row.get(s) is not None), None)
     shown = f"; {first}: {row[first].text(3)}" if first else ""
     return f"{', '.join(parts)} of {len(gains)} sets{shown}"
