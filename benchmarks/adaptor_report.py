@@ -167,7 +167,7 @@ def main() -> None:
     total = sum(entry["seconds"] for entry in log)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+        f"torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
     )
     lines = [
         "# Degradation adaptor: one scratch run",
