@@ -308,6 +308,7 @@ def run_bench(config: BenchConfig, work: str | Path) -> tuple[BenchRun, dict[str
     (run.work / STAGES_DIR).mkdir(parents=True, exist_ok=True)
     stages = plan_stages(run)
     walls: dict[str, float] = {}
+    commit = git_commit()
     timed, timed_weight = 0.0, 0.0
     remaining = sum(s.weight for s in stages)
     for number, stage in enumerate(stages, 1):
@@ -332,7 +333,7 @@ def run_bench(config: BenchConfig, work: str | Path) -> tuple[BenchRun, dict[str
             "hash": digest,
             "profile": config.profile,
             "wall_seconds": round(wall, 3),
-            "commit": git_commit(),
+            "commit": commit,
         }
         _marker(run, stage).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     return run, walls
