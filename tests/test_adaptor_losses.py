@@ -180,7 +180,7 @@ def test_prompt_level_loss_is_the_cross_entropy_over_each_types_prompts(seed, sc
         want += -log_soft[np.arange(5), targets[:, t].numpy()].mean() / 2
         hits.append((logits.argmax(axis=1) == targets[:, t].numpy()).mean())
     assert scalar(value) == pytest.approx(want, rel=1e-5)
-    assert picks == pytest.approx(hits)
+    assert picks.tolist() == pytest.approx(hits)
 
 
 def test_total_adds_the_weighted_prompt_level_term():
@@ -193,7 +193,7 @@ def test_total_adds_the_weighted_prompt_level_term():
     total, terms = loss(out, fake_text_embeddings, degradation, types, None, prompts, targets)
     want, picks = loss.levels(out.per_type, [fake_text_embeddings(r) for r in prompts], targets)
     assert terms["levels"] == pytest.approx(scalar(want), rel=1e-6)
-    assert [terms["lvl0"], terms["lvl1"]] == pytest.approx(picks)
+    assert [terms["lvl0"], terms["lvl1"]] == pytest.approx(picks.tolist())
     rest = 0.3 * terms["degradation"] + 0.5 * terms["types"]
     assert scalar(total) == pytest.approx(rest + 2.0 * terms["levels"], rel=1e-6)
     _, without = loss(out, fake_text_embeddings, degradation, types)

@@ -120,8 +120,8 @@ class PromptLevelLoss(nn.Module):
         per_type: torch.Tensor,
         prompt_text: Sequence[torch.Tensor],
         targets: torch.Tensor,
-    ) -> tuple[torch.Tensor, list[float]]:
-        """(mean over types of the cross-entropy, accuracy of the top pick per type).
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean over types of the cross-entropy, ``K`` accuracies of the top pick, detached).
 
         ``per_type``: ``N x K x D`` L2-normalised; ``prompt_text[t]``: ``L_t x D``
         L2-normalised embeddings of type ``t``'s prompts; ``targets``: ``N x K``
@@ -133,8 +133,8 @@ class PromptLevelLoss(nn.Module):
             logits = scale * per_type[:, t] @ text.to(per_type.dtype).T
             target = targets[:, t].to(logits.device)
             losses.append(F.cross_entropy(logits, target))
-            accuracy.append(float((logits.argmax(dim=1) == target).float().mean()))
-        return torch.stack(losses).mean(), accuracy
+            accuracy.append((logits.detach().argmax(dim=1) == target).float().mean())
+        return torch.stack(losses).mean(), torch.stack(accuracy)
 
 
 class AdaptorLoss(nn.Module):
@@ -226,7 +226,7 @@ class AdaptorLoss(nn.Module):
         if level_prompts is not None and level_targets is not None:
             prompt_text = [text(row) for row in level_prompts]
             values["levels"], picks = self.levels(output.per_type, prompt_text, level_targets)
-            accuracy.update({f"lvl{t}": a for t, a in enumerate(picks)})
+            accuracy.update({f"lvl{t}": a for t, a in enumerate(picks.tolist())})
         total = sum(self.weights[name] * value for name, value in values.items())
         numbers = {name: float(value.detach()) for name, value in values.items()}
         return total, {**numbers, **accuracy}

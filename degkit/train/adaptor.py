@@ -314,9 +314,8 @@ def pretrain_loss(
         )
     if levels is not None:
         level_term, level_prompts = levels
-        prompt_text = [
-            _encode_distinct(clip, tokenizer, row, device).float() for row in level_prompts
-        ]
+        flat = _encode_distinct(clip, tokenizer, [c for row in level_prompts for c in row], device)
+        prompt_text = flat.split([len(row) for row in level_prompts])
         targets = gather_rows(level_targets(batch).to(device), world)
         per_type = lr_image[:, None].expand(-1, len(prompt_text), -1)
         loss = loss + level_term(per_type, prompt_text, targets)[0]
