@@ -17,10 +17,12 @@ per sample from that sample's own stream, so drawing for a batch equals
 drawing for each sample alone. Uniform floats take the top 53 bits of a draw;
 integers are unbiased (draws past the largest multiple of the range are
 rejected). Noise fields are not drawn here: an op draws a 63-bit *field seed*
-per sample, records it, and later regenerates the field from it with
-:func:`field_generator` (a NumPy ``SFC64`` generator seeded with a hash of
-the field seed: fast vectorised fields, the same bits on every platform),
-which keeps ``apply`` pure and every record replayable.
+per sample, records it, and later regenerates the field from it, which keeps
+``apply`` pure and every record replayable. The noise ops regenerate theirs on
+the image's device with :mod:`degkit.ops.fields` (counter-based SplitMix64 in
+tensor arithmetic); the weather ops draw theirs on the CPU with
+:func:`field_generator` (a NumPy ``SFC64`` generator seeded with a hash of the
+field seed: the same bits on every platform).
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ import torch
 __all__ = ["STREAM_VERSION", "BatchStreams", "SampleStream", "field_generator", "derive_key"]
 
 # Raised whenever what a seed draws changes (2: keyed-BLAKE2b streams and SFC64
-# fields, replacing NumPy Philox for both). Builds record it and refuse to
-# resume a dataset begun under another version.
-STREAM_VERSION = 2
+# fields, replacing NumPy Philox for both; 3: noise fields drawn on the image's
+# device by degkit.ops.fields). Builds record it and refuse to resume a dataset
+# begun under another version.
+STREAM_VERSION = 3
 
 _TWO_64 = 1 << 64
 

@@ -14,9 +14,10 @@ from hypothesis.extra import numpy as hnp
 from op_helpers import assert_config_error
 from scipy import stats
 
-from degkit.ops import OpError, create_op
-from degkit.ops.noise import poisson_by_inversion
-from degkit.rng import BatchStreams, field_generator
+from degkit.ops import OpError, create_op, poisson_inversion
+from degkit.ops.fields import field_draws, field_keys, field_normals
+from degkit.ops.poisson_inversion import poisson_counts
+from degkit.rng import BatchStreams
 from degkit.testing import (
     check_contract,
     check_gradients,
@@ -112,13 +113,15 @@ def test_gaussian_std_matches_sigma(sigma: float) -> None:
 
 
 def test_gaussian_field_is_the_recorded_seeds_generator_draw() -> None:
-    """A user can regenerate the field outside degkit from the record alone."""
-    x = _gray_image(1, 24)
-    params = _params("gaussian_noise", 10.0, 1)
+    """A user can regenerate the field from the record alone (gray: its first plane)."""
+    x = _gray_image(2, 24)
+    params = _params("gaussian_noise", 10.0, 2)
+    params["gray"] = torch.tensor([False, True])
     y = create_op("gaussian_noise").apply(x, params)
-    field = field_generator(int(params["seed"][0])).standard_normal((3, 24, 24), dtype=np.float32)
-    expected = np.clip(0.5 + field * np.float32(10.0 / 255.0), 0.0, 1.0)
-    np.testing.assert_allclose(y[0].numpy(), expected, atol=1e-6)
+    field = field_normals(field_keys(params["seed"], "cpu"), 3 * 24 * 24).view(2, 3, 24, 24)
+    field[1] = field[1, 0]
+    expected = (0.5 + field * np.float32(10.0 / 255.0)).clamp(0.0, 1.0)
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=0)
 
 
 def test_gray_noise_is_shared_by_channels_not_by_samples() -> None:
@@ -191,8 +194,8 @@ def test_poisson_gray_uses_luma_and_adds_it_to_every_channel() -> None:
     luma = 0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2]
     q = np.round(luma.numpy() * np.float32(255)).astype(np.float64) / 255
     vals = 2 ** math.ceil(math.log2(len(np.unique(q))))
-    uniforms = field_generator(int(params["seed"][0])).random((1, 64, 64))
-    counts = stats.poisson.ppf(uniforms, q[None] * vals)
+    draws = field_draws(field_keys(params["seed"], "cpu"), 64 * 64).view(1, 64, 64)
+    counts = stats.poisson.ppf((draws.double().numpy() + 0.5) / 2**32, q[None] * vals)
     expected = counts[0] / vals - q
     for c in range(3):
         np.testing.assert_allclose(noise[0, c].numpy(), expected, atol=2e-6)
@@ -206,17 +209,33 @@ def test_poisson_gray_uses_luma_and_adds_it_to_every_channel() -> None:
 def test_poisson_inversion_is_scipys_quantile_function(
     vals_exponent: int, levels: np.ndarray, seed: int
 ) -> None:
-    vals = 2**vals_exponent
-    uniforms = np.random.default_rng(seed).random(levels.shape)
-    counts = poisson_by_inversion(levels, uniforms, vals)
-    np.testing.assert_array_equal(counts, stats.poisson.ppf(uniforms, levels / 255.0 * vals))
+    """The count of a draw ``u`` is SciPy's ``poisson.ppf`` at ``(u + 0.5) / 2**32``
+    (they differ only if a CDF value falls within half a step of ``2**-32``)."""
+    draws = torch.from_numpy(np.random.default_rng(seed).integers(0, 2**32, levels.shape))
+    exponents = torch.full(levels.shape, vals_exponent)
+    counts = poisson_counts(torch.from_numpy(levels).long(), draws, exponents)
+    expected = stats.poisson.ppf((draws.numpy() + 0.5) / 2**32, levels / 255.0 * 2**vals_exponent)
+    np.testing.assert_array_equal(counts.numpy(), expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=hnp.arrays(np.int32, (64,), elements=st.integers(0, 9 * 256 - 1)),
+    draws=hnp.arrays(np.int64, (64,), elements=st.integers(0, 2**32 - 1)),
+)
+def test_guide_and_search_give_the_same_counts(rows: np.ndarray, draws: np.ndarray) -> None:
+    """The CPU's guide-table lookup and CUDA's single search are two routes to one count."""
+    rows_t, draws_t = torch.from_numpy(rows), torch.from_numpy(draws)
+    by_guide = poisson_inversion._counts_by_guide(rows_t, draws_t)
+    assert torch.equal(by_guide, poisson_inversion._counts_by_search(rows_t, draws_t))
 
 
 def test_poisson_inversion_has_poisson_frequencies() -> None:
     """Chi-square goodness of fit of 200,000 draws at level 191 with vals 4 (rate 2.996)."""
     rate = 191 / 255 * 4
-    levels = np.full(200_000, 191, dtype=np.uint8)
-    counts = poisson_by_inversion(levels, np.random.default_rng(5).random(levels.shape), 4)
+    draws = torch.from_numpy(np.random.default_rng(5).integers(0, 2**32, 200_000))
+    levels = torch.full_like(draws, 191)
+    counts = poisson_counts(levels, draws, torch.full_like(draws, 2)).numpy()
     observed = np.append(np.bincount(counts, minlength=11)[:11], (counts >= 11).sum())
     expected = np.append(stats.poisson.pmf(np.arange(11), rate), stats.poisson.sf(10, rate))
     _, p_value = stats.chisquare(observed, expected * counts.size)

@@ -118,7 +118,7 @@ class LowLight(Op):
         gain = params["brightness"].to(device=x.device, dtype=x.dtype)
         dark = adjust_gamma(x, gamma, gain)
         color = torch.zeros(x.shape[0], dtype=torch.bool)
-        field = gaussian_fields(params["seed"], color, tuple(x.shape[1:])).to(x.device)
+        field = gaussian_fields(params["seed"], color, tuple(x.shape[1:]), x.device)
         sigma = (params["noise_sigma"] / 255.0).to(device=x.device, dtype=x.dtype)
         std = sigma.view(-1, 1, 1, 1) * dark.clamp_min(SHOT_NOISE_FLOOR).sqrt()
         return (dark + std * field).clamp(0.0, 1.0)

@@ -13,11 +13,11 @@ to 8 bits (its BT.601 luma when ``gray``), ``vals = 2 ** ceil(log2(k))`` where
 ``(Poisson(q * vals) / vals - q) * scale``, added to the image (a gray noise
 is added to every channel). Its variance is ``scale**2 * q / vals``: it grows
 with brightness, and a flat image (few levels, small ``vals``) gets strong noise.
-Counts are drawn by inversion: one uniform per pixel from the sample's field
-generator, looked up in the exact Poisson CDF of its level (there are at most
-256 rates per ``vals``; tables are built once with SciPy and cached, with a
-guide table that makes a lookup take about one step). This is the same
-distribution as NumPy's ``poisson``, drawn from uniforms so it replays from the seed.
+Counts are drawn by inversion: one 32-bit draw ``u`` per pixel, and the count
+is the smallest ``k`` whose Poisson CDF exceeds ``u / 2**32`` (each count's
+probability is the exact one to within ``2**-32``). The CDFs of the 256 levels
+at the 9 possible ``vals`` are built once per device with SciPy, in one sorted
+table that a single ``searchsorted`` reads for the whole batch.
 
 Gray noise is one field shared by the channels of one sample; different
 samples always get different fields. ``gaussian_noise`` can also be
@@ -25,29 +25,29 @@ channel-correlated (BSRGAN, ``correlated_prob``; recorded as ``correlated``):
 the colour field is mixed by a random matrix drawn from the same seed, giving
 covariance ``U^T D U`` (``D`` uniform eigenvalues, ``U`` random orthogonal).
 Every field is regenerated in ``apply`` from the sample's recorded ``seed``
-with :func:`degkit.rng.field_generator` (NumPy SFC64 on the CPU, one
-vectorised draw per sample) and moved to the image's device, so it never
-depends on batch size, batch position or device. Outputs are clamped to
-``[0, 1]``; all four ops pass gradients to the image.
+by :mod:`degkit.ops.fields`, on the image's device (no copy through the host),
+so it never depends on batch size, batch position or device: the integer
+draws, Poisson counts and salt-and-pepper masks are the same bits on the CPU
+and on CUDA, and Gaussian fields agree to float32 rounding. Outputs are
+clamped to ``[0, 1]``; all four ops pass gradients to the image.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
+from collections.abc import Callable
 from typing import ClassVar
 
-import numpy as np
 import torch
 from kornia.color import rgb_to_grayscale
-from scipy import special
 
 from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_range, register
+from degkit.ops.fields import field_draws, field_keys, field_normals, field_uniforms
 from degkit.ops.labels import CaptionType, FlatColumn, field_value
+from degkit.ops.poisson_inversion import poisson_counts
 from degkit.ops.quantize import to_uint8
-from degkit.ops.threads import map_in_threads
-from degkit.rng import BatchStreams, field_generator
+from degkit.rng import BatchStreams
 
 __all__ = [
     "GaussianNoise",
@@ -57,7 +57,6 @@ __all__ = [
     "correlation_mixing",
     "gaussian_fields",
     "poisson_fields",
-    "poisson_by_inversion",
 ]
 
 """``param_limits`` entry of a recorded field seed (any signed 64-bit integer)."""
@@ -68,139 +67,126 @@ def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
 
 
-def correlation_mixing(rng: np.random.Generator, channels: int) -> np.ndarray:
-    """A random ``C x C`` matrix ``M`` making ``M z`` channel-correlated (BSRGAN's rule).
+def _orthonormal_columns(a: torch.Tensor) -> torch.Tensor:
+    """Gram-Schmidt on the columns of each ``C x C`` matrix (float64): ``Q`` of ``A = QR``
+    with a positive diagonal in ``R``, the same on every device."""
+    columns: list[torch.Tensor] = []
+    for j in range(a.shape[-1]):
+        v = a[..., j]
+        for q in columns:
+            v = v - (q * v).sum(-1, keepdim=True) * q
+        columns.append(v / v.norm(dim=-1, keepdim=True))
+    return torch.stack(columns, dim=-1)
+
+
+def correlation_mixing(seeds: torch.Tensor, channels: int, device: torch.device) -> torch.Tensor:
+    """``N x C x C`` float32 matrices ``M`` making ``M z`` channel-correlated (BSRGAN's rule).
 
     The covariance is ``U^T D U`` with ``D = diag(U(0, 1)^C)`` and ``U`` the
-    orthogonal factor of a uniform random matrix, so ``M = U^T sqrt(D)``.
+    orthogonal factor of a ``C x C`` matrix of ``U(0, 1)`` entries, so
+    ``M = U^T sqrt(D)``. The ``C + C * C`` uniforms come from the field seed's
+    key after one more mixing step (a stream apart from the field's).
     """
-    eigen = rng.random(channels)
-    orthogonal, _ = np.linalg.qr(rng.random((channels, channels)))
-    return orthogonal.T @ np.diag(np.sqrt(eigen))
+    uniforms = field_uniforms(
+        field_keys(field_keys(seeds, device), device), channels * (channels + 1)
+    )
+    eigen, square = uniforms[:, :channels], uniforms[:, channels:].view(-1, channels, channels)
+    orthogonal = _orthonormal_columns(square)
+    return (orthogonal.transpose(1, 2) * eigen.sqrt().unsqueeze(1)).float()
+
+
+def _gray_and_colour(
+    gray: torch.Tensor,
+    shape: tuple[int, int, int, int],
+    device: torch.device,
+    make: Callable[[torch.Tensor | None, bool], torch.Tensor],
+) -> torch.Tensor:
+    """Fields of a batch whose samples are gray (one plane) or colour (``C`` planes).
+
+    ``make(positions, is_gray)`` returns the fields of the samples at
+    ``positions`` (None: the whole batch), ``1`` or ``C`` planes each; gray
+    samples get their plane repeated over the channels.
+    """
+    n, c, h, w = shape
+    groups = [(torch.nonzero(gray == flag).squeeze(1), flag) for flag in (False, True)]
+    groups = [(positions, flag) for positions, flag in groups if positions.numel()]
+    if len(groups) == 1:
+        return make(None, groups[0][1]).expand(shape)
+    fields = torch.empty(shape, dtype=torch.float32, device=device)
+    for positions, flag in groups:
+        fields[positions.to(device)] = make(positions, flag)
+    return fields
 
 
 def gaussian_fields(
     seeds: torch.Tensor,
     gray: torch.Tensor,
     shape: tuple[int, int, int],
+    device: torch.device,
     correlated: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Standard normal fields, ``N x C x H x W`` float32 on the CPU, one per recorded seed.
+    """Standard normal fields, ``N x C x H x W`` float32 on ``device``, one per recorded seed.
 
-    A gray sample draws one ``H x W`` plane and repeats it over its channels; a
-    correlated one mixes its channels with :func:`correlation_mixing`, drawn
-    from the same seed after the field.
+    A gray sample's field is its first ``H x W`` normals, repeated over its
+    channels; a colour one is its first ``C x H x W``; a correlated one mixes
+    its channels with :func:`correlation_mixing`.
     """
     c, h, w = shape
-    fields = np.empty((len(seeds), c, h, w), dtype=np.float32)
-    seed_list, gray_list = seeds.tolist(), gray.tolist()
-    mixed = [False] * len(seed_list) if correlated is None else correlated.tolist()
+    n = len(seeds)
+    keys = field_keys(seeds, device)
 
-    def draw(i: int) -> None:
-        planes = 1 if gray_list[i] else c
-        rng = field_generator(seed_list[i])
-        fields[i] = rng.standard_normal((planes, h, w), dtype=np.float32)
-        if mixed[i] and not gray_list[i]:
-            mixing = correlation_mixing(rng, c).astype(np.float32)
-            fields[i] = np.tensordot(mixing, fields[i], axes=1)
+    def normals(positions: torch.Tensor | None, is_gray: bool) -> torch.Tensor:
+        planes = 1 if is_gray else c
+        chosen = keys if positions is None else keys[positions.to(device)]
+        return field_normals(chosen, planes * h * w).reshape(-1, planes, h, w)
 
-    map_in_threads(draw, range(len(seed_list)))
-    return torch.from_numpy(fields)
+    fields = _gray_and_colour(gray, (n, c, h, w), device, normals)
+    if correlated is not None and bool(correlated.any()):
+        mixed = torch.einsum("nij,njhw->nihw", correlation_mixing(seeds, c, device), fields)
+        fields = torch.where(correlated.to(device).view(n, 1, 1, 1), mixed, fields)
+    return fields
 
 
 @functools.cache
-def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray]:
-    """CDF and guide tables of ``Poisson(level / 255 * vals)`` for the 256 8-bit levels.
-
-    Row ``l`` of the CDF (``256 x K``) holds ``P(X <= k)``, its last entry set
-    to 1 (the tail cut off is below 1e-30). ``[0, 1)`` is cut into ``B``
-    equal buckets, ``B`` a power of two (so ``u * B`` is exact) of at least
-    ``4 K``. Guide entry ``(l, j)`` is the first ``k`` whose CDF exceeds
-    ``j / B``, stored as ``-1 - k`` when the next bucket's first ``k`` differs
-    (a CDF step may fall inside bucket ``j``, so ``u`` must be compared).
-    """
-    rates = np.arange(256) / 255.0 * vals
-    size = int(vals + 12 * math.sqrt(vals) + 30)
-    cdf = special.pdtr(np.arange(size)[None, :], rates[:, None])  # Poisson CDF
-    cdf[:, -1] = 1.0
-    buckets = 4 << (size - 1).bit_length()
-    # first[l, j] = #{k : cdf[l, k] <= j / B}, and cdf <= j / B iff ceil(cdf * B) <= j
-    # (exact: B is a power of two): count each row's ceilings, then accumulate.
-    steps = np.ceil(cdf * buckets).astype(np.intp) + (buckets + 1) * np.arange(256)[:, None]
-    first = np.bincount(steps.ravel(), minlength=256 * (buckets + 1))
-    first = np.minimum(first.reshape(256, buckets + 1).cumsum(axis=1), size - 1)
-    mixed = np.zeros(first.shape, dtype=bool)
-    mixed[:, :-1] = first[:, 1:] > first[:, :-1]
-    return cdf, np.where(mixed, -1 - first, first).astype(np.int16)
+def _level_values(device: torch.device) -> torch.Tensor:
+    """``level / 255`` in float32 for the 256 8-bit levels (divided once, on the CPU:
+    CUDA divides by a number through its reciprocal, one ulp off)."""
+    return (torch.arange(256, dtype=torch.float32) / 255.0).to(device)
 
 
-def poisson_by_inversion(levels: np.ndarray, uniforms: np.ndarray, vals: int) -> np.ndarray:
-    """Poisson counts of rate ``levels / 255 * vals``, by inverting the CDF at ``uniforms``.
-
-    ``levels`` are uint8, ``uniforms`` in ``[0, 1)`` of the same shape; the count
-    is the smallest ``k`` with ``P(X <= k) > u`` (SciPy's ``poisson.ppf(u)``).
-    A uniform's guide entry is its count unless a CDF step falls inside its
-    bucket (a few percent); those are compared with the CDF, most settle in
-    one step, and the rest (tail buckets span many counts) are found by
-    bisection up to the next bucket's first count.
-    """
-    cdf, guide = _poisson_tables(vals)
-    size, span = cdf.shape[1], guide.shape[1]
-    flat_cdf, flat_guide = cdf.ravel(), guide.ravel()
-    u = uniforms.ravel()
-    level = levels.ravel().astype(np.intp)
-    guide_at = level * span + (u * (span - 1)).astype(np.intp)
-    counts = flat_guide[guide_at].astype(np.intp)
-    mixed = np.flatnonzero(counts < 0)
-    u_mixed, rows = u[mixed], level[mixed] * size
-    k = -1 - counts[mixed]
-    k += flat_cdf[rows + k] <= u_mixed
-    behind = np.flatnonzero(flat_cdf[rows + k] <= u_mixed)
-    if behind.size:
-        upper = flat_guide[guide_at[mixed[behind]] + 1].astype(np.intp)
-        low, high = k[behind] + 1, np.where(upper < 0, -1 - upper, upper)
-        u_behind, rows_behind = u_mixed[behind], rows[behind]
-        while (open_ := low < high).any():
-            middle = (low + high) // 2
-            right = flat_cdf[rows_behind + middle] <= u_behind
-            low = np.where(open_ & right, middle + 1, low)
-            high = np.where(open_ & ~right, middle, high)
-        k[behind] = low
-    counts[mixed] = k
-    return counts.reshape(levels.shape)
+def _poisson_planes(x: torch.Tensor, seeds: torch.Tensor, is_gray: bool) -> torch.Tensor:
+    """Poisson fields at scale 1 of samples that are all gray (one plane) or all colour."""
+    n = x.shape[0]
+    device = x.device
+    levels = to_uint8(rgb_to_grayscale(x) if is_gray else x)
+    present = torch.zeros(n, 256, dtype=torch.int32, device=device)
+    present.scatter_(1, levels.view(n, -1).long(), 1)
+    distinct = present.sum(1, keepdim=True)
+    # ceil(log2(distinct)) for 1..256, counted exactly: how many of 1, 2, 4, ..., 128 are exceeded
+    exponents = (distinct > 2 ** torch.arange(8, device=device)).sum(1).view(n, 1, 1, 1)
+    draws = field_draws(field_keys(seeds, device), levels[0].numel()).view(levels.shape)
+    counts = poisson_counts(levels, draws, exponents.expand_as(levels))
+    vals = torch.pow(2, exponents).float()  # a power of two: counts / vals is exact
+    values = _level_values(device).index_select(0, levels.view(-1).int()).view(levels.shape)
+    return counts.float().div_(vals).sub_(values)
 
 
 def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
-    """Real-ESRGAN Poisson noise at scale 1, ``N x C x H x W`` float32 on the CPU.
+    """Real-ESRGAN Poisson noise at scale 1, ``N x C x H x W`` float32 on ``x``'s device.
 
-    Computed from the image copied to the CPU, so the field is the same on any
-    device. The 8-bit levels (luma for gray samples) are rounded for the whole
-    batch at once; then each sample counts its levels, draws its uniforms from
-    its own generator and inverts them, spread over :func:`map_in_threads`
-    (NumPy only, so the threads run in parallel).
+    ``q`` is the image rounded to 8 bits (BT.601 luma for gray samples);
+    ``vals = 2 ** ceil(log2(distinct levels of q))`` per sample; the field is
+    ``Poisson(q * vals) / vals - q`` with one 32-bit draw per pixel of ``q``
+    (a gray sample draws one plane and repeats it over its channels).
     """
-    x_cpu = x.detach().to("cpu", torch.float32)
-    n, c, h, w = x_cpu.shape
-    seed_list, gray_list = seeds.tolist(), gray.tolist()
-    levels = list(to_uint8(x_cpu).numpy())
-    gray_rows = [i for i in range(n) if gray_list[i]]
-    if gray_rows:
-        luma = to_uint8(rgb_to_grayscale(x_cpu[gray_rows])).numpy()
-        for i, plane in zip(gray_rows, luma, strict=True):
-            levels[i] = plane
-    fields = np.empty((n, c, h, w), dtype=np.float32)
+    x = x.detach().float()
 
-    def draw(i: int) -> None:
-        level = levels[i]
-        distinct = np.count_nonzero(np.bincount(level.ravel(), minlength=256))
-        vals = 2 ** math.ceil(math.log2(distinct))
-        counts = poisson_by_inversion(
-            level, field_generator(seed_list[i]).random(level.shape), vals
-        )
-        fields[i] = counts / vals - level / 255.0
+    def planes(positions: torch.Tensor | None, is_gray: bool) -> torch.Tensor:
+        if positions is None:
+            return _poisson_planes(x, seeds, is_gray)
+        return _poisson_planes(x[positions.to(x.device)], seeds[positions], is_gray)
 
-    map_in_threads(draw, range(n))
-    return torch.from_numpy(fields)
+    return _gray_and_colour(gray, tuple(x.shape), x.device, planes)
 
 
 NOISE_KINDS = ("gaussian", "poisson", "speckle", "salt_pepper")
@@ -326,7 +312,7 @@ class GaussianNoise(_FieldNoise):
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         shape = tuple(x.shape[1:])
         correlated = params.get("correlated")
-        field = gaussian_fields(params["seed"], params["gray"], shape, correlated).to(x.device)
+        field = gaussian_fields(params["seed"], params["gray"], shape, x.device, correlated)
         return (x + field * _per_sample(params["sigma"] / 255.0, x)).clamp(0.0, 1.0)
 
 
@@ -346,7 +332,7 @@ class PoissonNoise(_FieldNoise):
     gray_prob: float = 0.4
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        field = poisson_fields(x, params["seed"], params["gray"]).to(x.device)
+        field = poisson_fields(x, params["seed"], params["gray"])
         return (x + field * _per_sample(params["scale"], x)).clamp(0.0, 1.0)
 
 
@@ -368,7 +354,7 @@ class SpeckleNoise(_FieldNoise):
     gray_prob: float = 0.4
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        field = gaussian_fields(params["seed"], params["gray"], tuple(x.shape[1:])).to(x.device)
+        field = gaussian_fields(params["seed"], params["gray"], tuple(x.shape[1:]), x.device)
         return (x + x * field * _per_sample(params["sigma"], x)).clamp(0.0, 1.0)
 
 
@@ -403,9 +389,8 @@ class SaltPepperNoise(Op):
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         n, _, h, w = x.shape
         # One uniform per pixel: below amount * salt_ratio -> salt, below amount -> pepper.
-        u = np.stack([field_generator(s).random((1, h, w)) for s in params["seed"].tolist()])
-        u = torch.from_numpy(u)
-        amount = params["amount"].double().view(n, 1, 1, 1)
-        salt = (u < amount * params["salt_ratio"].double().view(n, 1, 1, 1)).to(x.device)
-        pepper = (u < amount).to(x.device) & ~salt
+        u = field_uniforms(field_keys(params["seed"], x.device), h * w).view(n, 1, h, w)
+        amount = _per_sample(params["amount"], u)
+        salt = u < amount * _per_sample(params["salt_ratio"], u)
+        pepper = (u < amount) & ~salt
         return x.masked_fill(salt, 1.0).masked_fill(pepper, 0.0)
