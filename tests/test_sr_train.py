@@ -122,6 +122,22 @@ def test_a_run_is_the_same_whatever_the_workers_and_the_image_cache(tiny_dataset
         assert all(torch.equal(run[k], runs[0][k]) for k in run)
 
 
+def test_degrading_whole_batches_in_the_step_gives_the_loaders_run(tiny_dataset, tmp_path):
+    """On the fly, a batch degraded at once on the device has each sample's records and
+    LR bytes, so the two placements train the same weights (on the CPU)."""
+    options = dict(recipe="deplsr", steps=2, batch_size=3, save_every=2)
+    runs = {}
+    for degrade_on in ("loader", "device"):
+        result = train_sr(
+            _config(tiny_dataset, tmp_path / degrade_on, degrade_on=degrade_on, **options)
+        )
+        assert result.summary["degraded_on"] == degrade_on
+        runs[degrade_on] = load_file(str(result.checkpoint))
+    loader, device = runs["loader"], runs["device"]
+    assert loader.keys() == device.keys()
+    assert all(torch.equal(loader[k], device[k]) for k in loader)
+
+
 def test_checkpoint_holds_weights_ema_and_config_and_the_trunk_loads_in_spandrel(
     tiny_dataset, tmp_path
 ):
@@ -247,6 +263,7 @@ def test_cli_choices_match_the_registries():
     assert list(sr_commands.BACKBONES) == available_backbones()
     assert sr_commands.PRIORS == PRIOR_CHOICES
     assert sr_commands.CACHE_MB == DEFAULT_CACHE_MB
+    assert sr_commands.DEGRADE_ON == sr_train.DEGRADE_ON
 
 
 def test_cli_help_explains_the_image_cache(capsys):
@@ -263,3 +280,11 @@ def test_a_cuda_run_uses_bf16_autocast_and_keeps_fp32_weights(tiny_dataset, tmp_
     result = train_sr(_config(tiny_dataset, tmp_path / "cuda", backbone="dat_tiny", **options))
     assert all(p.dtype == torch.float32 and p.is_cuda for p in result.model.parameters())
     assert 0 < result.validation[-1]["psnr_y"] < 100
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_run_degrades_on_the_fly_batches_on_the_device(tiny_dataset, tmp_path):
+    options = dict(device="cuda", recipe="deplsr", steps=2, batch_size=3, save_every=2)
+    result = train_sr(_config(tiny_dataset, tmp_path / "cuda-otf", **options))
+    assert result.summary["degraded_on"] == "device"
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())

@@ -11,6 +11,7 @@ __all__ = ["register", "run_train_sr"]
 BACKBONES = ("compact", "compact_tiny", "dat", "dat_light", "dat_s", "dat_tiny")
 PRIORS = ("bare", "none", "deplsr", "regressor", "oracle-text", "oracle-params")
 CACHE_MB = 1024
+DEGRADE_ON = ("auto", "loader", "device")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -103,6 +104,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "process; workers share them) when they fit in this many MiB, instead of decoding "
         f"the stored PNGs at every read; 0: no cache (default {CACHE_MB}); results do not "
         "depend on it",
+    )
+    p.add_argument(
+        "--degrade-on",
+        default="auto",
+        choices=DEGRADE_ON,
+        help="with --recipe, where patches are degraded: loader (one sample at a time in the "
+        "DataLoader, on the CPU), device (a whole batch at once on --device, in the step) or "
+        "auto (device on CUDA, else loader; default); on the CPU results do not depend on it",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

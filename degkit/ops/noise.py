@@ -154,14 +154,27 @@ def _level_values(device: torch.device) -> torch.Tensor:
     return (torch.arange(256, dtype=torch.float32) / 255.0).to(device)
 
 
+def _distinct_levels(levels: torch.Tensor) -> torch.Tensor:
+    """``N x 1``: how many distinct values each row of ``N x M`` uint8 levels holds.
+
+    ``bincount`` on the CPU (fast there); elsewhere a ``scatter`` (CUDA's
+    ``bincount`` reads the input's range back to the host).
+    """
+    n = levels.shape[0]
+    if levels.device.type == "cpu":
+        offsets = torch.arange(n, dtype=torch.int32).mul_(256).unsqueeze(1)
+        counts = torch.bincount(levels.int().add_(offsets).view(-1), minlength=256 * n)
+        return counts.view(n, 256).gt(0).sum(1, keepdim=True)
+    present = torch.zeros(n, 256, dtype=torch.int32, device=levels.device)
+    return present.scatter_(1, levels.long(), 1).sum(1, keepdim=True)
+
+
 def _poisson_planes(x: torch.Tensor, seeds: torch.Tensor, is_gray: bool) -> torch.Tensor:
     """Poisson fields at scale 1 of samples that are all gray (one plane) or all colour."""
     n = x.shape[0]
     device = x.device
     levels = to_uint8(rgb_to_grayscale(x) if is_gray else x)
-    present = torch.zeros(n, 256, dtype=torch.int32, device=device)
-    present.scatter_(1, levels.view(n, -1).long(), 1)
-    distinct = present.sum(1, keepdim=True)
+    distinct = _distinct_levels(levels.view(n, -1))
     # ceil(log2(distinct)) for 1..256, counted exactly: how many of 1, 2, 4, ..., 128 are exceeded
     exponents = (distinct > 2 ** torch.arange(8, device=device)).sum(1).view(n, 1, 1, 1)
     draws = field_draws(field_keys(seeds, device), levels[0].numel()).view(levels.shape)

@@ -11,7 +11,7 @@ row ``r = 256 e + level`` holds ``c_k = ceil(P(X <= k) * 2**32)`` (then
 Two ways to find the count give the same integers: on CUDA one
 ``searchsorted`` over all rows at once (each row shifted by ``r * 2**33``, so
 the rows form one increasing int64 array); on the CPU a guide table answers
-most draws in one lookup (``2**11`` buckets of ``u`` per row, a bucket's entry
+most draws in one lookup (``2**12`` buckets of ``u`` per row, a bucket's entry
 is its count unless some ``c_k`` falls inside it) and only the few draws in
 such buckets are searched.
 """
@@ -28,7 +28,7 @@ from scipy import special
 __all__ = ["poisson_counts"]
 
 _EXPONENTS = 9
-_GUIDE_BITS = 11  # buckets per row; at least 4 times the longest row (478 entries)
+_GUIDE_BITS = 12  # buckets per row; about 8 times the longest row (478 entries)
 
 
 @functools.cache
@@ -57,8 +57,8 @@ def _search_table(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.cache
 def _guide_table() -> torch.Tensor:
-    """``rows x 2**11`` int16 (flat, CPU): bucket ``j`` covers draws
-    ``[j * 2**21, (j + 1) * 2**21)``; its entry is the count of every draw in
+    """``rows x 2**12`` int16 (flat, CPU): bucket ``j`` covers draws
+    ``[j * 2**20, (j + 1) * 2**20)``; its entry is the count of every draw in
     it, or ``-1 - count`` of its first draw when some ``c_k`` falls inside it."""
     width = 1 << (32 - _GUIDE_BITS)
     starts = np.arange(1 << _GUIDE_BITS, dtype=np.int64) * width

@@ -9,7 +9,11 @@ part are trained; frozen estimators stay frozen.
 **Pairs** (:mod:`degkit.train.sr_data`): by default the dataset's own LR/HR
 pairs (:class:`~degkit.train.sr_data.PairedPatches`); with ``recipe`` the HR
 crops of the dataset degraded afresh for every sample by that recipe, at its
-scale (:class:`~degkit.train.sr_data.OnTheFlyPairs`, records kept). Step ``s``
+scale (:class:`~degkit.train.sr_data.OnTheFlyPairs`, records kept): one sample at
+a time in the DataLoader (``degrade_on="loader"``, the default on the CPU), or
+a whole batch at once on the training device inside the step
+(``degrade_on="device"``, the default on CUDA; the same records, and on the
+CPU the same LR bytes). Step ``s``
 reads batch ``s`` of :class:`~degkit.train.sr_data.StepBatchSampler`: random
 aligned patches with one of the eight flips / 90-degree rotations, fresh every
 epoch, drawn from ``(seed, sample id)`` alone, so the run does not depend on
@@ -110,10 +114,12 @@ from degkit.train.sr_data import (
     StepBatchSampler,
     WholePairs,
     collate_pairs,
+    collate_patches,
+    degrade_batch,
 )
 from degkit.train.steps import bf16_autocast, run_steps
 
-__all__ = ["PRIOR_CHOICES", "TARGETS", "SRTrainConfig", "SRTrainResult", "train_sr"]
+__all__ = ["DEGRADE_ON", "PRIOR_CHOICES", "TARGETS", "SRTrainConfig", "SRTrainResult", "train_sr"]
 
 CHECKPOINT = "last.safetensors"
 TRUNK = "trunk.safetensors"
@@ -121,6 +127,7 @@ VALIDATION = "val.jsonl"
 SUMMARY = "train.json"
 PRIOR_CHOICES = ("bare", *PRIORS)
 TARGETS = ("hr", "usm")
+DEGRADE_ON = ("auto", "loader", "device")
 BETAS = (0.9, 0.99)
 DEFAULT_PRIOR_DIM = 512
 EMA_UPDATES = "ema_updates"
@@ -160,6 +167,7 @@ class SRTrainConfig:
     split: str = "train"
     workers: int = 0
     cache_mb: float = DEFAULT_CACHE_MB
+    degrade_on: str = "auto"
     resume: bool = False
     progress: bool = True
 
@@ -178,6 +186,8 @@ class SRTrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.workers < 0:
             raise ValueError("--workers must be >= 0")
+        if self.degrade_on not in DEGRADE_ON:
+            raise ValueError(f"--degrade-on {self.degrade_on!r}: choose one of {list(DEGRADE_ON)}")
         if self.cache_mb < 0:
             raise ValueError(f"--cache-mb must be >= 0 (0: no cache), got {self.cache_mb}")
         if not self.lr > 0:
@@ -264,7 +274,7 @@ def _model_config(cfg: SRTrainConfig, scale: int, prior: Prior | None) -> dict[s
 def _provenance(
     cfg: SRTrainConfig, summary: dict[str, Any], recipe: recipes.Recipe | None, world: World
 ) -> dict[str, Any]:
-    skip = ("data", "out", "resume", "progress", "device", "workers", "cache_mb")
+    skip = ("data", "out", "resume", "progress", "device", "workers", "cache_mb", "degrade_on")
     train = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in dataclasses.asdict(cfg).items()
@@ -285,6 +295,11 @@ def _provenance(
         },
         "train": train,
     }
+
+
+def _degrades_on_device(degrade_on: str, device: torch.device) -> bool:
+    """Whether on-the-fly batches are degraded on the training device (``auto``: on CUDA)."""
+    return degrade_on == "device" or (degrade_on == "auto" and device.type == "cuda")
 
 
 def _images(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -418,9 +433,16 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
             _say(f"resuming at step {start} of {cfg.steps}")
     update_ema = ema_updater(ema, trained, cfg.ema) if ema is not None else None
 
+    on_device = recipe is not None and _degrades_on_device(cfg.degrade_on, device)
     if recipe:
         pairs = OnTheFlyPairs(
-            cfg.data, recipe, cfg.patch, cfg.seed, cfg.split, cache_mb=cfg.cache_mb
+            cfg.data,
+            recipe,
+            cfg.patch,
+            cfg.seed,
+            cfg.split,
+            cache_mb=cfg.cache_mb,
+            degrade=not on_device,
         )
         estimates = None  # per sample, on its own LR patch
     else:
@@ -441,7 +463,7 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         pairs,
         batch_sampler=sampler,
         num_workers=cfg.workers,
-        collate_fn=collate_pairs,
+        collate_fn=collate_patches if on_device else collate_pairs,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),
     )
@@ -463,6 +485,8 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
         began = time.perf_counter()
         batch = next(batches)
         fetched = time.perf_counter()
+        if on_device:
+            batch = degrade_batch(batch, pairs, device)
         lr, hr = _images(batch, device)
         target = _sharpen(hr) if cfg.target == "usm" else hr
         rate = multistep_lr_at(s, cfg.steps, cfg.lr, cfg.milestones, cfg.gamma)
@@ -496,6 +520,7 @@ def train_sr(cfg: SRTrainConfig) -> SRTrainResult:
             "workers": cfg.workers,
             "images_in_memory": pairs.in_memory,
             "device": str(device),
+            "degraded_on": ("device" if on_device else "loader") if recipe else None,
             "world_size": world.size,
         }
 

@@ -4,7 +4,10 @@ Two kinds of pairs, with the same sample layout:
 
 * :class:`PairedPatches`: the dataset's own HR/LR pairs (degraded once, at build time);
 * :class:`OnTheFlyPairs`: the dataset's HR crops degraded afresh with a recipe
-  every epoch (any recipe: a cheap ``bicubic`` build is enough to hold the HR crops).
+  every epoch (any recipe: a cheap ``bicubic`` build is enough to hold the HR crops),
+  one sample at a time as it is read (DataLoader workers, on the CPU), or with
+  ``degrade=False`` a whole batch at once on the training device
+  (:func:`degrade_batch`; on the CPU the same LR bytes either way).
 
 **Sample ids.** :class:`EpochSampler` yields ``id = epoch * N + row`` (``N`` rows
 in the split), in the row-group-shuffled order of
@@ -51,6 +54,8 @@ from torch.utils.data import Dataset, Sampler
 from degkit import captions as captions_module
 from degkit.data.loaders import RowGroupShuffleSampler, ShardDataset, in_memory_if_fits, split_files
 from degkit.models.estimator import levels_from_flat
+from degkit.ops.base import Record
+from degkit.pipeline import PipelineResult
 from degkit.recipes import Recipe
 
 __all__ = [
@@ -58,6 +63,8 @@ __all__ = [
     "EpochSampler",
     "EvalSampler",
     "OnTheFlyPairs",
+    "collate_patches",
+    "degrade_batch",
     "PairedPatches",
     "StepBatchSampler",
     "WholePairs",
@@ -280,6 +287,9 @@ class OnTheFlyPairs(_Pairs):
         augment: draw one of the eight flips / rotations per sample.
         cache_mb: decode the split's images once and keep them in memory when they
             fit in this many MiB (0: decode the stored PNGs on every read).
+        degrade: degrade each sample as it is read; False leaves the HR patch for
+            :func:`degrade_batch` to degrade a whole batch at once on the training
+            device (the same records, and on the CPU the same LR).
     """
 
     def __init__(
@@ -291,10 +301,12 @@ class OnTheFlyPairs(_Pairs):
         split: str = "train",
         augment: bool = True,
         cache_mb: float = DEFAULT_CACHE_MB,
+        degrade: bool = True,
     ) -> None:
         super().__init__(folder, split, lr_patch, seed, augment, False, cache_mb)
         self.recipe = recipe
         self.scale = recipe.scale
+        self.degrade = degrade
 
     def __getitem__(self, sample_id: int) -> dict[str, Any]:
         row = self._row(sample_id)
@@ -305,11 +317,27 @@ class OnTheFlyPairs(_Pairs):
         )
         p, s = self.lr_patch, self.scale
         hr = dihedral(hr[:, top * s : (top + p) * s, left * s : (left + p) * s], hflip, turns)
-        result = self.recipe.pipeline(
-            hr[None].float().div(255.0), seed=self.seed, indices=[sample_id], scale=self.scale
+        if not self.degrade:
+            return {"id": sample_id, "row": row, "hr": hr}
+        result = self.degrade_patches(hr[None], [sample_id])
+        return self.labelled(sample_id, row, hr, result.lr[0], result.records[0])
+
+    def degrade_patches(self, hr: torch.Tensor, ids: Sequence[int]) -> PipelineResult:
+        """Degrade uint8 HR patches (``N x 3 x H x W``, on any device) as samples ``ids``."""
+        return self.recipe.pipeline(
+            hr.float().div(255.0), seed=self.seed, indices=list(ids), scale=self.scale
         )
-        lr = result.lr[0].clamp(0, 1).mul(255).round().to(torch.uint8)
-        records = result.records[0]
+
+    def labelled(
+        self,
+        sample_id: int,
+        row: dict[str, Any],
+        hr: torch.Tensor,
+        lr: torch.Tensor,
+        records: list[Record],
+    ) -> dict[str, Any]:
+        """One sample: the LR rounded to uint8, with its records, captions and levels."""
+        lr = lr.clamp(0, 1).mul(255).round().to(torch.uint8)
         hr_size = (hr.shape[-2], hr.shape[-1])
         row = {
             **row,
@@ -317,6 +345,30 @@ class OnTheFlyPairs(_Pairs):
             "fine_captions": captions_module.fine_captions(records, hr_size),
         }
         return _sample(sample_id, row, lr, hr, captions_module.flat_columns(records, hr_size))
+
+
+def degrade_batch(
+    patches: Sequence[dict[str, Any]], pairs: OnTheFlyPairs, device: torch.device
+) -> dict[str, Any]:
+    """Collate HR patches read with ``degrade=False`` and degrade them on ``device`` in one
+    pipeline call; the batch has :func:`collate_pairs`' layout, its images on ``device``."""
+    hr = torch.stack([patch["hr"] for patch in patches]).to(device, non_blocking=True)
+    ids = [patch["id"] for patch in patches]
+    result = pairs.degrade_patches(hr, ids)
+    return collate_pairs(
+        [
+            pairs.labelled(i, patch["row"], h, lr, records)
+            for i, patch, h, lr, records in zip(
+                ids, patches, hr, result.lr, result.records, strict=True
+            )
+        ]
+    )
+
+
+def collate_patches(patches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The DataLoader's collate for ``degrade=False``: the patches as they are, for
+    :func:`degrade_batch`."""
+    return list(patches)
 
 
 def collate_pairs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
