@@ -11,6 +11,13 @@ run in the same process on the same crops:
 * Kornia: batched, per-sample sigma and quality, one kernel size per batch,
   ``jpeg_codec_differentiable``.
 
+With ``--basicsr-src`` (BasicSR's source archive, see ``basicsr_realesrgan.py``)
+it also times the whole Real-ESRGAN x4 degradation, 256 x 256 -> 64 x 64:
+degkit's ``realesrgan`` recipe (per-sample scales, records) against BasicSR's
+own functions run as Real-ESRGAN's training step runs them (one resize scale
+per batch), with the per-sample kernels its dataset draws on the CPU counted
+or not.
+
 Medians over repeats. Usage::
 
     python benchmarks/ops_throughput.py --out reports/ops_throughput.md
@@ -31,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from bench_timing import interleaved_seconds
 
+from degkit import recipes
 from degkit.ops import create_op
 from degkit.rng import BatchStreams
 
@@ -139,13 +147,44 @@ def measure_batch(device: torch.device, n: int, repeats: int) -> list[str]:
     return rows
 
 
-def run(batch_sizes: list[int], repeats: int) -> list[str]:
+def measure_realesrgan(device: torch.device, n: int, repeats: int, basicsr_src: str) -> list[str]:
+    """Real-ESRGAN degradation rates: degkit's recipe beside BasicSR's functions."""
+    from basicsr_realesrgan import BasicSRRealESRGAN, load_basicsr
+
+    x = (
+        torch.from_numpy(photo_crops(n))
+        .permute(0, 3, 1, 2)
+        .float()
+        .div(255)
+        .contiguous()
+        .to(device)
+    )
+    pipeline = recipes.load("realesrgan").pipeline
+    basicsr = BasicSRRealESRGAN(load_basicsr(basicsr_src), device)
+    kernels = basicsr.kernels(n)
+    runs = {
+        "degkit realesrgan recipe": lambda: pipeline(x, 0, range(n), 4),
+        "BasicSR, kernels drawn beforehand": lambda: basicsr(x, kernels),
+        "BasicSR, kernels drawn per batch": lambda: basicsr(x, basicsr.kernels(n)),
+    }
+    wait = torch.cuda.synchronize if device.type == "cuda" else None
+    rates = {name: n / s for name, s in interleaved_seconds(runs, repeats, wait).items()}
+    base = rates["degkit realesrgan recipe"]
+    return [
+        f"| realesrgan | {name} | {device.type} | {n} | {rate:,.0f} | {base / rate:.2f}x |"
+        for name, rate in rates.items()
+    ]
+
+
+def run(batch_sizes: list[int], repeats: int, basicsr_src: str | None = None) -> list[str]:
     """Run every measurement; print and return markdown table rows."""
     rows = []
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
         for n in batch_sizes:
             batch_rows = measure_batch(device, n, repeats)
+            if basicsr_src:
+                batch_rows += measure_realesrgan(device, n, repeats, basicsr_src)
             print("\n".join(batch_rows), flush=True)
             rows += batch_rows
     return rows
@@ -156,13 +195,17 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", help="write the markdown table here")
+    parser.add_argument(
+        "--basicsr-src",
+        help="BasicSR's source archive (.tar.gz or unpacked), for the Real-ESRGAN rows",
+    )
     args = parser.parse_args()
     header = [
         "| kind | implementation | device | batch | images/s | degkit / this |",
         "|---|---|---|---|---|---|",
     ]
     print("\n".join(header))
-    rows = run(args.batch_sizes, args.repeats)
+    rows = run(args.batch_sizes, args.repeats, args.basicsr_src)
     if args.out:
         machine = (
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
@@ -174,7 +217,8 @@ def main() -> None:
                 "",
                 "Command: `python benchmarks/ops_throughput.py "
                 f"--batch-sizes {' '.join(map(str, args.batch_sizes))} --repeats {args.repeats}"
-                f" --out {args.out}`",
+                + (" --basicsr-src basicsr-1.4.2.tar.gz" if args.basicsr_src else "")
+                + f" --out {args.out}`",
                 "",
                 f"Machine: {machine}; torch {torch.__version__}, kornia {kornia.__version__}, "
                 f"albumentations {A.__version__}, OpenCV {cv2.__version__}.",
@@ -188,7 +232,17 @@ def main() -> None:
                 "all alike; "
                 "including degkit's parameter sampling and records. 'degkit / this' is the "
                 "degkit codec-JPEG chain's rate divided by the row's rate (same device, batch). "
-                "Op rows: one degkit op at the size it sees in the chain.",
+                "Op rows: one degkit op at the size it sees in the chain."
+                + (
+                    " Realesrgan rows: the whole Real-ESRGAN x4 degradation, 256 x 256 -> 64 x 64; "
+                    "degkit's recipe (every sample its own resize scale, mode, kernel and noise; "
+                    "libjpeg; records kept) against BasicSR 1.4.2's own functions in the order of "
+                    "Real-ESRGAN's training step (one resize scale and mode per batch; DiffJPEG), "
+                    "its per-sample kernels drawn on the CPU as its dataset does, outside the "
+                    "timing or inside it; 'degkit / this' relative to degkit's recipe."
+                    if args.basicsr_src
+                    else ""
+                ),
                 "",
                 *header,
                 *rows,
