@@ -17,12 +17,14 @@ from PIL import Image
 
 from degkit import recipes
 from degkit.cli import main
+from degkit.data import build as build_module
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.data.prepare import CropPlan, decode_rgb8
 from degkit.data.rows import chunk_tasks
 from degkit.data.sources import HELDOUT_PHOTOS, embedded_images
 from degkit.data.state import STATE_DIR
 from degkit.data.work import ImageTask
+from degkit.pipeline import Pipeline
 from degkit.rng import STREAM_VERSION
 from degkit.train.data import dataset_summary
 
@@ -172,6 +174,25 @@ def test_same_seed_same_bytes_for_any_batch_size_workers_and_shard_split(corpus,
         assert (root / "jobs" / name).read_text().replace("/jobs", "/reference") == (
             reference / name
         ).read_text()
+
+
+def test_a_device_build_replaying_worker_plans_writes_the_same_bytes(corpus, built, monkeypatch):
+    """The main-process path (GPU builds): workers plan records and captions, the main
+    process replays them on batches; the files equal the reference's."""
+    root, _, recipe = corpus
+    reference, _ = built
+    monkeypatch.setattr(build_module, "degrade_in_workers", lambda config: False)
+    replayed = []
+    replay = Pipeline.replay
+
+    def counted(self, hr, records, scale):
+        replayed.append(len(records))
+        return replay(self, hr, records, scale)
+
+    monkeypatch.setattr(Pipeline, "replay", counted)
+    summary = build_dataset(_config(root, recipe, "planned", batch_size=5, workers=2))
+    assert sum(replayed) == summary.rows  # every row came from a worker's plan
+    assert file_digests(root / "planned") == file_digests(reference)
 
 
 def test_resume_redoes_only_missing_or_broken_shards(corpus, built):

@@ -5,9 +5,10 @@ Source images are cut into chunks of about ``batch_size`` samples (see
 source bytes to finished rows (decode, crop, degrade, quantise the LR to 8 bits
 as ``round(255 * x)``, PNG-encode, caption), so the build scales with the
 cores. On a GPU (or with a captioner model) the workers decode, crop and encode
-HR, one source image per job, while the main process regroups them into chunks
-and degrades batches on ``--device``. The main process
-writes shards in index order either way.
+HR and plan each crop's degradation (records, captions, flat columns), one
+source image per job, while the main process regroups them into chunks,
+replays the records on whole batches on ``--device`` and encodes the LR. The
+main process writes shards in index order either way.
 
 Determinism: every sample's crop position, degradation and captions depend
 only on (seed, its global index, recipe, source image), never on batch size,
@@ -75,7 +76,9 @@ from degkit.data.rows import (
     ChunkRows,
     RowMaker,
     chunk_tasks,
+    plan_image_task,
     rows_of_chunk,
+    start_planner,
     start_worker,
     worker_chunk_rows,
 )
@@ -89,7 +92,7 @@ from degkit.data.state import (
 )
 from degkit.data.stats import DatasetStats, collect_stats, skipped_lines
 from degkit.data.validate import check_crop_fits_scale, field_name
-from degkit.data.work import ImageTask, run_image_task
+from degkit.data.work import ImageTask
 from degkit.rng import STREAM_VERSION, BatchStreams
 
 __all__ = [
@@ -396,6 +399,13 @@ def _torch_threads(workers: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def degrade_in_workers(config: BuildConfig) -> bool:
+    """Whether worker processes degrade whole chunks (CPU builds without a captioner
+    model), rather than the main process degrading batches on ``config.device``."""
+    on_cpu = torch.device(config.device).type == "cpu"
+    return config.workers > 0 and on_cpu and config.captioner is None
+
+
 def _chunk_rows(
     config: BuildConfig,
     plan: BuildPlan,
@@ -409,8 +419,7 @@ def _chunk_rows(
     samples left over twice the worker count, and at most ``batch_size``), so
     the workers finish together instead of one running a last large chunk alone.
     """
-    on_cpu = torch.device(config.device).type == "cpu"
-    workers_degrade = config.workers > 0 and on_cpu and config.captioner is None
+    workers_degrade = degrade_in_workers(config)
 
     def plan_chunks() -> Iterator[Chunk]:
         left = sum(len(s.samples) for s in pending)
@@ -447,10 +456,16 @@ def _chunk_rows(
     # Workers prepare one source image per job, so all of them stay busy however
     # few chunks there are; the main process regroups the images into chunks.
     planned = list(chunks)
+    planner_args = (config.recipe, plan.recipe.hash, plan.scale, config.seed)
     prepared = stack.enter_context(
         contextlib.closing(
             ordered_map(
-                run_image_task, (t for c in planned for t in c.tasks), config.workers, window
+                plan_image_task,
+                (t for c in planned for t in c.tasks),
+                config.workers,
+                window,
+                start_planner,
+                planner_args,
             )
         )
     )

@@ -11,8 +11,10 @@ Two ways to run chunks, with byte-identical results:
 * in worker processes (CPU builds without a captioner model): each worker
   reads, decodes, crops, degrades (one torch thread) and encodes whole chunks,
   so the build scales with the cores;
-* in the main process (GPU builds, or with a captioner model): workers only
-  read, decode, crop and encode HR; the main process degrades on the device.
+* in the main process (GPU builds, or with a captioner model): workers read,
+  decode, crop and encode HR, and plan each crop's degradation (its records,
+  captions and flat columns: :func:`plan_image_task`); the main process only
+  replays the records on whole batches on the device and encodes the LR.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from degkit import recipes
 from degkit.data.captioner import ContentCaptioner
 from degkit.data.shards import image_cell
 from degkit.data.work import ImageTask, PreparedImage, encode_png, run_image_task
+from degkit.ops.base import Record
 from degkit.ops.threads import map_in_threads
 
 __all__ = [
@@ -37,7 +40,9 @@ __all__ = [
     "ChunkRows",
     "RowMaker",
     "chunk_tasks",
+    "plan_image_task",
     "rows_of_chunk",
+    "start_planner",
     "start_worker",
     "worker_chunk_rows",
 ]
@@ -89,6 +94,21 @@ class _Sample:
     box: tuple[int, int, int, int]
     hr: np.ndarray
     hr_png: bytes
+    planned: dict[str, Any] | None = None
+
+
+def record_cells(records: list[Record], hr_size: tuple[int, int]) -> dict[str, Any]:
+    """A sample's records and the row cells made of them alone: captions, the records as
+    JSON and the flat degradation columns (``{"records": ..., "cells": {...}}``)."""
+    caps = captions_module.captions_for(records, hr_size)
+    cells = {
+        "degradation_caption": caps["degradation_caption"],
+        "fine_captions": list(caps["fine_captions"]),
+        "severity_caption": caps["severity_caption"],
+        "records": json.dumps(records, separators=(",", ":")),
+        **captions_module.flat_columns(records, hr_size),
+    }
+    return {"records": records, "cells": cells}
 
 
 class RowMaker:
@@ -111,11 +131,23 @@ class RowMaker:
         self.captioner = captioner
 
     def rows(self, batch: Sequence[_Sample]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Row values and content-caption origins (source / model / none) of a batch."""
+        """Row values and content-caption origins (source / model / none) of a batch.
+
+        Samples planned by a worker are replayed from their records (the same
+        LR as degrading them afresh); others are planned and degraded here.
+        """
         hr = torch.from_numpy(np.stack([s.hr for s in batch])).to(self.device)
         hr = hr.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-        indices = [s.index for s in batch]
-        result = self.recipe.pipeline(hr, seed=self.seed, indices=indices, scale=self.scale)
+        hr_size = (hr.shape[2], hr.shape[3])
+        pipeline = self.recipe.pipeline
+        if all(s.planned is not None for s in batch):
+            planned = [s.planned for s in batch]
+            result = pipeline.replay(hr, [p["records"] for p in planned], self.scale)
+        else:
+            result = pipeline(
+                hr, seed=self.seed, indices=[s.index for s in batch], scale=self.scale
+            )
+            planned = [record_cells(records, hr_size) for records in result.records]
         lr = result.lr if isinstance(result.lr, torch.Tensor) else torch.stack(list(result.lr))
         expected = (len(batch), 3, hr.shape[2] // self.scale, hr.shape[3] // self.scale)
         if tuple(lr.shape) != expected:
@@ -130,10 +162,7 @@ class RowMaker:
             lambda i: encode_png(np.ascontiguousarray(lr8[i]), self.png_level), range(len(batch))
         )
         rows = []
-        hr_size = (hr.shape[2], hr.shape[3])
         for i, sample in enumerate(batch):
-            records = result.records[i]
-            caps = captions_module.captions_for(records, hr_size)
             rows.append(
                 {
                     "id": f"{self.recipe.name}-s{self.seed}-{sample.index:09d}",
@@ -148,11 +177,7 @@ class RowMaker:
                     "recipe_hash": self.recipe.hash,
                     "seed": self.seed,
                     "content_caption": content[i],
-                    "degradation_caption": caps["degradation_caption"],
-                    "fine_captions": list(caps["fine_captions"]),
-                    "severity_caption": caps["severity_caption"],
-                    "records": json.dumps(records, separators=(",", ":")),
-                    **captions_module.flat_columns(records, hr_size),
+                    **planned[i]["cells"],
                 }
             )
         return rows, origins
@@ -196,18 +221,28 @@ def rows_of_chunk(
         if image.skip_reason is not None:
             out.skipped.append(_skip_entry(image))
             continue
-        for index, box, crop, png in zip(
-            image.task.indices, image.boxes, image.crops, image.pngs, strict=True
+        planned = image.planned or [None] * len(image.crops)
+        for index, box, crop, png, plan in zip(
+            image.task.indices, image.boxes, image.crops, image.pngs, planned, strict=True
         ):
             if batch and (batch[0].hr.shape != crop.shape or len(batch) >= batch_size):
                 flush()
-            batch.append(_Sample(index, image.task, box, crop, png))
+            batch.append(_Sample(index, image.task, box, crop, png, plan))
     if batch:
         flush()
     return out
 
 
 _WORKER: tuple[RowMaker, int] | None = None
+_PLANNER: tuple[recipes.Recipe, int, int] | None = None
+
+
+def _load_recipe(recipe_ref: str, recipe_hash: str) -> recipes.Recipe:
+    """The build's recipe in a worker process, checked against the hash the build planned with."""
+    recipe = recipes.load(recipe_ref)
+    if recipe.hash != recipe_hash:
+        raise RuntimeError(f"recipe {recipe_ref!r} changed while the build was starting")
+    return recipe
 
 
 def start_worker(
@@ -216,10 +251,7 @@ def start_worker(
     """Initialise a worker process that makes whole rows (one torch thread, CPU)."""
     global _WORKER
     torch.set_num_threads(1)
-    recipe = recipes.load(recipe_ref)
-    if recipe.hash != recipe_hash:
-        raise RuntimeError(f"recipe {recipe_ref!r} changed while the build was starting")
-    _WORKER = (RowMaker(recipe, scale, seed, png_level), batch_size)
+    _WORKER = (RowMaker(_load_recipe(recipe_ref, recipe_hash), scale, seed, png_level), batch_size)
 
 
 def worker_chunk_rows(chunk: Chunk) -> ChunkRows:
@@ -229,3 +261,27 @@ def worker_chunk_rows(chunk: Chunk) -> ChunkRows:
     maker, batch_size = _WORKER
     prepared = [run_image_task(task) for task in chunk.tasks]
     return rows_of_chunk(chunk.shard, prepared, maker, batch_size)
+
+
+def start_planner(recipe_ref: str, recipe_hash: str, scale: int, seed: int) -> None:
+    """Initialise a worker process that prepares and plans images for a device build."""
+    global _PLANNER
+    torch.set_num_threads(1)
+    _PLANNER = (_load_recipe(recipe_ref, recipe_hash), scale, seed)
+
+
+def plan_image_task(task: ImageTask) -> PreparedImage:
+    """Worker job of a device build: read, decode, crop and encode HR (as
+    :func:`~degkit.data.work.run_image_task`), then plan each crop's degradation
+    and make its record cells; unplanned when the process has no planner."""
+    prepared = run_image_task(task)
+    if _PLANNER is None or prepared.skip_reason is not None:
+        return prepared
+    recipe, scale, seed = _PLANNER
+    sizes = torch.tensor([crop.shape[:2] for crop in prepared.crops])
+    records = recipe.pipeline.plan(seed, task.indices, sizes, scale)
+    prepared.planned = [
+        record_cells(recs, tuple(crop.shape[:2]))
+        for recs, crop in zip(records, prepared.crops, strict=True)
+    ]
+    return prepared

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -42,6 +43,9 @@ class PreparedImage:
     boxes: list[tuple[int, int, int, int]]
     pngs: list[bytes]
     skip_reason: str | None = None
+    planned: list[dict[str, Any]] | None = None
+    """Per crop, its planned records and the row cells made of them, when a worker planned
+    them (:func:`degkit.data.rows.plan_image_task`)."""
 
 
 def encode_png(image: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
