@@ -59,15 +59,27 @@ def _search_table(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 def _guide_table() -> torch.Tensor:
     """``rows x 2**12`` int16 (flat, CPU): bucket ``j`` covers draws
     ``[j * 2**20, (j + 1) * 2**20)``; its entry is the count of every draw in
-    it, or ``-1 - count`` of its first draw when some ``c_k`` falls inside it."""
+    it, or ``-1 - count`` of its first draw when some ``c_k`` falls inside it.
+
+    The count of draw ``u`` is ``#{k : c_k <= u}``; at ``u = j * 2**20`` that
+    is ``#{k : ceil(c_k / 2**20) <= j}`` and at ``u = (j + 1) * 2**20 - 1`` it
+    is ``#{k : floor(c_k / 2**20) <= j}``: running sums of two histograms.
+    """
+    rows = _cdf_rows()
+    buckets = 1 << _GUIDE_BITS
     width = 1 << (32 - _GUIDE_BITS)
-    starts = np.arange(1 << _GUIDE_BITS, dtype=np.int64) * width
-    guide = []
-    for row in _cdf_rows():
-        first = np.searchsorted(row, starts, side="right")
-        last = np.searchsorted(row, starts + width - 1, side="right")
-        guide.append(np.where(first == last, first, -1 - first))
-    return torch.from_numpy(np.concatenate(guide).astype(np.int16))
+    cdf = np.concatenate(rows)
+    offsets = np.repeat(np.arange(len(rows)) * (buckets + 1), [len(row) for row in rows])
+
+    def counts_at(bucket_of: np.ndarray) -> np.ndarray:
+        hist = np.bincount(offsets + bucket_of, minlength=len(rows) * (buckets + 1))
+        return hist.reshape(len(rows), buckets + 1).cumsum(axis=1, dtype=np.int16)[:, :buckets]
+
+    first = counts_at(-(-cdf // width))  # ceil
+    last = counts_at(cdf // width)
+    stepped = first != last
+    np.subtract(-1, first, out=first, where=stepped)
+    return torch.from_numpy(first.ravel())
 
 
 def _counts_by_search(rows: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
