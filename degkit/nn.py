@@ -7,6 +7,11 @@ on the batch's device, with the same draws as
 indices the module numbers samples itself, continuing from call to call
 (``next_index``, saved in ``state_dict`` so a resumed run continues the
 sequence). The records of the last call are kept in ``last_records``.
+
+Under ``torch.compile`` the module runs eagerly (``torch.compiler.disable``):
+its parameters are drawn by per-sample keyed-hash streams in host Python and
+its records are Python data, which Dynamo cannot trace, so a compiled training
+step breaks its graph once at the call instead of at every op inside it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Degrade(torch.nn.Module):
         self.next_index = 0
         self.last_records: list[list[Record]] = []
 
+    @torch.compiler.disable
     def forward(self, hr: Images, indices: Sequence[int] | torch.Tensor | None = None) -> Images:
         """The LR batch of ``hr`` (``N x 3 x H x W`` in [0, 1]); records in ``last_records``."""
         n = batch_size(hr)

@@ -95,3 +95,20 @@ def test_module_passes_gradients_through_a_differentiable_op() -> None:
     assert torch.equal(lr.detach(), y)
     lr.sum().backward()
     assert hr.grad is not None and torch.isfinite(hr.grad).all() and hr.grad.abs().sum() > 0
+
+
+def test_a_compiled_step_runs_the_module_eagerly_with_one_graph_break() -> None:
+    """Dynamo cannot trace host-side draws: the module is excluded from compilation, so a
+    compiled step around it breaks its graph once and gives the eager result."""
+    import torch._dynamo as dynamo
+
+    degrade = Degrade("deplsr", seed=1)
+
+    def step(hr: torch.Tensor) -> torch.Tensor:
+        return degrade(hr * 1.0, indices=[0, 1]).mean(dim=1)
+
+    hr = torch.stack([_batch(photo_like(32, 32, i))[0] for i in range(2)])
+    explained = dynamo.explain(step)(hr)
+    assert explained.graph_break_count <= 1
+    compiled = torch.compile(step, backend="eager")(hr)
+    assert torch.equal(compiled, RECIPE.pipeline(hr, 1, [0, 1], 4).lr.mean(dim=1))
