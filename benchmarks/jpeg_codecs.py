@@ -1,16 +1,15 @@
-"""The JPEG op's device codec (torchvision.io) against libjpeg through OpenCV: agreement and speed.
+"""The tensor JPEG codec (libjpeg's lossy steps in tensor ops) against libjpeg: agreement and speed.
 
-For each quality, a batch of 256 x 256 crops of scikit-image's astronaut,
-chelsea and coffee photos goes through :func:`degkit.ops.jpeg.jpeg_device_codec`
-(``--device cuda``: nvJPEG; ``--device cpu``: torchvision's libjpeg, as a check)
-and through :func:`degkit.ops.jpeg.jpeg_codec` (libjpeg through OpenCV, the
-images on the same device, so on CUDA it includes the copies to the host and
-back) at the device codec's chroma subsampling. Agreement: PSNR between the two
-outputs (0-255), largest absolute difference in 8-bit levels and the fraction
-of pixels with any channel differing. Speed: images/s of each, medians of
-alternating rounds after a warm-up. The ``mixed`` row gives sample ``i`` quality
-``30 + i mod 66``, as the op's per-sample draws do (one encoder call per
-distinct quality). Usage::
+For each quality and chroma subsampling, a batch of 256 x 256 crops of
+scikit-image's astronaut, chelsea and coffee photos goes through
+:func:`degkit.ops.jpeg_tensor.jpeg_round_trip` on ``--device`` (the JPEG op's
+codec on CUDA) and through libjpeg(-turbo) via OpenCV on the CPU (the op's
+codec there; on CUDA its time includes copying the batch to the host and back).
+Agreement: PSNR between the two outputs (0-255), largest absolute difference in
+8-bit levels and the fraction of pixels with any channel differing. Speed:
+images/s of each, medians of alternating rounds after a warm-up. The ``mixed``
+row gives sample ``i`` quality ``30 + i mod 66``, as the op's per-sample draws
+do. Usage::
 
     python benchmarks/jpeg_codecs.py --device cuda --out reports/jpeg_codecs_cuda.md
 """
@@ -18,17 +17,17 @@ distinct quality). Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import platform
 
 import numpy as np
 import torch
-import torchvision
 from bench_timing import interleaved_seconds
 from skimage import data
 
-from degkit.ops.jpeg import DEVICE_CODEC_SUBSAMPLING, jpeg_codec, jpeg_device_codec
+from degkit.ops.jpeg import SUBSAMPLINGS, jpeg_codec
+from degkit.ops.jpeg_tensor import jpeg_round_trip
+from degkit.ops.quantize import to_uint8
 
 SIZE = 256
 
@@ -53,20 +52,24 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int, float]:
     return psnr, int(diff.abs().max()), float((diff != 0).any(dim=1).float().mean())
 
 
-def measure(x: torch.Tensor, name: str, quality: list[int], repeats: int) -> str:
+def measure(x: torch.Tensor, name: str, quality: list[int], subsampling: str, repeats: int) -> str:
     """One table row: agreement and images/s of both codecs at ``quality`` (per sample)."""
-    subsampling = DEVICE_CODEC_SUBSAMPLING[x.device.type]
+    pixels, qualities = to_uint8(x), torch.tensor(quality, device=x.device)
+
+    def libjpeg() -> torch.Tensor:
+        return jpeg_codec(x.cpu(), quality, subsampling).to(x.device)
+
     runs = {
-        "device": functools.partial(jpeg_device_codec, x, quality),
-        "libjpeg": functools.partial(jpeg_codec, x, quality, subsampling),
+        "tensor": lambda: jpeg_round_trip(pixels, qualities, subsampling).float() / 255,
+        "libjpeg": libjpeg,
     }
-    psnr, worst, differing = agreement(runs["device"](), runs["libjpeg"]())
+    psnr, worst, differing = agreement(runs["tensor"](), runs["libjpeg"]())
     sync = torch.cuda.synchronize if x.is_cuda else None
     seconds = interleaved_seconds(runs, repeats, sync)
     n = x.shape[0]
     return (
         f"| {name} | {subsampling} | {psnr:.2f} | {worst} | {differing:.4f} | "
-        f"{n / seconds['device']:,.0f} | {n / seconds['libjpeg']:,.0f} |"
+        f"{n / seconds['tensor']:,.0f} | {n / seconds['libjpeg']:,.0f} |"
     )
 
 
@@ -82,33 +85,32 @@ def main() -> None:
     x = photo_crops(args.batch).to(device)
     header = [
         "| quality | subsampling | PSNR (dB) | max diff (levels) | pixels differing "
-        "| device codec img/s | libjpeg (OpenCV) img/s |",
+        "| tensor codec img/s | libjpeg (OpenCV, CPU) img/s |",
         "|---|---|---|---|---|---|---|",
     ]
     print("\n".join(header), flush=True)
     rows = []
     qualities = {str(q): [q] * args.batch for q in args.qualities}
     qualities["mixed"] = [30 + i % 66 for i in range(args.batch)]
-    for name, quality in qualities.items():
-        rows.append(measure(x, name, quality, args.repeats))
-        print(rows[-1], flush=True)
+    for subsampling in SUBSAMPLINGS:
+        for name, quality in qualities.items():
+            rows.append(measure(x, name, quality, subsampling, args.repeats))
+            print(rows[-1], flush=True)
     if args.out:
-        codec = "nvJPEG" if device.type == "cuda" else "torchvision's libjpeg"
         machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         if device.type == "cuda":
             machine += f", {torch.cuda.get_device_name(device)}"
         text = [
-            f"# JPEG: {codec} against libjpeg (OpenCV), {args.device}",
+            f"# JPEG: the tensor codec on {args.device} against libjpeg (OpenCV)",
             "",
             f"Command: `python benchmarks/jpeg_codecs.py --device {args.device} --batch "
             f"{args.batch} --repeats {args.repeats} --out {args.out}`",
             "",
-            f"Machine: {machine}; torch {torch.__version__}, "
-            f"torchvision {torchvision.__version__}.",
+            f"Machine: {machine}; torch {torch.__version__}.",
             "",
             f"{args.batch} crops of 256 x 256; images/s = batch / median wall time of "
             f"{args.repeats} alternating rounds after a warm-up (rounding to 8 bits and "
-            "division by 255 included).",
+            "division by 255 included). PSNR inf and 0 levels: the same pixels.",
             "",
             *header,
             *rows,

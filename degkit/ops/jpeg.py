@@ -8,14 +8,12 @@ tests check it against Pillow; OpenCV is used for its lower per-image cost). Cod
 integer qualities, so the recorded quality is the one libjpeg used; it does
 not pass gradients.
 
-On CUDA, codec mode runs nvJPEG through ``torchvision.io`` (:func:`jpeg_device_codec`)
-for the samples whose ``subsampling`` is nvJPEG's: the pixels stay on the GPU, only
-the compressed bytes pass through the host (torchvision's decoder reads them from
-there). torchvision's GPU encoder always subsamples chroma 4:4:4 (it sets
-``NVJPEG_CSS_444``), so CUDA samples recorded ``4:4:4`` use it and every other
-sample runs libjpeg on the CPU as above, so each record stays what was applied.
-nvJPEG's DCT and colour conversion are not libjpeg's: its output is close to,
-not equal to, the CPU codec's (``benchmarks/jpeg_codecs.py`` measures how close).
+On any other device (CUDA), codec mode runs :func:`degkit.ops.jpeg_tensor.jpeg_round_trip`
+on the device: libjpeg's lossy steps (colour conversion, chroma subsampling,
+the ``islow`` integer DCTs, quantisation, fancy upsampling) in integer tensor
+arithmetic, the whole batch at once with each sample's quality. It gives the
+same pixels as libjpeg (the tests check it against Pillow byte for byte), so a
+codec JPEG is identical on every device, and the pixels never leave the device.
 
 ``mode="differentiable"`` runs :func:`kornia.enhance.jpeg_codec_differentiable`
 with each sample's (possibly fractional) quality in ``[1, 100]``: YCbCr, 4:2:0
@@ -51,27 +49,16 @@ import torch
 from kornia.enhance import jpeg_codec_differentiable
 
 from degkit.ops.base import Op, OpError, Params, check_range, map_groups, register
+from degkit.ops.jpeg_tensor import jpeg_round_trip
 from degkit.ops.labels import CaptionType, FlatColumn, field_value
-from degkit.ops.quantize import to_uint8
+from degkit.ops.quantize import level_values, to_uint8
 from degkit.ops.threads import map_in_threads
 from degkit.rng import BatchStreams
 
-__all__ = [
-    "DEVICE_CODEC_SUBSAMPLING",
-    "JPEG",
-    "MODES",
-    "SUBSAMPLINGS",
-    "jpeg_codec",
-    "jpeg_device_codec",
-    "jpeg_differentiable",
-]
+__all__ = ["JPEG", "MODES", "SUBSAMPLINGS", "jpeg_codec", "jpeg_differentiable"]
 
 MODES = ("codec", "differentiable")
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
-#: The chroma subsampling of torchvision's JPEG encoder by device type: nvJPEG is
-#: given ``NVJPEG_CSS_444``; libjpeg keeps ``jpeg_set_defaults``' 2 x 2 chroma.
-DEVICE_CODEC_SUBSAMPLING = {"cuda": "4:4:4", "cpu": "4:2:0"}
-
 
 _OPENCV_SAMPLING = {
     "4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
@@ -81,13 +68,18 @@ _OPENCV_SAMPLING = {
 
 
 def jpeg_codec(x: torch.Tensor, quality: list[int], subsampling: str = "4:2:0") -> torch.Tensor:
-    """Encode and decode sample ``i`` of ``x`` (N x 3 x H x W) with libjpeg at ``quality[i]``.
+    """Encode and decode sample ``i`` of ``x`` (N x 3 x H x W) as libjpeg does at ``quality[i]``.
 
-    Runs libjpeg(-turbo) through OpenCV, whose encoder settings and decoder
-    give the same bytes as Pillow's ``save(format="JPEG", quality=q,
-    subsampling=...)`` and ``Image.open`` (the tests check it against Pillow)
-    at a third of the per-image overhead.
+    On the CPU it runs libjpeg(-turbo) through OpenCV, whose encoder settings
+    and decoder give the same bytes as Pillow's ``save(format="JPEG",
+    quality=q, subsampling=...)`` and ``Image.open`` (the tests check it
+    against Pillow) at a third of the per-image overhead. On other devices it
+    runs :func:`~degkit.ops.jpeg_tensor.jpeg_round_trip` there: the same pixels.
     """
+    if x.device.type != "cpu":
+        qualities = torch.tensor(quality, dtype=torch.int32).to(x.device, non_blocking=True)
+        pixels = jpeg_round_trip(to_uint8(x.detach()), qualities, subsampling)
+        return level_values(x.device)[pixels.long()]
     sampling = _OPENCV_SAMPLING[subsampling]
     pixels = to_uint8(x.detach()).cpu().numpy()  # planar, rounded for the whole batch
     out = torch.empty(x.shape, dtype=torch.float32)
@@ -104,38 +96,7 @@ def jpeg_codec(x: torch.Tensor, quality: list[int], subsampling: str = "4:2:0") 
             np.divide(plane, np.float32(255), out=decoded[i, channel])
 
     map_in_threads(encode_decode, range(len(quality)))
-    # Divide on the CPU: CUDA divides by a scalar through its reciprocal, one ulp off.
-    return out.to(x.device)
-
-
-def jpeg_device_codec(x: torch.Tensor, quality: list[int]) -> torch.Tensor:
-    """Encode and decode sample ``i`` of ``x`` (N x 3 x H x W) at ``quality[i]`` on ``x``'s device.
-
-    Runs ``torchvision.io``: nvJPEG for CUDA tensors, libjpeg for CPU ones, each
-    with its own chroma subsampling (:data:`DEVICE_CODEC_SUBSAMPLING`). The image
-    is rounded to 8 bits on the device, encoded in one call per distinct quality,
-    decoded on the device and divided by 255 there.
-    """
-    from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg  # 1.5 s to import
-
-    def encode_decode(pixels: torch.Tensor, _positions: torch.Tensor, q: int) -> torch.Tensor:
-        if pixels.is_cuda:
-            # torchvision runs nvJPEG on streams of its own that have been seen not to
-            # wait for this one: the encoder read pixels not yet written (fixed in
-            # torchvision 0.22, pytorch/vision#8587) and the decoder writes memory
-            # this stream may still read (pytorch/vision#9606). Finish this stream
-            # first; the encoder blocks the host per image anyway.
-            torch.cuda.current_stream(pixels.device).synchronize()
-        encoded = encode_jpeg(list(pixels), quality=q)
-        # The decoder reads the bytes from the host: one copy of the whole group.
-        host = torch.cat(encoded).cpu().split([e.numel() for e in encoded])
-        decoded = decode_jpeg(list(host), mode=ImageReadMode.RGB, device=pixels.device)
-        levels = torch.stack(decoded).float()
-        # A device divisor: CUDA divides by a Python number through its reciprocal, one
-        # ulp off k / 255.
-        return levels.div_(torch.full((), 255.0, device=levels.device))
-
-    return map_groups(to_uint8(x.detach()), torch.tensor(quality), encode_decode)
+    return out
 
 
 def jpeg_differentiable(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
@@ -237,8 +198,6 @@ class JPEG(Op):
             if key < 0:
                 return jpeg_differentiable(xs, quality[positions])
             qualities = [int(v) for v in quality[positions].tolist()]
-            if xs.is_cuda and SUBSAMPLINGS[key] == DEVICE_CODEC_SUBSAMPLING["cuda"]:
-                return jpeg_device_codec(xs, qualities)
             return jpeg_codec(xs, qualities, SUBSAMPLINGS[key])
 
         return map_groups(x, keys, run)

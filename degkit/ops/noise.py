@@ -35,7 +35,6 @@ clamped to ``[0, 1]``; all four ops pass gradients to the image.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -46,7 +45,7 @@ from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_
 from degkit.ops.fields import field_draws, field_keys, field_normals, field_uniforms
 from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.ops.poisson_inversion import poisson_counts
-from degkit.ops.quantize import to_uint8
+from degkit.ops.quantize import level_values, to_uint8
 from degkit.rng import BatchStreams
 
 __all__ = [
@@ -147,13 +146,6 @@ def gaussian_fields(
     return fields
 
 
-@functools.cache
-def _level_values(device: torch.device) -> torch.Tensor:
-    """``level / 255`` in float32 for the 256 8-bit levels (divided once, on the CPU:
-    CUDA divides by a number through its reciprocal, one ulp off)."""
-    return (torch.arange(256, dtype=torch.float32) / 255.0).to(device)
-
-
 def _distinct_levels(levels: torch.Tensor) -> torch.Tensor:
     """``N x 1``: how many distinct values each row of ``N x M`` uint8 levels holds.
 
@@ -180,7 +172,7 @@ def _poisson_planes(x: torch.Tensor, seeds: torch.Tensor, is_gray: bool) -> torc
     draws = field_draws(field_keys(seeds, device), levels[0].numel()).view(levels.shape)
     counts = poisson_counts(levels, draws, exponents.expand_as(levels))
     vals = torch.pow(2, exponents).float()  # a power of two: counts / vals is exact
-    values = _level_values(device).index_select(0, levels.view(-1).int()).view(levels.shape)
+    values = level_values(device).index_select(0, levels.view(-1).int()).view(levels.shape)
     return counts.float().div_(vals).sub_(values)
 
 

@@ -12,6 +12,7 @@ zero gradient almost everywhere).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 
@@ -19,7 +20,7 @@ from degkit.ops.base import Op, OpError, Params, register
 from degkit.ops.labels import FlatColumn
 from degkit.rng import BatchStreams
 
-__all__ = ["Quantize", "quantize_levels", "to_uint8"]
+__all__ = ["Quantize", "level_values", "quantize_levels", "to_uint8"]
 
 MAX_BITS = 16
 
@@ -27,6 +28,16 @@ MAX_BITS = 16
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Float images in ``[0, 1]`` -> uint8 (round to nearest, clamp), same shape and device."""
     return x.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
+
+
+@functools.cache
+def level_values(device: torch.device) -> torch.Tensor:
+    """``k / 255`` in float32 for the 256 8-bit levels, on ``device``.
+
+    Divided once on the CPU (CUDA divides by a number through its reciprocal,
+    one ulp off), so ``level_values(device)[pixels]`` is the same on every device.
+    """
+    return (torch.arange(256, dtype=torch.float32) / 255.0).to(device)
 
 
 def quantize_levels(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
