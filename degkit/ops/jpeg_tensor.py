@@ -26,7 +26,6 @@ byte for byte.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["jpeg_round_trip", "quant_tables"]
 
@@ -142,7 +141,7 @@ def _quantize(coefs: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     """Quantise ``N x B x 8 x 8`` FDCT output by ``N x 64`` tables as ``jcdctmgr.c`` does:
     ``(|x| + c) * recip >> r``, the reciprocal of ``8 q`` in 16-bit fixed point."""
     divisor = (tables << 3).view(-1, 1, 8, 8).long()
-    bits = torch.floor(torch.log2(divisor.double())).long()  # exact for integers < 2**11
+    bits = sum(((divisor >> k) > 0).long() for k in range(1, 12))  # floor(log2), as flss - 1
     r = 16 + bits
     one = torch.ones_like(divisor)
     fq = torch.div(one << r, divisor, rounding_mode="floor")
@@ -158,8 +157,11 @@ def _quantize(coefs: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
 
 
 def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Replicate the last row and column of ``N x C x H x W`` up to ``height x width``."""
-    return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]), mode="replicate")
+    """Replicate the last row and column of ``N x C x H x W`` up to ``height x width``
+    (by indexing: CUDA's replicate padding takes no integer tensors)."""
+    rows = torch.arange(height, device=x.device).clamp_(max=x.shape[-2] - 1)
+    cols = torch.arange(width, device=x.device).clamp_(max=x.shape[-1] - 1)
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def _blocks(plane: torch.Tensor) -> torch.Tensor:
