@@ -176,11 +176,12 @@ def measure_realesrgan(device: torch.device, n: int, repeats: int, basicsr_src: 
     ]
 
 
-def run(batch_sizes: list[int], repeats: int, basicsr_src: str | None = None) -> list[str]:
+def run(
+    batch_sizes: list[int], repeats: int, devices: list[str], basicsr_src: str | None = None
+) -> list[str]:
     """Run every measurement; print and return markdown table rows."""
     rows = []
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    for device in devices:
+    for device in map(torch.device, devices):
         for n in batch_sizes:
             batch_rows = measure_batch(device, n, repeats)
             if basicsr_src:
@@ -196,6 +197,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", help="write the markdown table here")
     parser.add_argument(
+        "--devices",
+        nargs="+",
+        default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"],
+        help="devices to measure (default: cpu, and cuda when present)",
+    )
+    parser.add_argument(
         "--basicsr-src",
         help="BasicSR's source archive (.tar.gz or unpacked), for the Real-ESRGAN rows",
     )
@@ -205,7 +212,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     print("\n".join(header))
-    rows = run(args.batch_sizes, args.repeats, args.basicsr_src)
+    rows = run(args.batch_sizes, args.repeats, args.devices, args.basicsr_src)
     if args.out:
         machine = (
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
@@ -217,6 +224,7 @@ def main() -> None:
                 "",
                 "Command: `python benchmarks/ops_throughput.py "
                 f"--batch-sizes {' '.join(map(str, args.batch_sizes))} --repeats {args.repeats}"
+                f" --devices {' '.join(args.devices)}"
                 + (" --basicsr-src basicsr-1.4.2.tar.gz" if args.basicsr_src else "")
                 + f" --out {args.out}`",
                 "",
