@@ -58,8 +58,6 @@ __all__ = [
     "poisson_fields",
 ]
 
-"""``param_limits`` entry of a recorded field seed (any signed 64-bit integer)."""
-
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A per-sample parameter as an ``N x 1 x 1 x 1`` tensor on ``x``'s device and dtype."""
