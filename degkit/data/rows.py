@@ -41,6 +41,7 @@ __all__ = [
     "RowMaker",
     "chunk_tasks",
     "plan_image_task",
+    "record_cells",
     "rows_of_chunk",
     "start_planner",
     "start_worker",
