@@ -126,16 +126,16 @@ def test_degrading_whole_batches_in_the_step_gives_the_loaders_run(tiny_dataset,
     """On the fly, a batch degraded at once on the device has each sample's records and
     LR bytes, so the two placements train the same weights (on the CPU)."""
     options = dict(recipe="deplsr", steps=2, batch_size=3, save_every=2)
-    runs = {}
-    for degrade_on in ("loader", "device"):
-        result = train_sr(
-            _config(tiny_dataset, tmp_path / degrade_on, degrade_on=degrade_on, **options)
-        )
+    runs = []
+    for degrade_on, workers in (("loader", 0), ("device", 0), ("device", 2)):
+        out = tmp_path / f"{degrade_on}-{workers}"
+        config = _config(tiny_dataset, out, degrade_on=degrade_on, workers=workers, **options)
+        result = train_sr(config)
         assert result.summary["degraded_on"] == degrade_on
-        runs[degrade_on] = load_file(str(result.checkpoint))
-    loader, device = runs["loader"], runs["device"]
-    assert loader.keys() == device.keys()
-    assert all(torch.equal(loader[k], device[k]) for k in loader)
+        runs.append(load_file(str(result.checkpoint)))
+    for run in runs[1:]:
+        assert run.keys() == runs[0].keys()
+        assert all(torch.equal(run[k], runs[0][k]) for k in run)
 
 
 def test_checkpoint_holds_weights_ema_and_config_and_the_trunk_loads_in_spandrel(

@@ -317,8 +317,9 @@ class OnTheFlyPairs(_Pairs):
         )
         p, s = self.lr_patch, self.scale
         hr = dihedral(hr[:, top * s : (top + p) * s, left * s : (left + p) * s], hflip, turns)
-        if not self.degrade:
-            return {"id": sample_id, "row": row, "hr": hr}
+        if not self.degrade:  # the row's labels travel without its whole images
+            labels = {k: v for k, v in row.items() if k not in ("hr", "lr")}
+            return {"id": sample_id, "row": labels, "hr": hr}
         result = self.degrade_patches(hr[None], [sample_id])
         return self.labelled(sample_id, row, hr, result.lr[0], result.records[0])
 
