@@ -67,6 +67,7 @@ from degkit.ops.base import (
     op_class,
     take,
 )
+from degkit.ops.canvas import Canvas, concat
 from degkit.ops.resize import FinalResize
 from degkit.rng import BatchStreams
 
@@ -130,32 +131,56 @@ class _Execution:
     The last op's output batch is kept: when the next op takes exactly the
     same samples, still untouched, it gets that tensor instead of a restacked
     copy (stacking a batch of HR crops per op costs as much as a cheap op).
+    Samples that an op left on a :class:`~degkit.ops.canvas.Canvas` (a ragged
+    batch) remember their canvas and row, so the next op gets them as rows
+    of canvases again, not as one tensor per sample.
     """
 
     def __init__(self, hr: Images, records: list[list[Record]]) -> None:
         self.images = _per_sample(hr)
         self.records = records
         self.cursor = [0] * len(self.images)
-        self._last: tuple[list[int], torch.Tensor, list[torch.Tensor]] | None = None
+        self.rows: list[tuple[Canvas, int] | None] = [None] * len(self.images)
+        self._last: tuple[list[int], torch.Tensor | Canvas, list[torch.Tensor]] | None = None
         if isinstance(hr, torch.Tensor):  # ops never write to their input
             self._last = (list(range(len(self.images))), hr, list(self.images))
 
-    def gather(self, positions: list[int]) -> Images:
-        """The images at ``positions`` as one batch (a list when ragged)."""
+    def gather(self, positions: list[int]) -> Images | Canvas:
+        """The images at ``positions`` as one batch (a list or canvas when ragged)."""
         if self._last is not None:
             last_positions, batch, views = self._last
             if last_positions == positions and all(
                 self.images[i] is view for i, view in zip(positions, views, strict=True)
             ):
                 return batch
+        rows = [self.rows[i] for i in positions]
+        if all(row is not None for row in rows):
+            return self._gather_canvas_rows(rows)  # type: ignore[arg-type]
         return collate([self.images[i] for i in positions])
 
-    def scatter(self, positions: list[int], out: Images) -> None:
+    @staticmethod
+    def _gather_canvas_rows(rows: list[tuple[Canvas, int]]) -> Canvas:
+        """Rows of one or more canvases as one canvas, in the order given."""
+        canvases: dict[int, tuple[Canvas, list[int], list[int]]] = {}
+        for k, (canvas, row) in enumerate(rows):
+            _, picked, order = canvases.setdefault(id(canvas), (canvas, [], []))
+            picked.append(row)
+            order.append(k)
+        if len(canvases) == 1:
+            ((canvas, picked, _),) = canvases.values()
+            return canvas if picked == list(range(len(canvas))) else canvas.select(picked)
+        merged = concat([canvas.select(picked) for canvas, picked, _ in canvases.values()])
+        order = [k for _, _, ks in canvases.values() for k in ks]
+        return merged.select(sorted(range(len(order)), key=order.__getitem__))
+
+    def scatter(self, positions: list[int], out: Images | Canvas) -> None:
         """Store an op's output for the samples at ``positions``."""
-        views = list(out)
-        for i, img in zip(positions, views, strict=True):
+        views = out.views() if isinstance(out, Canvas) else list(out)
+        for k, (i, img) in enumerate(zip(positions, views, strict=True)):
             self.images[i] = img
-        self._last = (positions, out, views) if isinstance(out, torch.Tensor) else None
+            self.rows[i] = (out, k) if isinstance(out, Canvas) else None
+        keep = isinstance(out, torch.Tensor | Canvas)
+        self._last = (positions, out, views) if keep else None
 
     def head_path(self, i: int) -> str | None:
         recs, c = self.records[i], self.cursor[i]
@@ -265,7 +290,7 @@ class OpNode(Node):
         except ValueError as exc:  # OpError names the bad or missing field
             raise PipelineError(f"{path}: cannot replay records: {exc}") from exc
         started = time.process_time()
-        state.scatter(positions, self.op.apply(state.gather(positions), params))
+        state.scatter(positions, self.op.apply_batched(state.gather(positions), params))
         elapsed = time.process_time() - started
         for spent in _OP_CLOCKS:
             spent[path] = spent.get(path, 0.0) + elapsed

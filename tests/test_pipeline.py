@@ -72,13 +72,13 @@ def test_each_branch_is_applied_once_per_batch() -> None:
     poisson = create_op("poisson_noise", gray_prob=0.0)
     calls: collections.Counter[str] = collections.Counter()
     for op in (gauss, poisson):
-        original = op.apply
+        original = op.apply_batched
 
         def counted(x, params, _op=op, _original=original):
             calls[_op.name] += 1
             return _original(x, params)
 
-        op.apply = counted
+        op.apply_batched = counted
     pipe = Pipeline([OneOf(gauss, poisson), create_op("final_resize")])
     pipe(_photo_batch(16), seed=0, indices=range(16), scale=2)
     assert calls == {"gaussian_noise": 1, "poisson_noise": 1}

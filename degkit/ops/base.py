@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 import torch
 
+from degkit.ops.canvas import Canvas, canvas_enabled
 from degkit.ops.labels import CaptionType, FlatColumn, Record
 from degkit.rng import BatchStreams
 
@@ -66,8 +67,8 @@ class OpError(ValueError):
 
 
 # -- ragged batches ------------------------------------------------------
-def batch_size(x: Images) -> int:
-    """Number of samples in a batch (tensor or ragged list)."""
+def batch_size(x: Images | Canvas) -> int:
+    """Number of samples in a batch (tensor, ragged list or canvas)."""
     return x.shape[0] if isinstance(x, torch.Tensor) else len(x)
 
 
@@ -238,25 +239,50 @@ class Op:
         """
         raise NotImplementedError
 
-    def _apply(self, x: torch.Tensor, params: Params) -> Images:
-        """Apply to a batch of equal-shape samples (parameters already checked)."""
+    def _apply(self, x: torch.Tensor, params: Params) -> Images | Canvas:
+        """Apply to a batch of equal-shape samples (parameters already checked).
+
+        An op that gives samples different sizes may return a :class:`Canvas`
+        when :func:`~degkit.ops.canvas.canvas_enabled` says so.
+        """
         raise NotImplementedError
 
+    def _apply_canvas(self, x: Canvas, params: Params) -> torch.Tensor | Canvas:
+        """Apply to a ragged batch on a canvas in one pass; ops that can override this."""
+        raise NotImplementedError
+
+    @classmethod
+    def supports_canvas(cls) -> bool:
+        """Whether the op runs ragged batches as canvases (see :mod:`degkit.ops.canvas`)."""
+        return cls._apply_canvas is not Op._apply_canvas
+
     # -- shared behaviour ---------------------------------------------------
-    def apply(self, x: Images, params: Params) -> Images:
-        """Apply per-sample ``params`` to a batch; pure and deterministic."""
+    def apply_batched(self, x: Images | Canvas, params: Params) -> Images | Canvas:
+        """:meth:`apply` that keeps ragged batches on canvases where it can (for pipelines)."""
         n = batch_size(x)
         self.check_params(params, n)
+        if isinstance(x, Canvas):
+            if self.supports_canvas():
+                return self._apply_canvas(x, params)
+            x = x.images()
         if isinstance(x, torch.Tensor):
             if x.ndim != 4:
                 raise OpError(f"{self.name}: images must be N x C x H x W, got {tuple(x.shape)}")
             return self._apply(x, params)
+        if self.supports_canvas() and canvas_enabled(x[0].device):
+            return self._apply_canvas(Canvas.from_images(x), params)
         out: list[torch.Tensor | None] = [None] * n
         for positions, xb in group_by_shape(x):
             yb = self._apply(xb, take(params, positions))
-            for p, y in zip(positions, yb, strict=True):
+            ys = yb.views() if isinstance(yb, Canvas) else yb
+            for p, y in zip(positions, ys, strict=True):
                 out[p] = y
         return collate(out)  # type: ignore[arg-type]
+
+    def apply(self, x: Images | Canvas, params: Params) -> Images:
+        """Apply per-sample ``params`` to a batch; pure and deterministic."""
+        out = self.apply_batched(x, params)
+        return out.images() if isinstance(out, Canvas) else out
 
     def __call__(
         self, x: Images, rng: BatchStreams, context: Params | None = None
