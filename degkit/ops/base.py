@@ -14,7 +14,10 @@ Images are float32 ``N x C x H x W`` tensors in ``[0, 1]`` on any device. After
 an op that gives samples different sizes (a per-sample resize) a batch is a
 *ragged* list of ``C x H x W`` tensors; :meth:`Op.apply` runs an op's batched
 kernel once per group of equal-shape samples and hands back a tensor again as
-soon as all shapes agree.
+soon as all shapes agree. Off the CPU, ops that implement
+:meth:`Op._apply_canvas` instead run a ragged batch once, on a
+:class:`~degkit.ops.canvas.Canvas` (one padded tensor with each sample's size),
+and pipelines pass canvases from op to op (:meth:`Op.apply_batched`).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import torch
 __all__ = [
     "Canvas",
     "concat",
+    "valid_mask",
     "ragged_batches",
     "canvas_enabled",
     "clamped_index",
@@ -124,11 +125,14 @@ class Canvas:
 
     def valid_mask(self) -> torch.Tensor:
         """``N x 1 x Hc x Wc`` bool: True on each sample's own pixels."""
-        sizes = self.device_sizes()
-        h, w = self.data.shape[-2:]
-        rows = torch.arange(h, device=self.data.device).view(1, h, 1) < sizes[:, 0].view(-1, 1, 1)
-        cols = torch.arange(w, device=self.data.device).view(1, 1, w) < sizes[:, 1].view(-1, 1, 1)
-        return (rows & cols).unsqueeze(1)
+        return valid_mask(self.device_sizes(), *self.data.shape[-2:])
+
+
+def valid_mask(sizes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``N x 1 x height x width`` bool on ``sizes``' device: True inside each ``(h, w)``."""
+    rows = torch.arange(height, device=sizes.device).view(1, -1, 1) < sizes[:, 0].view(-1, 1, 1)
+    cols = torch.arange(width, device=sizes.device).view(1, 1, -1) < sizes[:, 1].view(-1, 1, 1)
+    return (rows & cols).unsqueeze(1)
 
 
 def concat(canvases: Sequence[Canvas]) -> Canvas:

@@ -42,7 +42,17 @@ import torch
 from kornia.color import rgb_to_grayscale
 
 from degkit.ops.base import SEED_LIMITS, Op, OpError, Params, check_prob, check_range, register
-from degkit.ops.fields import field_draws, field_keys, field_normals, field_uniforms
+from degkit.ops.canvas import Canvas, valid_mask
+from degkit.ops.fields import (
+    canvas_counters,
+    draws_at,
+    field_draws,
+    field_keys,
+    field_normals,
+    field_uniforms,
+    normals_at,
+    uniforms_at,
+)
 from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.ops.poisson_inversion import poisson_counts
 from degkit.ops.quantize import level_values, to_uint8
@@ -115,18 +125,27 @@ def _gray_and_colour(
     return fields
 
 
+def _planes(gray: torch.Tensor, channels: int, device: torch.device) -> torch.Tensor:
+    """``N x C``: the field plane each channel reads (0 for every channel of a gray sample)."""
+    planes = torch.arange(channels, device=device).unsqueeze(0)
+    return torch.where(gray.to(device).view(-1, 1), 0, planes)
+
+
 def gaussian_fields(
     seeds: torch.Tensor,
     gray: torch.Tensor,
     shape: tuple[int, int, int],
     device: torch.device,
     correlated: torch.Tensor | None = None,
+    sizes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Standard normal fields, ``N x C x H x W`` float32 on ``device``, one per recorded seed.
 
     A gray sample's field is its first ``H x W`` normals, repeated over its
     channels; a colour one is its first ``C x H x W``; a correlated one mixes
-    its channels with :func:`correlation_mixing`.
+    its channels with :func:`correlation_mixing`. With ``sizes`` (``N x 2``
+    on ``device``) the fields are those of samples ``h x w`` on an ``H x W``
+    canvas (see :mod:`degkit.ops.canvas`).
     """
     c, h, w = shape
     n = len(seeds)
@@ -137,7 +156,10 @@ def gaussian_fields(
         chosen = keys if positions is None else keys[positions.to(device)]
         return field_normals(chosen, planes * h * w).reshape(-1, planes, h, w)
 
-    fields = _gray_and_colour(gray, (n, c, h, w), device, normals)
+    if sizes is None:
+        fields = _gray_and_colour(gray, (n, c, h, w), device, normals)
+    else:
+        fields = normals_at(keys, canvas_counters(sizes, _planes(gray, c, device), h, w))
     if correlated is not None and bool(correlated.any()):
         mixed = torch.einsum("nij,njhw->nihw", correlation_mixing(seeds, c, device), fields)
         fields = torch.where(correlated.to(device).view(n, 1, 1, 1), mixed, fields)
@@ -159,30 +181,56 @@ def _distinct_levels(levels: torch.Tensor) -> torch.Tensor:
     return present.scatter_(1, levels.long(), 1).sum(1, keepdim=True)
 
 
-def _poisson_planes(x: torch.Tensor, seeds: torch.Tensor, is_gray: bool) -> torch.Tensor:
-    """Poisson fields at scale 1 of samples that are all gray (one plane) or all colour."""
-    n = x.shape[0]
-    device = x.device
-    levels = to_uint8(rgb_to_grayscale(x) if is_gray else x)
-    distinct = _distinct_levels(levels.view(n, -1))
+def _poisson_from_levels(
+    levels: torch.Tensor, counted: torch.Tensor, draws: torch.Tensor
+) -> torch.Tensor:
+    """Real-ESRGAN's field ``Poisson(q vals) / vals - q`` of uint8 levels ``q``, with ``vals``
+    from the distinct levels of ``counted`` (the sample's own pixels) and one draw per level."""
+    n = levels.shape[0]
+    distinct = _distinct_levels(counted.reshape(n, -1))
     # ceil(log2(distinct)) for 1..256, counted exactly: how many of 1, 2, 4, ..., 128 are exceeded
-    exponents = (distinct > 2 ** torch.arange(8, device=device)).sum(1).view(n, 1, 1, 1)
-    draws = field_draws(field_keys(seeds, device), levels[0].numel()).view(levels.shape)
+    exponents = (distinct > 2 ** torch.arange(8, device=levels.device)).sum(1).view(n, 1, 1, 1)
     counts = poisson_counts(levels, draws, exponents.expand_as(levels))
     vals = torch.pow(2, exponents).float()  # a power of two: counts / vals is exact
-    values = level_values(device).index_select(0, levels.view(-1).int()).view(levels.shape)
-    return counts.float().div_(vals).sub_(values)
+    values = level_values(levels.device).index_select(0, levels.reshape(-1).int())
+    return counts.float().div_(vals).sub_(values.view(levels.shape))
 
 
-def poisson_fields(x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+def _poisson_planes(x: torch.Tensor, seeds: torch.Tensor, is_gray: bool) -> torch.Tensor:
+    """Poisson fields at scale 1 of samples that are all gray (one plane) or all colour."""
+    levels = to_uint8(rgb_to_grayscale(x) if is_gray else x)
+    draws = field_draws(field_keys(seeds, x.device), levels[0].numel()).view(levels.shape)
+    return _poisson_from_levels(levels, levels, draws)
+
+
+def _poisson_canvas(
+    x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor, sizes: torch.Tensor
+) -> torch.Tensor:
+    """Poisson fields of samples ``sizes[i]`` on a canvas, gray and colour in one pass."""
+    n, c, h, w = x.shape
+    gray_rows = gray.to(x.device).view(n, 1, 1, 1)
+    levels = to_uint8(torch.where(gray_rows, rgb_to_grayscale(x).expand_as(x), x))
+    # pixels outside a sample repeat its first level, so they add no distinct level
+    counted = torch.where(valid_mask(sizes, h, w), levels, levels[:, :1, :1, :1])
+    keys = field_keys(seeds, x.device)
+    draws = draws_at(keys, canvas_counters(sizes, _planes(gray, c, x.device), h, w))
+    return _poisson_from_levels(levels, counted, draws)
+
+
+def poisson_fields(
+    x: torch.Tensor, seeds: torch.Tensor, gray: torch.Tensor, sizes: torch.Tensor | None = None
+) -> torch.Tensor:
     """Real-ESRGAN Poisson noise at scale 1, ``N x C x H x W`` float32 on ``x``'s device.
 
     ``q`` is the image rounded to 8 bits (BT.601 luma for gray samples);
     ``vals = 2 ** ceil(log2(distinct levels of q))`` per sample; the field is
     ``Poisson(q * vals) / vals - q`` with one 32-bit draw per pixel of ``q``
-    (a gray sample draws one plane and repeats it over its channels).
+    (a gray sample draws one plane and repeats it over its channels). With
+    ``sizes`` (``N x 2`` on the device), ``x`` is a canvas of samples ``h x w``.
     """
     x = x.detach().float()
+    if sizes is not None:
+        return _poisson_canvas(x, seeds, gray, sizes)
 
     def planes(positions: torch.Tensor | None, is_gray: bool) -> torch.Tensor:
         if positions is None:
@@ -249,6 +297,16 @@ class _FieldNoise(Op):
             "seed": rng.field_seeds(),
         }
 
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        return self._add(x, params, None)
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        return x.with_data(self._add(x.data, params, x.device_sizes()))
+
+    def _add(self, x: torch.Tensor, params: Params, sizes: torch.Tensor | None) -> torch.Tensor:
+        """The noisy batch; ``sizes`` (on the device) when ``x`` is a canvas's data."""
+        raise NotImplementedError
+
 
 @register
 @dataclasses.dataclass
@@ -312,10 +370,10 @@ class GaussianNoise(_FieldNoise):
             return super()._draw_level(rng)
         return rng.grid(*self.sigma, self.sigma_step)
 
-    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+    def _add(self, x: torch.Tensor, params: Params, sizes: torch.Tensor | None) -> torch.Tensor:
         shape = tuple(x.shape[1:])
         correlated = params.get("correlated")
-        field = gaussian_fields(params["seed"], params["gray"], shape, x.device, correlated)
+        field = gaussian_fields(params["seed"], params["gray"], shape, x.device, correlated, sizes)
         return (x + field * _per_sample(params["sigma"] / 255.0, x)).clamp(0.0, 1.0)
 
 
@@ -334,8 +392,8 @@ class PoissonNoise(_FieldNoise):
     scale: tuple[float, float] = (0.05, 3.0)
     gray_prob: float = 0.4
 
-    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        field = poisson_fields(x, params["seed"], params["gray"])
+    def _add(self, x: torch.Tensor, params: Params, sizes: torch.Tensor | None) -> torch.Tensor:
+        field = poisson_fields(x, params["seed"], params["gray"], sizes)
         return (x + field * _per_sample(params["scale"], x)).clamp(0.0, 1.0)
 
 
@@ -356,8 +414,9 @@ class SpeckleNoise(_FieldNoise):
     sigma: tuple[float, float] = (0.04, 0.2)
     gray_prob: float = 0.4
 
-    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        field = gaussian_fields(params["seed"], params["gray"], tuple(x.shape[1:]), x.device)
+    def _add(self, x: torch.Tensor, params: Params, sizes: torch.Tensor | None) -> torch.Tensor:
+        shape = tuple(x.shape[1:])
+        field = gaussian_fields(params["seed"], params["gray"], shape, x.device, sizes=sizes)
         return (x + x * field * _per_sample(params["sigma"], x)).clamp(0.0, 1.0)
 
 
@@ -391,8 +450,19 @@ class SaltPepperNoise(Op):
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         n, _, h, w = x.shape
-        # One uniform per pixel: below amount * salt_ratio -> salt, below amount -> pepper.
         u = field_uniforms(field_keys(params["seed"], x.device), h * w).view(n, 1, h, w)
+        return self._impulses(x, params, u)
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        n, _, h, w = x.data.shape
+        planes = torch.zeros(n, 1, dtype=torch.int64, device=x.data.device)
+        counters = canvas_counters(x.device_sizes(), planes, h, w)
+        u = uniforms_at(field_keys(params["seed"], x.data.device), counters)
+        return x.with_data(self._impulses(x.data, params, u))
+
+    @staticmethod
+    def _impulses(x: torch.Tensor, params: Params, u: torch.Tensor) -> torch.Tensor:
+        """One uniform per pixel: below amount * salt_ratio -> salt, below amount -> pepper."""
         amount = _per_sample(params["amount"], u)
         salt = u < amount * _per_sample(params["salt_ratio"], u)
         pepper = (u < amount) & ~salt

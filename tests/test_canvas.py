@@ -1,0 +1,137 @@
+"""Canvases (ragged batches on one padded tensor): border indices, layout, noise ops on
+canvases against the same ops on each sample alone, and pipelines that carry canvases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from op_helpers import assert_canvas_matches_groups, photo_crops
+
+from degkit.ops import create_op
+from degkit.ops.canvas import (
+    Canvas,
+    clamped_index,
+    concat,
+    gather_columns,
+    gather_rows,
+    ragged_batches,
+    reflect_index,
+)
+from degkit.rng import BatchStreams
+
+lengths = st.lists(st.integers(1, 40), min_size=1, max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=lengths, pad=st.integers(0, 30))
+def test_reflect_index_is_numpys_reflect_padding(lengths: list[int], pad: int) -> None:
+    sizes = torch.tensor(lengths)
+    index = reflect_index(sizes, -pad, max(lengths) + 2 * pad)
+    for i, length in enumerate(lengths):
+        if length == 1:
+            assert (index[i] == 0).all()
+            continue
+        expected = np.pad(np.arange(length), pad, mode="reflect")  # keeps reflecting past one fold
+        assert index[i, : length + 2 * pad].tolist() == expected.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=lengths, pad=st.integers(0, 30))
+def test_clamped_index_is_edge_padding(lengths: list[int], pad: int) -> None:
+    index = clamped_index(torch.tensor(lengths), -pad, max(lengths) + 2 * pad)
+    for i, length in enumerate(lengths):
+        expected = np.pad(np.arange(length), pad, mode="edge")
+        assert index[i, : length + 2 * pad].tolist() == expected.tolist()
+
+
+def _ragged(sizes: list[tuple[int, int]], seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, h, w, generator=g) for h, w in sizes]
+
+
+def test_canvas_keeps_each_sample_and_gathers_rows() -> None:
+    images = _ragged([(5, 7), (9, 3), (2, 2)])
+    canvas = Canvas.from_images(images)
+    assert canvas.data.shape == (3, 3, 9, 7)
+    for view, image in zip(canvas.views(), images, strict=True):
+        assert torch.equal(view, image)
+    assert canvas.valid_mask().sum().item() == sum(h * w for h, w in [(5, 7), (9, 3), (2, 2)])
+    picked = canvas.select([2, 0])
+    assert torch.equal(picked.views()[0], images[2]) and torch.equal(picked.views()[1], images[0])
+    merged = concat([picked, Canvas.from_images(_ragged([(11, 1)], seed=1))])
+    assert merged.data.shape[-2:] == (11, 7) and merged.sizes.tolist()[-1] == [11, 1]
+    rows = gather_rows(canvas.data, clamped_index(canvas.sizes[:, 0], 0, 9))
+    assert torch.equal(rows[2, :, 5, :2], images[2][:, 1, :])
+    cols = gather_columns(canvas.data, clamped_index(canvas.sizes[:, 1], 0, 7))
+    assert torch.equal(cols[1, :, :, 6], images[1][:, :, 2])
+
+
+def test_canvas_rejects_samples_larger_than_it() -> None:
+    with pytest.raises(ValueError, match="exceeds the canvas"):
+        Canvas(torch.zeros(1, 3, 4, 4), torch.tensor([[5, 4]]))
+
+
+def test_ragged_mode_is_checked_and_scoped() -> None:
+    with pytest.raises(ValueError, match="one of"):
+        with ragged_batches("padded"):
+            pass
+
+
+def _noise_params(name: str, n: int) -> dict[str, torch.Tensor]:
+    config = {"gaussian_noise": {"gray_prob": 0.5, "correlated_prob": 0.3}}.get(name, {})
+    if name in ("gaussian_noise", "poisson_noise", "speckle_noise"):
+        config.setdefault("gray_prob", 0.5)
+    return create_op(name, **config).sample(BatchStreams(7, range(n)).child(name), n)
+
+
+@pytest.mark.parametrize(
+    "name", ["gaussian_noise", "poisson_noise", "speckle_noise", "salt_pepper_noise"]
+)
+def test_noise_on_a_canvas_is_the_noise_of_each_sample(name: str) -> None:
+    crops = photo_crops()
+    sizes = [(64, 64), (17, 40), (1, 1), (33, 5), (2, 63), (40, 17)]
+    images = [crops[i % 2][:, :h, :w] for i, (h, w) in enumerate(sizes)]
+    params = _noise_params(name, len(images))
+    if name == "gaussian_noise":
+        assert params["gray"].any() and params["correlated"].any() and not params["gray"].all()
+    assert_canvas_matches_groups(create_op(name), images, params)
+
+
+def test_a_pipeline_carries_canvases_between_ops_and_branches() -> None:
+    from degkit.pipeline import OneOf, Pipeline
+
+    seen: list[str] = []
+
+    class Spy:
+        """Wraps an op's apply_batched to see what batch type it gets."""
+
+        def __init__(self, op):
+            self.op, self.original = op, op.apply_batched
+            op.apply_batched = self
+
+        def __call__(self, x, params):
+            seen.append(f"{self.op.name}:{type(x).__name__}")
+            return self.original(x, params)
+
+    gauss = create_op("gaussian_noise", gray_prob=0.5)
+    poisson = create_op("poisson_noise", gray_prob=0.5)
+    salt = create_op("salt_pepper_noise")
+    for op in (gauss, poisson, salt):
+        Spy(op)
+    pipe = Pipeline([gauss, OneOf(poisson, salt), create_op("final_resize")])
+    crops = photo_crops()
+    hr = [crops[0][:, :32, :24], crops[1][:, :20, :28], crops[0][:, :36, :36], crops[1][:, :8, :12]]
+    with ragged_batches("groups"):
+        expected = pipe(hr, seed=3, indices=range(4), scale=4)
+    seen.clear()
+    with ragged_batches("canvas"):
+        got = pipe(hr, seed=3, indices=range(4), scale=4)
+    assert got.records == expected.records
+    for g, e in zip(got.lr, expected.lr, strict=True):
+        assert torch.equal(g, e)
+    branches = {r["op"] for recs in got.records for r in recs} & {"poisson_noise", "salt_pepper_noise"}
+    assert len(branches) == 2  # both branches took samples: rows were selected from one canvas
+    assert seen == ["gaussian_noise:list", "poisson_noise:Canvas", "salt_pepper_noise:Canvas"]
