@@ -11,12 +11,14 @@ run in the same process on the same crops:
 * Kornia: batched, per-sample sigma and quality, one kernel size per batch,
   ``jpeg_codec_differentiable``.
 
-With ``--basicsr-src`` (BasicSR's source archive, see ``basicsr_realesrgan.py``)
-it also times the whole Real-ESRGAN x4 degradation, 256 x 256 -> 64 x 64:
-degkit's ``realesrgan`` recipe (per-sample scales, records) against BasicSR's
-own functions run as Real-ESRGAN's training step runs them (one resize scale
-per batch), with the per-sample kernels its dataset draws on the CPU counted
-or not.
+It also times the whole Real-ESRGAN x4 degradation, 256 x 256 -> 64 x 64:
+degkit's ``realesrgan`` recipe (per-sample scales, records), with the ragged
+batches its per-sample resizes make kept as canvases (one padded tensor; the
+default off the CPU) and as groups of equal shape (the default on the CPU),
+and, with ``--basicsr-src`` (BasicSR's source archive, see
+``basicsr_realesrgan.py``), BasicSR's own functions run as Real-ESRGAN's
+training step runs them (one resize scale per batch), with the per-sample
+kernels its dataset draws on the CPU counted or not.
 
 Medians over repeats. Usage::
 
@@ -40,9 +42,11 @@ from bench_timing import interleaved_seconds
 
 from degkit import recipes
 from degkit.ops import create_op
+from degkit.ops.canvas import canvas_enabled, ragged_batches
 from degkit.rng import BatchStreams
 
 HR, LR = 256, 64
+RAGGED_NAMES = {"canvas": "canvases", "groups": "shape groups"}
 
 
 def photo_crops(n: int) -> np.ndarray:
@@ -147,10 +151,11 @@ def measure_batch(device: torch.device, n: int, repeats: int) -> list[str]:
     return rows
 
 
-def measure_realesrgan(device: torch.device, n: int, repeats: int, basicsr_src: str) -> list[str]:
-    """Real-ESRGAN degradation rates: degkit's recipe beside BasicSR's functions."""
-    from basicsr_realesrgan import BasicSRRealESRGAN, load_basicsr
-
+def measure_realesrgan(
+    device: torch.device, n: int, repeats: int, basicsr_src: str | None
+) -> list[str]:
+    """Real-ESRGAN degradation rates: degkit's recipe with ragged batches as canvases and as
+    shape groups, beside BasicSR's functions when its source is given."""
     x = (
         torch.from_numpy(photo_crops(n))
         .permute(0, 3, 1, 2)
@@ -160,13 +165,27 @@ def measure_realesrgan(device: torch.device, n: int, repeats: int, basicsr_src: 
         .to(device)
     )
     pipeline = recipes.load("realesrgan").pipeline
-    basicsr = BasicSRRealESRGAN(load_basicsr(basicsr_src), device)
-    kernels = basicsr.kernels(n)
+
+    def degkit_recipe(mode: str) -> Callable[[], object]:
+        def degrade() -> object:
+            with ragged_batches(mode):
+                return pipeline(x, 0, range(n), 4)
+
+        return degrade
+
+    default = "canvas" if canvas_enabled(device) else "groups"
+    other = "groups" if default == "canvas" else "canvas"
     runs = {
-        "degkit realesrgan recipe": lambda: pipeline(x, 0, range(n), 4),
-        "BasicSR, kernels drawn beforehand": lambda: basicsr(x, kernels),
-        "BasicSR, kernels drawn per batch": lambda: basicsr(x, basicsr.kernels(n)),
+        "degkit realesrgan recipe": degkit_recipe(default),
+        f"degkit realesrgan recipe, ragged batches as {RAGGED_NAMES[other]}": degkit_recipe(other),
     }
+    if basicsr_src:
+        from basicsr_realesrgan import BasicSRRealESRGAN, load_basicsr
+
+        basicsr = BasicSRRealESRGAN(load_basicsr(basicsr_src), device)
+        kernels = basicsr.kernels(n)
+        runs["BasicSR, kernels drawn beforehand"] = lambda: basicsr(x, kernels)
+        runs["BasicSR, kernels drawn per batch"] = lambda: basicsr(x, basicsr.kernels(n))
     wait = torch.cuda.synchronize if device.type == "cuda" else None
     rates = {name: n / s for name, s in interleaved_seconds(runs, repeats, wait).items()}
     base = rates["degkit realesrgan recipe"]
@@ -184,8 +203,7 @@ def run(
     for device in map(torch.device, devices):
         for n in batch_sizes:
             batch_rows = measure_batch(device, n, repeats)
-            if basicsr_src:
-                batch_rows += measure_realesrgan(device, n, repeats, basicsr_src)
+            batch_rows += measure_realesrgan(device, n, repeats, basicsr_src)
             print("\n".join(batch_rows), flush=True)
             rows += batch_rows
     return rows
@@ -241,16 +259,20 @@ def main() -> None:
                 "including degkit's parameter sampling and records. 'degkit / this' is the "
                 "degkit codec-JPEG chain's rate divided by the row's rate (same device, batch). "
                 "Op rows: one degkit op at the size it sees in the chain."
+                + " Realesrgan rows: the whole Real-ESRGAN x4 degradation, 256 x 256 -> 64 x 64; "
+                "degkit's recipe (every sample its own resize scale, mode, kernel and noise; "
+                "libjpeg; records kept), the ragged batches after its per-sample resizes kept "
+                "as canvases (one padded tensor, the default off the CPU) or as groups of equal "
+                "shape (the default on the CPU)"
                 + (
-                    " Realesrgan rows: the whole Real-ESRGAN x4 degradation, 256 x 256 -> 64 x 64; "
-                    "degkit's recipe (every sample its own resize scale, mode, kernel and noise; "
-                    "libjpeg; records kept) against BasicSR 1.4.2's own functions in the order of "
+                    ", against BasicSR 1.4.2's own functions in the order of "
                     "Real-ESRGAN's training step (one resize scale and mode per batch; DiffJPEG), "
                     "its per-sample kernels drawn on the CPU as its dataset does, outside the "
-                    "timing or inside it; 'degkit / this' relative to degkit's recipe."
+                    "timing or inside it"
                     if args.basicsr_src
                     else ""
-                ),
+                )
+                + "; 'degkit / this' relative to degkit's recipe in its default mode.",
                 "",
                 *header,
                 *rows,
