@@ -279,9 +279,10 @@ def _fancy_h2(rows: torch.Tensor, scale: int, bias_even: int, bias_odd: int) -> 
 
 def _upsample(chroma: torch.Tensor, h_factor: int, v_factor: int, narrow: Narrow) -> torch.Tensor:
     """``jdsample.c`` fancy upsampling of ``chroma`` (each sample cut to its component's
-    size by :func:`_fit`): h2v2 (triangle in both axes) or h2v1. libjpeg's special first and last columns equal the general
-    filters over a repeated edge. Components of at most 2 columns (``narrow``: one bool,
-    or an ``N`` bool tensor on the host) are upsampled by repetition, as libjpeg does."""
+    size by :func:`_fit`): h2v2 (triangle in both axes) or h2v1. libjpeg's special first
+    and last columns equal the general filters over a repeated edge. Components of at
+    most 2 columns (``narrow``: one bool, or an ``N`` bool tensor on the host) are
+    upsampled by repetition, as libjpeg does."""
     any_narrow = bool(narrow.any()) if isinstance(narrow, torch.Tensor) else narrow
     all_narrow = bool(narrow.all()) if isinstance(narrow, torch.Tensor) else narrow
     if any_narrow:
