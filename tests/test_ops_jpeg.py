@@ -9,11 +9,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from op_helpers import assert_config_error
+from op_helpers import assert_canvas_matches_groups, assert_config_error
 from PIL import Image
 from skimage import data
 
 from degkit.ops import OpError, create_op
+from degkit.ops.canvas import Canvas
 from degkit.ops.jpeg import MODES, SUBSAMPLINGS
 from degkit.ops.jpeg_tensor import jpeg_round_trip
 from degkit.rng import BatchStreams
@@ -145,6 +146,86 @@ def test_tensor_codec_equals_the_op_on_photos() -> None:
             (x * 255).round().to(torch.uint8), torch.tensor([35, 60, 90]), subsampling
         )
         assert torch.equal(y, pixels.float() / 255), subsampling
+
+
+# -- canvases (ragged batches) ------------------------------------------------------------
+def _canvas(
+    images: list[np.ndarray], rng: np.random.Generator, margin: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 ``h x w x 3`` images on an ``N x 3 x Hc x Wc`` canvas with random padding."""
+    sizes = torch.tensor([img.shape[:2] for img in images])
+    h, w = (sizes.amax(0) + margin).tolist()
+    canvas = torch.from_numpy(rng.integers(0, 256, (len(images), 3, h, w), dtype=np.uint8))
+    for i, img in enumerate(images):
+        canvas[i, :, : img.shape[0], : img.shape[1]] = torch.from_numpy(img).permute(2, 0, 1)
+    return canvas, sizes
+
+
+_SIDES = st.one_of(st.integers(1, 2), st.integers(1, 70))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.tuples(_SIDES, _SIDES), min_size=1, max_size=5),
+    subsampling=st.sampled_from(SUBSAMPLINGS),
+    margin=st.integers(0, 9),
+    data=st.data(),
+    seed=seeds(),
+)
+def test_tensor_codec_on_a_canvas_gives_each_sample_libjpegs_pixels(
+    sizes: list[tuple[int, int]], subsampling: str, margin: int, data: st.DataObject, seed: int
+) -> None:
+    """Each sample of a ragged canvas, garbage around it, comes out as Pillow's round trip
+    of that sample alone, byte for byte."""
+    qualities = data.draw(st.lists(st.integers(1, 100), min_size=len(sizes), max_size=len(sizes)))
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    canvas, sizes_t = _canvas(images, rng, margin)
+    out = jpeg_round_trip(canvas, torch.tensor(qualities), subsampling, sizes=sizes_t)
+    assert out.shape == canvas.shape and out.dtype == torch.uint8
+    for i, (img, q) in enumerate(zip(images, qualities, strict=True)):
+        h, w = img.shape[:2]
+        expected = _pillow_roundtrip(img, q, subsampling)
+        got = out[i, :, :h, :w].permute(1, 2, 0).numpy()
+        assert np.array_equal(got, expected), f"sample {i} ({h} x {w}) at quality {q}"
+
+
+@pytest.mark.parametrize("subsampling", SUBSAMPLINGS)
+def test_a_sample_ignores_its_canvas_and_neighbours(subsampling: str) -> None:
+    rng = np.random.default_rng(7)
+    sample = rng.integers(0, 256, (21, 35, 3), dtype=np.uint8)
+    alone = jpeg_round_trip(
+        torch.from_numpy(sample).permute(2, 0, 1)[None], torch.tensor([40]), subsampling
+    )[0]
+    layouts = [
+        [sample, rng.integers(0, 256, (64, 2, 3), dtype=np.uint8)],
+        [rng.integers(0, 256, (3, 70, 3), dtype=np.uint8), sample, sample[:5, :1]],
+    ]
+    for images in layouts:
+        for margin in (0, 13):
+            canvas, sizes = _canvas(images, rng, margin)
+            row = next(i for i, img in enumerate(images) if img is sample)
+            quality = torch.full((len(images),), 90).index_fill_(0, torch.tensor(row), 40)
+            out = jpeg_round_trip(canvas, quality, subsampling, sizes=sizes)
+            assert torch.equal(out[row, :, :21, :35], alone), (len(images), margin)
+
+
+def test_the_op_on_a_canvas_equals_libjpeg_per_sample() -> None:
+    """Codec mode on a canvas (each subsampling in one batch) equals OpenCV's libjpeg on each
+    sample; differentiable samples in the batch get Kornia on their own views."""
+    photos = [data.astronaut()[:37, :53], data.chelsea()[:64, :2], data.coffee()[:9, :70]]
+    images = [_to_tensor(np.ascontiguousarray(p))[0] for p in (*photos, photos[0][:20, :1])]
+    params = _params([25.0, 60.0, 95.0, 70.0])
+    params["subsampling"] = torch.tensor([2, 0, 1, 2])
+    op = create_op("jpeg")
+    assert_canvas_matches_groups(op, images, params, atol=0.0)
+    params["mode"] = torch.tensor([0, 0, 0, MODES.index("differentiable")])
+    params["quality"][3] = 70.5
+    assert_canvas_matches_groups(op, images, params, atol=0.0)
+    canvas = Canvas.from_images(images)
+    pixels = canvas.data.requires_grad_()
+    op.apply_batched(canvas, params).views()[3].sum().backward()
+    assert pixels.grad[3, :, :20, :1].abs().sum() > 0, "no gradient reaches the sample"
 
 
 # -- differentiable -----------------------------------------------------------------
@@ -304,3 +385,16 @@ def test_cuda_codec_runs_on_the_device_with_libjpegs_pixels(subsampling: str) ->
     gpu = op.apply(x.cuda(), params)
     assert gpu.is_cuda
     assert torch.equal(gpu.cpu(), op.apply(x, params))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_canvas_codec_matches_the_cpu() -> None:
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((38, 2), (96, 61))]
+    canvas, sizes = _canvas(images, rng)
+    quality = torch.tensor([30, 85])
+    for subsampling in SUBSAMPLINGS:
+        gpu = jpeg_round_trip(canvas.cuda(), quality.cuda(), subsampling, sizes=sizes)
+        cpu = jpeg_round_trip(canvas, quality, subsampling, sizes=sizes)
+        for i, (h, w) in enumerate(sizes.tolist()):
+            assert torch.equal(gpu[i, :, :h, :w].cpu(), cpu[i, :, :h, :w]), subsampling

@@ -15,6 +15,12 @@ arithmetic, the whole batch at once with each sample's quality. It gives the
 same pixels as libjpeg (the tests check it against Pillow byte for byte), so a
 codec JPEG is identical on every device, and the pixels never leave the device.
 
+On a canvas (a ragged batch, see :mod:`degkit.ops.canvas`) codec mode runs
+that round trip once for the whole batch on any device, each sample at its own
+size (its own edge replication, block grid and chroma size), so a sample's
+pixels do not depend on its neighbours or on the canvas size. Differentiable
+mode runs Kornia on each sample's own view.
+
 ``mode="differentiable"`` runs :func:`kornia.enhance.jpeg_codec_differentiable`
 with each sample's (possibly fractional) quality in ``[1, 100]``: YCbCr, 4:2:0
 chroma subsampling, 8 x 8 DCT, the standard quantisation tables scaled by
@@ -48,7 +54,16 @@ import numpy as np
 import torch
 from kornia.enhance import jpeg_codec_differentiable
 
-from degkit.ops.base import Op, OpError, Params, check_range, map_groups, register
+from degkit.ops.base import (
+    Op,
+    OpError,
+    Params,
+    check_range,
+    group_by_shape,
+    map_groups,
+    register,
+)
+from degkit.ops.canvas import Canvas
 from degkit.ops.jpeg_tensor import jpeg_round_trip
 from degkit.ops.labels import CaptionType, FlatColumn, field_value
 from degkit.ops.quantize import level_values, to_uint8
@@ -67,18 +82,25 @@ _OPENCV_SAMPLING = {
 }
 
 
-def jpeg_codec(x: torch.Tensor, quality: list[int], subsampling: str = "4:2:0") -> torch.Tensor:
+def jpeg_codec(
+    x: torch.Tensor,
+    quality: list[int],
+    subsampling: str = "4:2:0",
+    sizes: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Encode and decode sample ``i`` of ``x`` (N x 3 x H x W) as libjpeg does at ``quality[i]``.
 
     On the CPU it runs libjpeg(-turbo) through OpenCV, whose encoder settings
     and decoder give the same bytes as Pillow's ``save(format="JPEG",
     quality=q, subsampling=...)`` and ``Image.open`` (the tests check it
-    against Pillow) at a third of the per-image overhead. On other devices it
-    runs :func:`~degkit.ops.jpeg_tensor.jpeg_round_trip` there: the same pixels.
+    against Pillow) at a third of the per-image overhead. On other devices, or
+    for a canvas (``sizes``: each sample's height and width, ``N x 2`` on the
+    host), it runs :func:`~degkit.ops.jpeg_tensor.jpeg_round_trip` there: the
+    same pixels.
     """
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or sizes is not None:
         qualities = torch.tensor(quality, dtype=torch.int32).to(x.device, non_blocking=True)
-        pixels = jpeg_round_trip(to_uint8(x.detach()), qualities, subsampling)
+        pixels = jpeg_round_trip(to_uint8(x.detach()), qualities, subsampling, sizes)
         return level_values(x.device)[pixels.long()]
     sampling = _OPENCV_SAMPLING[subsampling]
     pixels = to_uint8(x.detach()).cpu().numpy()  # planar, rounded for the whole batch
@@ -173,9 +195,10 @@ class JPEG(Op):
             "subsampling": torch.full((n,), SUBSAMPLINGS.index(self.subsampling)),
         }
 
-    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        if x.shape[1] != 3:
-            raise OpError(f"{self.name}: images must have 3 (RGB) channels, got {x.shape[1]}")
+    def _checked(self, channels: int, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's quality and group key (its subsampling code, -1 if differentiable)."""
+        if channels != 3:
+            raise OpError(f"{self.name}: images must have 3 (RGB) channels, got {channels}")
         quality, mode = params["quality"].double(), params["mode"]
         subsampling = params["subsampling"]
         differentiable = mode == MODES.index("differentiable")
@@ -184,15 +207,16 @@ class JPEG(Op):
                 f"{self.name}: differentiable mode needs subsampling '4:2:0' (Kornia's model "
                 f"subsamples chroma 2 x 2), got {[SUBSAMPLINGS[s] for s in subsampling.tolist()]}"
             )
-        codec = ~differentiable
-        q = quality[codec]
+        q = quality[~differentiable]
         if not torch.equal(q, q.round()):
             raise OpError(
                 f"{self.name}: parameter 'quality' must be an integer in codec mode, "
                 f"got {q.tolist()}"
             )
-        # Codec samples grouped by chroma subsampling, differentiable ones as key -1.
-        keys = torch.where(differentiable, -1, subsampling)
+        return quality, torch.where(differentiable, -1, subsampling)
+
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        quality, keys = self._checked(x.shape[1], params)
 
         def run(xs: torch.Tensor, positions: torch.Tensor, key: int) -> torch.Tensor:
             if key < 0:
@@ -201,3 +225,28 @@ class JPEG(Op):
             return jpeg_codec(xs, qualities, SUBSAMPLINGS[key])
 
         return map_groups(x, keys, run)
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        """The ragged batch in one pass per chroma subsampling: codec samples run
+        :func:`~degkit.ops.jpeg_tensor.jpeg_round_trip` on their canvas, each at its own
+        size, on any device. Differentiable samples fall back to Kornia on each sample's
+        own view (one call per distinct size), written back onto the canvas."""
+        quality, keys = self._checked(x.data.shape[1], params)
+
+        def run(data: torch.Tensor, positions: torch.Tensor, key: int) -> torch.Tensor:
+            sizes = x.sizes[positions]
+            if key < 0:
+                return _differentiable_views(Canvas(data, sizes), quality[positions])
+            qualities = [int(v) for v in quality[positions].tolist()]
+            return jpeg_codec(data, qualities, SUBSAMPLINGS[key], sizes)
+
+        return x.with_data(map_groups(x.data, keys, run))
+
+
+def _differentiable_views(x: Canvas, quality: torch.Tensor) -> torch.Tensor:
+    """:func:`jpeg_differentiable` of each sample's own view of ``x``, on a copy of its data."""
+    out = x.data.clone()
+    for positions, xb in group_by_shape(x.views()):
+        h, w = xb.shape[-2:]
+        out[positions, :, :h, :w] = jpeg_differentiable(xb, quality[positions])
+    return out

@@ -19,6 +19,11 @@ integers on both:
   rounding; repetition for components of at most 2 columns), and YCbCr to
   RGB with ``jdcolor.c``'s tables.
 
+A ragged batch on a canvas (``sizes``) is compressed in the same pass, each
+sample at its own size: every size-dependent step (edge replication, the
+chroma component's size for fancy upsampling, cropping) gathers with the
+sample's own lengths, so equal sizes are the special case of shared ones.
+
 The tests check the output against Pillow's encode and decode (libjpeg-turbo)
 byte for byte.
 """
@@ -26,6 +31,8 @@ byte for byte.
 from __future__ import annotations
 
 import torch
+
+from degkit.ops.canvas import clamped_index, gather_columns, gather_rows
 
 __all__ = ["jpeg_round_trip", "quant_tables"]
 
@@ -42,6 +49,10 @@ _CHROMA = (
     99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
     99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
 )  # fmt: skip
+# One length for the whole batch, or each sample's (``N`` int64 on the device).
+Lengths = int | torch.Tensor
+# Whether components have at most 2 columns: one bool, or each sample's (``N`` on the host).
+Narrow = bool | torch.Tensor
 _SUBSAMPLING = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}  # chroma (h, v) factors
 
 # islow constants: FIX(x) = round(x * 2**13)
@@ -156,12 +167,51 @@ def _quantize(coefs: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     return torch.where(coefs < 0, -magnitude, magnitude)
 
 
-def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Replicate the last row and column of ``N x C x H x W`` up to ``height x width``
-    (by indexing: CUDA's replicate padding takes no integer tensors)."""
-    rows = torch.arange(height, device=x.device).clamp_(max=x.shape[-2] - 1)
-    cols = torch.arange(width, device=x.device).clamp_(max=x.shape[-1] - 1)
-    return x.index_select(-2, rows).index_select(-1, cols)
+def _lengths(sizes: torch.Tensor | None, pixels: torch.Tensor) -> tuple[Lengths, Lengths]:
+    """Sample heights and widths: shared ints when every sample fills the ``N x C x H x W``
+    batch, else each sample's own (``sizes``, ``N x 2`` on the host) on its device."""
+    n, _, height, width = pixels.shape
+    if sizes is not None and tuple(sizes.shape) != (n, 2):
+        raise ValueError(
+            f"sizes must be {n} x 2 (height, width per sample), got {tuple(sizes.shape)}"
+        )
+    if sizes is None or bool((sizes == torch.tensor([height, width])).all()):
+        return height, width
+    if not bool(((sizes >= 1) & (sizes <= torch.tensor([height, width]))).all()):
+        raise ValueError(f"sizes must lie in 1..{height} x 1..{width}, got {sizes.tolist()}")
+    return tuple(sizes.to(pixels.device, torch.int64, non_blocking=True).unbind(1))
+
+
+def _edge_index(lengths: Lengths, count: int, device: torch.device) -> torch.Tensor:
+    """Positions ``0 .. count - 1`` clamped below each length (libjpeg's edge replication):
+    one shared index for an ``int`` length, ``N x count`` for per-sample lengths."""
+    if isinstance(lengths, int):
+        return torch.arange(count, device=device).clamp_(max=lengths - 1)
+    return clamped_index(lengths, 0, count)
+
+
+def _pad(
+    x: torch.Tensor, heights: Lengths, widths: Lengths, height: int, width: int
+) -> torch.Tensor:
+    """``N x C x height x width``: each sample's rows from its own height on repeat its last
+    row, and likewise for columns (by indexing: CUDA's replicate padding takes no integer
+    tensors). A shared length that already fills the output is a view."""
+    if not (isinstance(heights, int) and heights == height == x.shape[-2]):
+        rows = _edge_index(heights, height, x.device)
+        x = x.index_select(-2, rows) if rows.ndim == 1 else gather_rows(x, rows)
+    if not (isinstance(widths, int) and widths == width == x.shape[-1]):
+        cols = _edge_index(widths, width, x.device)
+        x = x.index_select(-1, cols) if cols.ndim == 1 else gather_columns(x, cols)
+    return x
+
+
+def _fit(x: torch.Tensor, heights: Lengths, widths: Lengths) -> torch.Tensor:
+    """Each sample limited to its own height and width: a crop for shared lengths; for
+    per-sample ones the tensor keeps its size and rows and columns beyond a sample's own
+    repeat its last (so filters see libjpeg's repeated edges)."""
+    if isinstance(heights, int) and isinstance(widths, int):
+        return x[..., :heights, :widths]
+    return _pad(x, heights, widths, x.shape[-2], x.shape[-1])
 
 
 def _blocks(plane: torch.Tensor) -> torch.Tensor:
@@ -227,55 +277,75 @@ def _fancy_h2(rows: torch.Tensor, scale: int, bias_even: int, bias_odd: int) -> 
     return torch.stack([even, odd], -1).flatten(-2)
 
 
-def _upsample(chroma: torch.Tensor, h_factor: int, v_factor: int) -> torch.Tensor:
-    """``jdsample.c`` fancy upsampling: h2v2 (triangle in both axes) or h2v1; components
-    of at most 2 columns are upsampled by repetition, as libjpeg does."""
-    if chroma.shape[-1] <= 2:
-        return chroma.repeat_interleave(2, -1).repeat_interleave(v_factor, -2)
+def _upsample(chroma: torch.Tensor, h_factor: int, v_factor: int, narrow: Narrow) -> torch.Tensor:
+    """``jdsample.c`` fancy upsampling of ``chroma`` (each sample cut to its component's
+    size by :func:`_fit`): h2v2 (triangle in both axes) or h2v1. libjpeg's special first
+    and last columns equal the general filters over a repeated edge. Components of at
+    most 2 columns (``narrow``: one bool, or an ``N`` bool tensor on the host) are
+    upsampled by repetition, as libjpeg does."""
+    any_narrow = bool(narrow.any()) if isinstance(narrow, torch.Tensor) else narrow
+    all_narrow = bool(narrow.all()) if isinstance(narrow, torch.Tensor) else narrow
+    if any_narrow:
+        repeated = chroma.repeat_interleave(2, -1).repeat_interleave(v_factor, -2)
+        if all_narrow:
+            return repeated
     if v_factor == 1:
-        out = _fancy_h2(chroma, 2, 1, 2)
-        # libjpeg keeps the outermost samples unfiltered in h2v1
-        out[..., 0] = chroma[..., 0]
-        out[..., -1] = chroma[..., -1]
-        return out
-    above = torch.cat([chroma[..., :1, :], chroma[..., :-1, :]], -2)
-    below = torch.cat([chroma[..., 1:, :], chroma[..., -1:, :]], -2)
-    top, bottom = chroma * 3 + above, chroma * 3 + below
-    rows = torch.stack([top, bottom], -2).flatten(-3, -2)  # interleave output rows
-    out = _fancy_h2(rows, 4, 8, 7)
-    out[..., 0] = (rows[..., 0] * 4 + 8) >> 4
-    out[..., -1] = (rows[..., -1] * 4 + 7) >> 4
-    return out
+        fancy = _fancy_h2(chroma, 2, 1, 2)
+    else:
+        above = torch.cat([chroma[..., :1, :], chroma[..., :-1, :]], -2)
+        below = torch.cat([chroma[..., 1:, :], chroma[..., -1:, :]], -2)
+        rows = torch.stack([chroma * 3 + above, chroma * 3 + below], -2).flatten(-3, -2)
+        fancy = _fancy_h2(rows, 4, 8, 7)
+    if not any_narrow:
+        return fancy
+    mask = narrow.to(chroma.device, non_blocking=True).view(-1, 1, 1, 1)
+    return torch.where(mask, repeated, fancy)
 
 
 def jpeg_round_trip(
-    pixels: torch.Tensor, quality: torch.Tensor, subsampling: str = "4:2:0"
+    pixels: torch.Tensor,
+    quality: torch.Tensor,
+    subsampling: str = "4:2:0",
+    sizes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Decode(encode(``pixels``)) as libjpeg does, sample ``i`` at ``quality[i]`` (1..100).
 
     ``pixels`` is ``N x 3 x H x W`` uint8 RGB on any device; returns the same.
+    With ``sizes`` (``N x 2`` int64 on the host) ``pixels`` is a canvas: sample
+    ``i`` is ``pixels[i, :, :h_i, :w_i]`` and is compressed at that size,
+    whatever the rest holds; the output keeps the layout and its padding is
+    unspecified.
     """
     if subsampling not in _SUBSAMPLING:
         raise ValueError(f"subsampling must be one of {list(_SUBSAMPLING)}, got {subsampling!r}")
     h_factor, v_factor = _SUBSAMPLING[subsampling]
     height, width = pixels.shape[-2:]
+    heights, widths = _lengths(sizes, pixels)
     tables = quant_tables(quality.to(pixels.device)).long()
-    # Whole MCUs (8 x 8 luma blocks times the chroma factors), edges replicated.
+    # Whole MCUs (8 x 8 luma blocks times the chroma factors), edges replicated:
+    # jcprepct.c's rows to a whole row group and jcsample.c's columns to whole MCUs.
     full_h = -(-height // (8 * v_factor)) * 8 * v_factor
     full_w = -(-width // (8 * h_factor)) * 8 * h_factor
-    # jcprepct.c: rows to a whole row group, columns to whole MCUs, then each
-    # component's last row repeated down to whole blocks after downsampling.
-    ycc = _pad_to(_rgb_to_ycc(pixels.long()), -(-height // v_factor) * v_factor, full_w)
-    luma = _code_plane(_pad_to(ycc[:, :1], full_h, full_w)[:, 0], tables[:, 0])
-    luma = luma[:, :height, :width]
+    ycc = _rgb_to_ycc(_pad(pixels, heights, widths, full_h, full_w).long())
+    luma = _code_plane(ycc[:, 0], tables[:, 0])[:, :height, :width]
     chroma = ycc[:, 1:]
+    chroma_heights = (heights + v_factor - 1) // v_factor
+    chroma_widths = (widths + h_factor - 1) // h_factor
     if subsampling != "4:4:4":
         chroma = _downsample(chroma, h_factor, v_factor)
-    chroma = _pad_to(chroma, full_h // v_factor, full_w // h_factor)
-    coded = torch.stack([_code_plane(chroma[:, k], tables[:, 1]) for k in range(2)], 1)
-    # The decoder filters chroma within the component's own size, edges repeated.
-    coded = coded[..., : -(-height // v_factor), : -(-width // h_factor)]
+    if v_factor > 1:  # jcprepct.c: the last downsampled row repeats down to whole blocks
+        chroma = _pad(
+            chroma, chroma_heights, full_w // h_factor, full_h // v_factor, full_w // h_factor
+        )
+    # Both chroma components in one pass, each with its sample's chroma table.
+    coded = _code_plane(chroma.flatten(0, 1), tables[:, 1].repeat_interleave(2, 0))
+    coded = coded.view(chroma.shape)
     if subsampling != "4:4:4":
-        coded = _upsample(coded, h_factor, v_factor)
+        # The decoder filters chroma within the component's own size, edges repeated.
+        coded = _fit(coded, chroma_heights, chroma_widths)
+        narrow = (
+            chroma_widths <= 2 if isinstance(chroma_widths, int) else sizes[:, 1] <= 2 * h_factor
+        )
+        coded = _upsample(coded, h_factor, v_factor, narrow)
     rgb = _ycc_to_rgb(torch.cat([luma.unsqueeze(1), coded[..., :height, :width]], 1))
     return rgb.to(torch.uint8)
