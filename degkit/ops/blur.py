@@ -36,10 +36,13 @@ from degkit.ops.base import (
     map_groups,
     register,
 )
+from degkit.ops.canvas import Canvas
 from degkit.ops.filtering import (
     SampleFilter,
+    filter2d_canvas,
     filter2d_opencv,
     filter2d_per_sample,
+    filter_separable_canvas,
     filter_separable_per_sample,
     kernels_by_size,
     run_sample_filters,
@@ -451,27 +454,28 @@ class Blur(_KernelSizeOp):
             "cutoff": torch.where(use_sinc, _sinc_cutoffs(cutoff_u, size, None), zero),
         }
 
+    @staticmethod
+    def _kernels(
+        params: Params, positions: torch.Tensor, separable: bool
+    ) -> tuple[torch.Tensor, ...]:
+        """``(rows, cols)`` of the separable samples at ``positions``, else ``(kernels,)``."""
+        sizes = params["kernel_size"][positions]
+        if separable:
+            _, sigma_h, sigma_v = _separable_sigmas(params)
+            # Row and column kernels built together: first the rows, then the columns.
+            sigmas = torch.cat([sigma_h[positions], sigma_v[positions]])
+            both = kernels_by_size(sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, sigmas[i]))
+            return tuple(both.split(len(positions)))
+        sub = {key: value[positions] for key, value in params.items()}
+        return (
+            kernels_by_size(
+                sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
+            ),
+        )
+
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        separable, sigma_h, sigma_v = _separable_sigmas(params)
+        separable = _separable_sigmas(params)[0]
         sizes = params["kernel_size"]
-
-        def kernels_of(positions: torch.Tensor, is_separable: int) -> tuple[torch.Tensor, ...]:
-            """``(rows, cols)`` of separable samples, else ``(kernels,)``, at ``positions``."""
-            sub_sizes = sizes[positions]
-            if is_separable:
-                # Row and column kernels built together: first the rows, then the columns.
-                sigmas = torch.cat([sigma_h[positions], sigma_v[positions]])
-                both = kernels_by_size(
-                    sub_sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, sigmas[i])
-                )
-                return tuple(both.split(len(positions)))
-            sub = {key: value[positions] for key, value in params.items()}
-            return (
-                kernels_by_size(
-                    sub_sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
-                ),
-            )
-
         if bool((sizes == 1).all()):
             return x
         if use_opencv(x, int(sizes.max())):
@@ -479,7 +483,7 @@ class Blur(_KernelSizeOp):
             filters: dict[int, SampleFilter] = {}
             for is_separable in separable.unique().tolist():
                 positions = (separable == is_separable).nonzero().flatten()
-                kernels = kernels_of(positions, is_separable)
+                kernels = self._kernels(params, positions, is_separable)
                 made = separable_opencv(*kernels) if is_separable else filter2d_opencv(*kernels)
                 filters.update(zip(positions.tolist(), made, strict=True))
             return run_sample_filters(x, [filters[i] for i in range(x.shape[0])], clamp=True)
@@ -487,12 +491,27 @@ class Blur(_KernelSizeOp):
         def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
             if bool((sizes[positions] == 1).all()):
                 return xs
-            kernels = kernels_of(positions, is_separable)
+            kernels = self._kernels(params, positions, bool(is_separable))
             if is_separable:
                 return filter_separable_per_sample(xs, *kernels, clamp=True)
             return filter2d_per_sample(xs, *kernels, clamp=True)
 
         return map_groups(x, separable.long(), run)
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        separable = _separable_sigmas(params)[0]
+        sizes = params["kernel_size"]
+
+        def run(data: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
+            if bool((sizes[positions] == 1).all()):
+                return data
+            sub = Canvas(data, x.sizes[positions])
+            kernels = self._kernels(params, positions, bool(is_separable))
+            if is_separable:
+                return filter_separable_canvas(sub, *kernels, clamp=True).data
+            return filter2d_canvas(sub, *kernels, clamp=True).data
+
+        return x.with_data(map_groups(x.data, separable.long(), run))
 
 
 def _filter_by_size(
@@ -502,6 +521,15 @@ def _filter_by_size(
     if bool((sizes == 1).all()):
         return x
     return filter2d_per_sample(x, kernels_by_size(sizes, build), clamp=True)
+
+
+def _filter_canvas_by_size(
+    x: Canvas, sizes: torch.Tensor, build: Callable[[int, torch.Tensor], torch.Tensor]
+) -> Canvas:
+    """:func:`_filter_by_size` of a ragged batch on a canvas (one pass)."""
+    if bool((sizes == 1).all()):
+        return x
+    return filter2d_canvas(x, kernels_by_size(sizes, build), clamp=True)
 
 
 @register
@@ -562,6 +590,13 @@ class MotionBlur(_KernelSizeOp):
             lambda size, i: motion_kernels(size, params["length"][i], params["angle"][i]),
         )
 
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        return _filter_canvas_by_size(
+            x,
+            params["kernel_size"],
+            lambda size, i: motion_kernels(size, params["length"][i], params["angle"][i]),
+        )
+
 
 @register
 @dataclasses.dataclass
@@ -598,6 +633,11 @@ class DefocusBlur(_KernelSizeOp):
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         return _filter_by_size(
+            x, params["kernel_size"], lambda size, i: disk_kernels(size, params["radius"][i])
+        )
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        return _filter_canvas_by_size(
             x, params["kernel_size"], lambda size, i: disk_kernels(size, params["radius"][i])
         )
 
@@ -641,5 +681,10 @@ class Ringing(_KernelSizeOp):
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         return _filter_by_size(
+            x, params["kernel_size"], lambda size, i: sinc_kernels(size, params["cutoff"][i])
+        )
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        return _filter_canvas_by_size(
             x, params["kernel_size"], lambda size, i: sinc_kernels(size, params["cutoff"][i])
         )
