@@ -149,3 +149,38 @@ def test_matches_scipy_mirror_or_nearest_per_sample() -> None:
             np.testing.assert_allclose(out[i][c].numpy(), ref, atol=2e-6, err_msg=f"sample {i}")
             ref = ndimage.correlate(plane, outer, mode=mode)
             np.testing.assert_allclose(separable[i][c].numpy(), ref, atol=2e-6)
+
+
+# -- CUDA -----------------------------------------------------------------------------------
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA
+@pytest.mark.parametrize(("name", "config"), OP_CONFIGS)
+def test_canvas_on_cuda_never_waits_and_matches_the_cpu(name: str, config: dict) -> None:
+    op = create_op(name, **config)
+    params = op.sample(BatchStreams(4, range(len(SIZES))), len(SIZES))
+    canvas = Canvas.from_images(ragged_images(4))
+    cpu = op.apply_batched(canvas, params)
+    on_gpu = canvas.with_data(canvas.data.cuda())
+    op.apply_batched(on_gpu, params)  # warm-up: libraries load once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu = op.apply_batched(on_gpu, params)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for a, b in zip(cpu.views(), gpu.views(), strict=True):
+        torch.testing.assert_close(b.cpu(), a, atol=1e-5, rtol=0)
+
+
+@CUDA
+def test_a_sample_gets_the_same_bits_on_any_cuda_canvas() -> None:
+    op = create_op("blur", sinc_prob=0.3)
+    params = op.sample(BatchStreams(6, range(len(SIZES))), len(SIZES))
+    images = [img.cuda() for img in ragged_images(6)]
+    full = op.apply_batched(Canvas.from_images(images), params).views()
+    for i in range(len(SIZES)):
+        one = {key: value[i : i + 1] for key, value in params.items()}
+        alone = op.apply_batched(Canvas.from_images(images[i : i + 1]), one).views()[0]
+        assert torch.equal(alone, full[i]), f"sample {i}"

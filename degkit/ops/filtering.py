@@ -281,10 +281,18 @@ def _depthwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, weight, groups=groups)
 
 
+def _depthwise_weight(kernels: torch.Tensor, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """The ``N C x 1 x kh x kw`` depthwise weight filtering every channel of sample ``i``
+    of ``x`` by ``kernels[i]``; the copy from the host does not wait on the device."""
+    n, c = x.shape[:2]
+    taps = kernels.repeat_interleave(c, dim=0).view(n * c, 1, kh, kw)
+    return taps.to(device=x.device, dtype=x.dtype, non_blocking=True)
+
+
 def _conv2d_group(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     k = kernels.shape[-1]
-    weight = kernels.to(x).repeat_interleave(c, dim=0).unsqueeze(1)
+    weight = _depthwise_weight(kernels, x, k, k)
     padded = _pad(x, k // 2, k // 2).reshape(1, n * c, h + k - 1, w + k - 1)
     return _depthwise(padded, weight).reshape(n, c, h, w)
 
@@ -292,8 +300,7 @@ def _conv2d_group(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 def _separable_group(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     kr, kc = rows.shape[-1], cols.shape[-1]
-    row_w = rows.to(x).repeat_interleave(c, dim=0).view(n * c, 1, 1, kr)
-    col_w = cols.to(x).repeat_interleave(c, dim=0).view(n * c, 1, kc, 1)
+    row_w, col_w = _depthwise_weight(rows, x, 1, kr), _depthwise_weight(cols, x, kc, 1)
     padded = _pad(x, kc // 2, kr // 2).reshape(1, n * c, h + kc - 1, w + kr - 1)
     return _depthwise(_depthwise(padded, row_w), col_w).reshape(n, c, h, w)
 
@@ -339,7 +346,7 @@ def filter2d_canvas(x: Canvas, kernels: torch.Tensor, clamp: bool = False) -> Ca
     half = support // 2
     padded = _pad_canvas(x, k // 2, k // 2, _reflects(half, half, x.sizes))
     n, c, h, w = x.data.shape
-    weight = _crop(kernels, k).to(x.data).repeat_interleave(c, dim=0).unsqueeze(1)
+    weight = _depthwise_weight(_crop(kernels, k), x.data, k, k)
     out = _depthwise(padded.reshape(1, n * c, h + k - 1, w + k - 1), weight).reshape(n, c, h, w)
     return x.with_data(out.clamp_(0.0, 1.0) if clamp else out)
 
@@ -358,8 +365,8 @@ def filter_separable_canvas(
     reflects = _reflects(col_support // 2, row_support // 2, x.sizes)
     padded = _pad_canvas(x, kc // 2, kr // 2, reflects)
     n, c, h, w = x.data.shape
-    row_w = _crop(kernel_rows, kr).to(x.data).repeat_interleave(c, dim=0).view(n * c, 1, 1, kr)
-    col_w = _crop(kernel_cols, kc).to(x.data).repeat_interleave(c, dim=0).view(n * c, 1, kc, 1)
+    row_w = _depthwise_weight(_crop(kernel_rows, kr), x.data, 1, kr)
+    col_w = _depthwise_weight(_crop(kernel_cols, kc), x.data, kc, 1)
     padded = padded.reshape(1, n * c, h + kc - 1, w + kr - 1)
     out = _depthwise(_depthwise(padded, row_w), col_w).reshape(n, c, h, w)
     return x.with_data(out.clamp_(0.0, 1.0) if clamp else out)

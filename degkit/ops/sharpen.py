@@ -138,8 +138,8 @@ def _usm(
     thresholds: torch.Tensor,
 ) -> torch.Tensor:
     """The USM formula on a batch, with ``blur`` each sample's Gaussian filter."""
-    weight = weights.to(x).view(-1, 1, 1, 1)
-    threshold = thresholds.to(x).view(-1, 1, 1, 1)
+    weight = weights.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1, 1, 1)
+    threshold = thresholds.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1, 1, 1)
     residual = x - blur(x)
     mask = (residual.abs() > threshold / 255).to(x.dtype)
     soft_mask = blur(mask)
