@@ -5,8 +5,10 @@ Kernels are those of :mod:`degkit.ops.kernels` (units: pixels, radians for
 its own kernel type, size and shape. ``apply`` groups the samples of a batch by
 kernel size (and by path: isotropic and axis-aligned Gaussians are filtered
 separably, every other kernel in 2-D) and builds each group's kernels at once,
-so a sample's output never depends on the other samples of its batch. Borders
-are reflected (OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to
+so a sample's output never depends on the other samples of its batch. A
+ragged batch on a :class:`~degkit.ops.canvas.Canvas` runs each path once for
+the whole batch (see :mod:`degkit.ops.filtering`). Borders are reflected
+(OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to
 ``[0, 1]`` (sinc kernels overshoot).
 
 ``blur`` records ``kernel`` (one of :data:`KERNEL_LABELS`), ``kernel_size``,
@@ -187,6 +189,26 @@ def blur_kernels(size: int, params: Params) -> torch.Tensor:
         else:
             out[index] = sinc_kernels(size, p["cutoff"])
     return out
+
+
+def _blur_kernels_at(
+    params: Params, positions: torch.Tensor, sigmas: tuple[torch.Tensor, torch.Tensor] | None
+) -> tuple[torch.Tensor, ...]:
+    """The kernels of :class:`Blur`'s samples at ``positions``, each at its own size.
+
+    ``(rows, cols)`` when they are separable Gaussians (``sigmas``: the batch's
+    x / y standard deviations, see :func:`_separable_sigmas`), else ``(kernels,)``.
+    """
+    sizes = params["kernel_size"][positions]
+    if sigmas is not None:
+        # Row and column kernels built together: first the rows, then the columns.
+        both_sigmas = torch.cat([sigmas[0][positions], sigmas[1][positions]])
+        both = kernels_by_size(sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, both_sigmas[i]))
+        return tuple(both.split(len(positions)))
+    sub = {key: value[positions] for key, value in params.items()}
+    return (
+        kernels_by_size(sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})),
+    )
 
 
 # -- captions and dataset columns -----------------------------------------------------
@@ -454,27 +476,8 @@ class Blur(_KernelSizeOp):
             "cutoff": torch.where(use_sinc, _sinc_cutoffs(cutoff_u, size, None), zero),
         }
 
-    @staticmethod
-    def _kernels(
-        params: Params, positions: torch.Tensor, separable: bool
-    ) -> tuple[torch.Tensor, ...]:
-        """``(rows, cols)`` of the separable samples at ``positions``, else ``(kernels,)``."""
-        sizes = params["kernel_size"][positions]
-        if separable:
-            _, sigma_h, sigma_v = _separable_sigmas(params)
-            # Row and column kernels built together: first the rows, then the columns.
-            sigmas = torch.cat([sigma_h[positions], sigma_v[positions]])
-            both = kernels_by_size(sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, sigmas[i]))
-            return tuple(both.split(len(positions)))
-        sub = {key: value[positions] for key, value in params.items()}
-        return (
-            kernels_by_size(
-                sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
-            ),
-        )
-
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        separable = _separable_sigmas(params)[0]
+        separable, sigma_h, sigma_v = _separable_sigmas(params)
         sizes = params["kernel_size"]
         if bool((sizes == 1).all()):
             return x
@@ -483,7 +486,8 @@ class Blur(_KernelSizeOp):
             filters: dict[int, SampleFilter] = {}
             for is_separable in separable.unique().tolist():
                 positions = (separable == is_separable).nonzero().flatten()
-                kernels = self._kernels(params, positions, is_separable)
+                sigmas = (sigma_h, sigma_v) if is_separable else None
+                kernels = _blur_kernels_at(params, positions, sigmas)
                 made = separable_opencv(*kernels) if is_separable else filter2d_opencv(*kernels)
                 filters.update(zip(positions.tolist(), made, strict=True))
             return run_sample_filters(x, [filters[i] for i in range(x.shape[0])], clamp=True)
@@ -491,7 +495,9 @@ class Blur(_KernelSizeOp):
         def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
             if bool((sizes[positions] == 1).all()):
                 return xs
-            kernels = self._kernels(params, positions, bool(is_separable))
+            kernels = _blur_kernels_at(
+                params, positions, (sigma_h, sigma_v) if is_separable else None
+            )
             if is_separable:
                 return filter_separable_per_sample(xs, *kernels, clamp=True)
             return filter2d_per_sample(xs, *kernels, clamp=True)
@@ -499,14 +505,16 @@ class Blur(_KernelSizeOp):
         return map_groups(x, separable.long(), run)
 
     def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
-        separable = _separable_sigmas(params)[0]
+        separable, sigma_h, sigma_v = _separable_sigmas(params)
         sizes = params["kernel_size"]
 
         def run(data: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
             if bool((sizes[positions] == 1).all()):
                 return data
             sub = Canvas(data, x.sizes[positions])
-            kernels = self._kernels(params, positions, bool(is_separable))
+            kernels = _blur_kernels_at(
+                params, positions, (sigma_h, sigma_v) if is_separable else None
+            )
             if is_separable:
                 return filter_separable_canvas(sub, *kernels, clamp=True).data
             return filter2d_canvas(sub, *kernels, clamp=True).data
