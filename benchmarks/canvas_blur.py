@@ -26,7 +26,7 @@ from unittest import mock
 import torch
 from bench_timing import interleaved_seconds
 
-from degkit.ops import blur, create_op
+from degkit.ops import blur, create_op, filtering
 from degkit.ops.canvas import Canvas, ragged_batches
 from degkit.rng import BatchStreams
 
@@ -34,7 +34,8 @@ from degkit.rng import BatchStreams
 @contextlib.contextmanager
 def without_opencv() -> Iterator[None]:
     """Within the block, blur takes its ``conv2d`` path on the CPU as well."""
-    with mock.patch.object(blur, "use_opencv", lambda x, k: False):
+    never = mock.patch.object(blur, "use_opencv", lambda x, k: False)
+    with never, mock.patch.object(filtering, "use_opencv", lambda x, k: False):
         yield
 
 
