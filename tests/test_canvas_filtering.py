@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from op_helpers import assert_canvas_matches_groups, f64
 from scipy import ndimage
 
@@ -103,32 +105,45 @@ def _on_canvas(images: list[torch.Tensor], height: int, width: int, fill: float)
     return Canvas(data, torch.tensor([list(img.shape[-2:]) for img in images]))
 
 
-@pytest.mark.parametrize("separable", [False, True])
-def test_a_sample_gets_the_same_bits_on_any_canvas(separable: bool) -> None:
-    """Canvas size, padding, neighbours and their kernels (larger or smaller) change no bit."""
-    g = torch.Generator().manual_seed(5)
-    sample = torch.rand(3, 23, 31, generator=g)
-    kernel = _random_kernels([9], 1)[0]
+odd_sizes = st.integers(0, 12).map(lambda half: 2 * half + 1)
+lengths = st.integers(1, 40)
 
-    def filtered(neighbours: list[torch.Tensor], sizes: list[int], canvas_size, fill: float):
-        kernels = [*_random_kernels(sizes, len(sizes)), kernel]
-        canvas = _on_canvas([*neighbours, sample], *canvas_size, fill)
+
+@given(
+    shape=st.tuples(lengths, lengths),
+    size=odd_sizes,
+    neighbours=st.lists(st.tuples(lengths, lengths, odd_sizes), max_size=3),
+    place=st.integers(0, 3),
+    extra=st.tuples(st.integers(0, 20), st.integers(0, 20)),
+    fill=st.sampled_from([0.0, -3.0, 7.5]),
+    separable=st.booleans(),
+)
+def test_a_sample_gets_the_same_bits_on_any_canvas(
+    shape, size, neighbours, place, extra, fill, separable
+) -> None:
+    """Canvas size, padding, neighbours and their kernels (larger or smaller) change no bit."""
+    g = torch.Generator().manual_seed(size)
+    sample = torch.rand(3, *shape, generator=g)
+    kernel = _random_kernels([size], 0)[0]
+
+    def filtered(others: list[tuple[int, int, int]], canvas_size: tuple[int, int]):
+        place_at = min(place, len(others))
+        images = [torch.rand(3, h, w, generator=g) for h, w, _ in others]
+        images.insert(place_at, sample)
+        kernels = _random_kernels([k for _, _, k in others], 1)
+        kernels.insert(place_at, kernel)
+        canvas = _on_canvas(images, *canvas_size, fill)
         if separable:
             rows = _centred([k.sum(0) for k in kernels])
             cols = _centred([k.sum(1) for k in kernels])
-            return filter_separable_canvas(canvas, rows, cols).views()[-1]
-        return filter2d_canvas(canvas, _centred(kernels)).views()[-1]
+            return filter_separable_canvas(canvas, rows, cols).views()[place_at]
+        return filter2d_canvas(canvas, _centred(kernels)).views()[place_at]
 
-    alone = filtered([], [], (23, 31), 0.0)
-    assert not torch.equal(alone, sample)
-    wide = torch.rand(3, 4, 90, generator=g)
-    crowds = [
-        ([torch.rand(3, 50, 7, generator=g)], [21], (50, 31), 9.0),
-        ([wide, wide], [3, 1], (23, 90), -1.0),
-        ([torch.rand(3, 61, 64, generator=g), wide], [15, 5], (77, 101), 0.5),
-    ]
-    for neighbours, sizes, canvas_size, fill in crowds:
-        assert torch.equal(filtered(neighbours, sizes, canvas_size, fill), alone)
+    alone = filtered([], shape)
+    heights = [shape[0], *(h for h, _, _ in neighbours)]
+    widths = [shape[1], *(w for _, w, _ in neighbours)]
+    crowded = filtered(neighbours, (max(heights) + extra[0], max(widths) + extra[1]))
+    assert torch.equal(crowded, alone)
 
 
 def test_matches_scipy_mirror_or_nearest_per_sample() -> None:
