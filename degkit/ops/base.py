@@ -111,7 +111,7 @@ def map_groups(
     out: torch.Tensor | None = None
     for key in distinct:
         positions = torch.tensor([i for i, k in enumerate(keys_list) if k == key])
-        index = positions.to(x.device)
+        index = positions.to(x.device, non_blocking=True)
         y = fn(x.index_select(0, index), positions, key)
         if out is None:
             out = y.new_empty((x.shape[0], *y.shape[1:]))

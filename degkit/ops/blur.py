@@ -5,8 +5,10 @@ Kernels are those of :mod:`degkit.ops.kernels` (units: pixels, radians for
 its own kernel type, size and shape. ``apply`` groups the samples of a batch by
 kernel size (and by path: isotropic and axis-aligned Gaussians are filtered
 separably, every other kernel in 2-D) and builds each group's kernels at once,
-so a sample's output never depends on the other samples of its batch. Borders
-are reflected (OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to
+so a sample's output never depends on the other samples of its batch. A
+ragged batch on a :class:`~degkit.ops.canvas.Canvas` runs each path once for
+the whole batch (see :mod:`degkit.ops.filtering`). Borders are reflected
+(OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to
 ``[0, 1]`` (sinc kernels overshoot).
 
 ``blur`` records ``kernel`` (one of :data:`KERNEL_LABELS`), ``kernel_size``,
@@ -36,10 +38,13 @@ from degkit.ops.base import (
     map_groups,
     register,
 )
+from degkit.ops.canvas import Canvas
 from degkit.ops.filtering import (
     SampleFilter,
+    filter2d_canvas,
     filter2d_opencv,
     filter2d_per_sample,
+    filter_separable_canvas,
     filter_separable_per_sample,
     kernels_by_size,
     run_sample_filters,
@@ -184,6 +189,26 @@ def blur_kernels(size: int, params: Params) -> torch.Tensor:
         else:
             out[index] = sinc_kernels(size, p["cutoff"])
     return out
+
+
+def _blur_kernels_at(
+    params: Params, positions: torch.Tensor, sigmas: tuple[torch.Tensor, torch.Tensor] | None
+) -> tuple[torch.Tensor, ...]:
+    """The kernels of :class:`Blur`'s samples at ``positions``, each at its own size.
+
+    ``(rows, cols)`` when they are separable Gaussians (``sigmas``: the batch's
+    x / y standard deviations, see :func:`_separable_sigmas`), else ``(kernels,)``.
+    """
+    sizes = params["kernel_size"][positions]
+    if sigmas is not None:
+        # Row and column kernels built together: first the rows, then the columns.
+        both_sigmas = torch.cat([sigmas[0][positions], sigmas[1][positions]])
+        both = kernels_by_size(sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, both_sigmas[i]))
+        return tuple(both.split(len(positions)))
+    sub = {key: value[positions] for key, value in params.items()}
+    return (
+        kernels_by_size(sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})),
+    )
 
 
 # -- captions and dataset columns -----------------------------------------------------
@@ -454,24 +479,6 @@ class Blur(_KernelSizeOp):
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         separable, sigma_h, sigma_v = _separable_sigmas(params)
         sizes = params["kernel_size"]
-
-        def kernels_of(positions: torch.Tensor, is_separable: int) -> tuple[torch.Tensor, ...]:
-            """``(rows, cols)`` of separable samples, else ``(kernels,)``, at ``positions``."""
-            sub_sizes = sizes[positions]
-            if is_separable:
-                # Row and column kernels built together: first the rows, then the columns.
-                sigmas = torch.cat([sigma_h[positions], sigma_v[positions]])
-                both = kernels_by_size(
-                    sub_sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, sigmas[i])
-                )
-                return tuple(both.split(len(positions)))
-            sub = {key: value[positions] for key, value in params.items()}
-            return (
-                kernels_by_size(
-                    sub_sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})
-                ),
-            )
-
         if bool((sizes == 1).all()):
             return x
         if use_opencv(x, int(sizes.max())):
@@ -479,7 +486,8 @@ class Blur(_KernelSizeOp):
             filters: dict[int, SampleFilter] = {}
             for is_separable in separable.unique().tolist():
                 positions = (separable == is_separable).nonzero().flatten()
-                kernels = kernels_of(positions, is_separable)
+                sigmas = (sigma_h, sigma_v) if is_separable else None
+                kernels = _blur_kernels_at(params, positions, sigmas)
                 made = separable_opencv(*kernels) if is_separable else filter2d_opencv(*kernels)
                 filters.update(zip(positions.tolist(), made, strict=True))
             return run_sample_filters(x, [filters[i] for i in range(x.shape[0])], clamp=True)
@@ -487,12 +495,31 @@ class Blur(_KernelSizeOp):
         def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
             if bool((sizes[positions] == 1).all()):
                 return xs
-            kernels = kernels_of(positions, is_separable)
+            kernels = _blur_kernels_at(
+                params, positions, (sigma_h, sigma_v) if is_separable else None
+            )
             if is_separable:
                 return filter_separable_per_sample(xs, *kernels, clamp=True)
             return filter2d_per_sample(xs, *kernels, clamp=True)
 
         return map_groups(x, separable.long(), run)
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        separable, sigma_h, sigma_v = _separable_sigmas(params)
+        sizes = params["kernel_size"]
+
+        def run(data: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
+            if bool((sizes[positions] == 1).all()):
+                return data
+            sub = Canvas(data, x.sizes[positions])
+            kernels = _blur_kernels_at(
+                params, positions, (sigma_h, sigma_v) if is_separable else None
+            )
+            if is_separable:
+                return filter_separable_canvas(sub, *kernels, clamp=True).data
+            return filter2d_canvas(sub, *kernels, clamp=True).data
+
+        return x.with_data(map_groups(x.data, separable.long(), run))
 
 
 def _filter_by_size(
@@ -502,6 +529,15 @@ def _filter_by_size(
     if bool((sizes == 1).all()):
         return x
     return filter2d_per_sample(x, kernels_by_size(sizes, build), clamp=True)
+
+
+def _filter_canvas_by_size(
+    x: Canvas, sizes: torch.Tensor, build: Callable[[int, torch.Tensor], torch.Tensor]
+) -> Canvas:
+    """:func:`_filter_by_size` of a ragged batch on a canvas (one pass)."""
+    if bool((sizes == 1).all()):
+        return x
+    return filter2d_canvas(x, kernels_by_size(sizes, build), clamp=True)
 
 
 @register
@@ -562,6 +598,13 @@ class MotionBlur(_KernelSizeOp):
             lambda size, i: motion_kernels(size, params["length"][i], params["angle"][i]),
         )
 
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        return _filter_canvas_by_size(
+            x,
+            params["kernel_size"],
+            lambda size, i: motion_kernels(size, params["length"][i], params["angle"][i]),
+        )
+
 
 @register
 @dataclasses.dataclass
@@ -598,6 +641,11 @@ class DefocusBlur(_KernelSizeOp):
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         return _filter_by_size(
+            x, params["kernel_size"], lambda size, i: disk_kernels(size, params["radius"][i])
+        )
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        return _filter_canvas_by_size(
             x, params["kernel_size"], lambda size, i: disk_kernels(size, params["radius"][i])
         )
 
@@ -641,5 +689,10 @@ class Ringing(_KernelSizeOp):
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         return _filter_by_size(
+            x, params["kernel_size"], lambda size, i: sinc_kernels(size, params["cutoff"][i])
+        )
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
+        return _filter_canvas_by_size(
             x, params["kernel_size"], lambda size, i: sinc_kernels(size, params["cutoff"][i])
         )

@@ -18,6 +18,14 @@ FFTs, whichever a cost model (:data:`FFT_COST_FACTOR`) finds cheaper for the
 sample. Ops that mix kinds of filter in one batch (separable and 2-D blur)
 build one :data:`SampleFilter` per sample and run the batch in one pass
 (:func:`run_sample_filters`).
+
+A ragged batch on a :class:`~degkit.ops.canvas.Canvas` is filtered in one
+depthwise ``conv2d`` (:func:`filter2d_canvas`, :func:`filter_separable_canvas`):
+each sample's border is gathered by index, as the grouped path would pad that
+sample alone, and every kernel is zero-padded to the largest support of the
+batch. On the CPU (oneDNN's depthwise kernels) an output pixel's sum does not
+depend on the image size, and zero taps add exact zeros in the same order, so
+a sample gets the same bits on any canvas, beside any neighbours, as grouped.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from degkit.ops.base import map_groups
+from degkit.ops.canvas import Canvas, clamped_index, gather_columns, gather_rows, reflect_index
 from degkit.ops.threads import map_in_threads
 
 __all__ = [
@@ -42,6 +51,8 @@ __all__ = [
     "kernels_by_size",
     "filter2d_per_sample",
     "filter_separable_per_sample",
+    "filter2d_canvas",
+    "filter_separable_canvas",
     "SampleFilter",
     "filter2d_opencv",
     "separable_opencv",
@@ -270,10 +281,18 @@ def _depthwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, weight, groups=groups)
 
 
+def _depthwise_weight(kernels: torch.Tensor, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """The ``N C x 1 x kh x kw`` depthwise weight filtering every channel of sample ``i``
+    of ``x`` by ``kernels[i]``; the copy from the host does not wait on the device."""
+    n, c = x.shape[:2]
+    taps = kernels.repeat_interleave(c, dim=0).view(n * c, 1, kh, kw)
+    return taps.to(device=x.device, dtype=x.dtype, non_blocking=True)
+
+
 def _conv2d_group(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     k = kernels.shape[-1]
-    weight = kernels.to(x).repeat_interleave(c, dim=0).unsqueeze(1)
+    weight = _depthwise_weight(kernels, x, k, k)
     padded = _pad(x, k // 2, k // 2).reshape(1, n * c, h + k - 1, w + k - 1)
     return _depthwise(padded, weight).reshape(n, c, h, w)
 
@@ -281,10 +300,76 @@ def _conv2d_group(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 def _separable_group(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     kr, kc = rows.shape[-1], cols.shape[-1]
-    row_w = rows.to(x).repeat_interleave(c, dim=0).view(n * c, 1, 1, kr)
-    col_w = cols.to(x).repeat_interleave(c, dim=0).view(n * c, 1, kc, 1)
+    row_w, col_w = _depthwise_weight(rows, x, 1, kr), _depthwise_weight(cols, x, kc, 1)
     padded = _pad(x, kc // 2, kr // 2).reshape(1, n * c, h + kc - 1, w + kr - 1)
     return _depthwise(_depthwise(padded, row_w), col_w).reshape(n, c, h, w)
+
+
+# -- canvas path (ragged batches) ---------------------------------------------------
+def _reflects(half_h: torch.Tensor, half_w: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Per sample, whether :func:`_pad` would reflect it alone (else it replicates the edge)."""
+    return (half_h < sizes[:, 0]) & (half_w < sizes[:, 1])
+
+
+def _border_index(
+    lengths: torch.Tensor, reflects: torch.Tensor, half: int, count: int
+) -> torch.Tensor:
+    """``N x (count + 2 half)`` source positions of a padded axis: reflected or clamped."""
+    start, total = -half, count + 2 * half
+    reflected = reflect_index(lengths, start, total)
+    return torch.where(reflects.unsqueeze(1), reflected, clamped_index(lengths, start, total))
+
+
+def _pad_canvas(x: Canvas, half_h: int, half_w: int, reflects: torch.Tensor) -> torch.Tensor:
+    """``x.data`` padded by ``half_h`` rows and ``half_w`` columns on each side, each sample
+    about its own border (reflected where ``reflects``, else its edge pixels repeated)."""
+    sizes = x.device_sizes()
+    reflects = reflects.to(x.data.device, non_blocking=True)
+    hc, wc = x.data.shape[-2:]
+    out = x.data
+    if half_h:
+        out = gather_rows(out, _border_index(sizes[:, 0], reflects, half_h, hc))
+    if half_w:
+        out = gather_columns(out, _border_index(sizes[:, 1], reflects, half_w, wc))
+    return out
+
+
+def filter2d_canvas(x: Canvas, kernels: torch.Tensor, clamp: bool = False) -> Canvas:
+    """:func:`filter2d_per_sample` of a ragged batch, in one pass over its canvas.
+
+    ``kernels`` (``N x K x K``, zero outside each support) live on the host,
+    where their supports are read. The result keeps ``x``'s sizes.
+    """
+    kernels = _flush_subnormal(kernels)
+    support = _support(kernels)
+    k = int(support.max())
+    half = support // 2
+    padded = _pad_canvas(x, k // 2, k // 2, _reflects(half, half, x.sizes))
+    n, c, h, w = x.data.shape
+    weight = _depthwise_weight(_crop(kernels, k), x.data, k, k)
+    out = _depthwise(padded.reshape(1, n * c, h + k - 1, w + k - 1), weight).reshape(n, c, h, w)
+    return x.with_data(out.clamp_(0.0, 1.0) if clamp else out)
+
+
+def filter_separable_canvas(
+    x: Canvas, kernel_rows: torch.Tensor, kernel_cols: torch.Tensor, clamp: bool = False
+) -> Canvas:
+    """:func:`filter_separable_per_sample` of a ragged batch, in one pass over its canvas.
+
+    ``kernel_rows`` and ``kernel_cols`` (``N x K``) live on the host, where
+    their supports are read. The result keeps ``x``'s sizes.
+    """
+    kernel_rows, kernel_cols = _flush_subnormal(kernel_rows), _flush_subnormal(kernel_cols)
+    row_support, col_support = _support(kernel_rows), _support(kernel_cols)
+    kr, kc = int(row_support.max()), int(col_support.max())
+    reflects = _reflects(col_support // 2, row_support // 2, x.sizes)
+    padded = _pad_canvas(x, kc // 2, kr // 2, reflects)
+    n, c, h, w = x.data.shape
+    row_w = _depthwise_weight(_crop(kernel_rows, kr), x.data, 1, kr)
+    col_w = _depthwise_weight(_crop(kernel_cols, kc), x.data, kc, 1)
+    padded = padded.reshape(1, n * c, h + kc - 1, w + kr - 1)
+    out = _depthwise(_depthwise(padded, row_w), col_w).reshape(n, c, h, w)
+    return x.with_data(out.clamp_(0.0, 1.0) if clamp else out)
 
 
 # -- public ------------------------------------------------------------------------
