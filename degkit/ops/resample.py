@@ -1,0 +1,246 @@
+"""Per-sample resampling of a ragged batch on a canvas, as ``F.interpolate`` computes it.
+
+Every sample of an ``N x C x Hc x Wc`` canvas goes from its own size to its
+own output size with its own interpolation (``area``, ``bilinear``,
+``bicubic`` or ``nearest``, ``align_corners=False``) and antialias flag, in
+one pass over the whole batch. The resampling is separable: each axis is a
+gather of a fixed number of taps per output position (per-sample tap indices
+and weights, zero weights for the taps a sample does not use, padded at the
+end) followed by a weighted sum in tap order, columns first and then rows (the
+order torch uses). Each product and each sum is rounded on its own, so a
+sample's result is bit for bit the same whatever canvas it lies on and
+whatever its neighbours or the padding hold.
+
+The taps follow torch's kernels in float32 (with the multiply-adds its compiled
+kernels fuse fused here too):
+
+* ``area``: adaptive average pooling, windows ``[floor(o in / out),
+  ceil((o + 1) in / out))`` with weight ``1 / length``;
+* ``bilinear``: source ``(o + 0.5) in / out - 0.5`` clamped at 0, the right
+  neighbour clamped to the edge;
+* ``bicubic``: Keys' cubic with ``a = -0.75``, taps clamped to the edge;
+* ``nearest``: ``floor(o in / out)``;
+* antialiased ``bilinear`` / ``bicubic`` (torch's ``_upsample_*_aa``, Pillow's
+  filters): a triangle or Keys' cubic with ``a = -0.5`` whose support is
+  stretched by ``in / out`` when shrinking, cut at the edges and normalised.
+
+An axis whose size does not change is copied (torch skips it too). Results
+agree with ``F.interpolate`` of each sample alone to float32 rounding (torch
+sums area windows in two dimensions at once and may fuse multiply-adds).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from degkit.ops.canvas import Canvas, gather_columns, gather_rows
+
+__all__ = ["RESAMPLE_MODES", "axis_taps", "resample"]
+
+RESAMPLE_MODES = ("area", "bilinear", "bicubic", "nearest")
+
+_F = np.float32
+
+
+def _fma(a: np.ndarray | np.float32, b: np.ndarray, c: np.ndarray | np.float32) -> np.ndarray:
+    """``a * b + c`` rounded once to float32 (a fused multiply-add, as compiled kernels do)."""
+    return (np.float64(a) * np.float64(b) + np.float64(c)).astype(_F)
+
+
+def _cubic_near(x: np.ndarray, a: np.float32) -> np.ndarray:
+    """Keys' cubic on ``[0, 1]``: ``((a + 2) x - (a + 3)) x x + 1``."""
+    return _fma(_fma(a + _F(2), x, -(a + _F(3))) * x, x, _F(1))
+
+
+def _cubic_far(x: np.ndarray, a: np.float32) -> np.ndarray:
+    """Keys' cubic on ``[1, 2]``: ``((a x - 5 a) x + 8 a) x - 4 a``."""
+    return _fma(_fma(_fma(a, x, -(_F(5) * a)), x, _F(8) * a), x, -(_F(4) * a))
+
+
+def _cubic(x: np.ndarray, a: np.float32) -> np.ndarray:
+    """Keys' cubic at ``|x|``, zero from 2 on (the antialias filter)."""
+    x = np.abs(x)
+    return np.where(x < 1, _cubic_near(x, a), np.where(x < 2, _cubic_far(x, a), _F(0)))
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x < 1, _F(1) - x, _F(0)).astype(_F)
+
+
+def _scale(n_in: int, n_out: int) -> np.float32:
+    return _F(n_in) / _F(n_out)
+
+
+def _source(n_in: int, n_out: int) -> np.ndarray:
+    """Half-pixel source positions ``scale (o + 0.5) - 0.5`` (float32, fused)."""
+    o = np.arange(n_out, dtype=_F)
+    return _fma(_scale(n_in, n_out), o + _F(0.5), _F(-0.5))
+
+
+def _nearest(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    o = np.arange(n_out)
+    if n_out == 2 * n_in:
+        index = o >> 1
+    else:
+        index = np.minimum(np.floor(o.astype(_F) * _scale(n_in, n_out)).astype(np.int64), n_in - 1)
+    return index[:, None], np.ones((n_out, 1), _F)
+
+
+def _area(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    o = np.arange(n_out)
+    start = o * n_in // n_out
+    length = ((o + 1) * n_in + n_out - 1) // n_out - start
+    taps = np.arange(int(length.max()))
+    used = taps[None, :] < length[:, None]
+    index = np.where(used, start[:, None] + taps[None, :], start[:, None])
+    weight = np.where(used, (_F(1) / length.astype(_F))[:, None], _F(0)).astype(_F)
+    return index, weight
+
+
+def _bilinear(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    src = np.maximum(_source(n_in, n_out), _F(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    lam = np.clip(src - i0.astype(_F), _F(0), _F(1))
+    i1 = i0 + (i0 < n_in - 1)
+    return np.stack([i0, i1], 1), np.stack([_F(1) - lam, lam], 1)
+
+
+def _bicubic(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    src = _source(n_in, n_out)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    t = np.clip(src - i0.astype(_F), _F(0), _F(1))
+    a, u = _F(-0.75), _F(1) - t
+    near, far = [_cubic_near(d, a) for d in (t, u)], [_cubic_far(d + _F(1), a) for d in (t, u)]
+    weight = np.stack([far[0], near[0], near[1], far[1]], 1)
+    index = np.clip(i0[:, None] + np.arange(-1, 3)[None, :], 0, n_in - 1)
+    return index, weight
+
+
+def _antialiased(n_in: int, n_out: int, cubic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """torch's antialiased taps, with its mix of float32 and float64 steps."""
+    scale = _scale(n_in, n_out)
+    half = 2.0 if cubic else 1.0
+    support = _F(half * float(scale)) if scale >= 1 else _F(half)
+    invscale = _F(1.0 / float(scale)) if scale >= 1 else _F(1)
+    max_taps = int(np.ceil(support)) * 2 + 1
+    o = np.arange(n_out, dtype=np.float64)
+    center = (float(scale) * (o + 0.5)).astype(_F)
+    xmin = np.maximum(((center - support).astype(np.float64) + 0.5).astype(np.int64), 0)
+    xmax = np.minimum(((center + support).astype(np.float64) + 0.5).astype(np.int64), n_in)
+    size = np.clip(xmax - xmin, 0, max_taps)
+    taps = np.arange(max_taps)
+    used = taps[None, :] < size[:, None]
+    d = (xmin[:, None] + taps[None, :]).astype(_F) - center[:, None]
+    arg = ((d.astype(np.float64) + 0.5) * float(invscale)).astype(_F)
+    weight = np.where(used, _cubic(arg, _F(-0.5)) if cubic else _triangle(arg), _F(0)).astype(_F)
+    total = weight[:, 0].copy()
+    for j in range(1, max_taps):
+        total += weight[:, j]
+    weight = np.where(total[:, None] != 0, weight / np.where(total == 0, 1, total)[:, None], weight)
+    index = np.where(used, xmin[:, None] + taps[None, :], np.minimum(xmin, n_in - 1)[:, None])
+    return index, weight.astype(_F)
+
+
+@functools.lru_cache(maxsize=4096)
+def axis_taps(n_in: int, n_out: int, mode: str, antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, weight)``, each ``n_out x taps``: output ``o`` of one axis is
+    ``sum_k weight[o, k] * input[index[o, k]]``, summed in tap order (read-only arrays)."""
+    if mode not in RESAMPLE_MODES:
+        raise ValueError(f"resample: unknown mode {mode!r}; allowed: {RESAMPLE_MODES}")
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"resample: sizes must be positive, got {n_in} -> {n_out}")
+    if n_in == n_out:
+        index, weight = np.arange(n_out)[:, None], np.ones((n_out, 1), _F)
+    elif antialias and mode in ("bilinear", "bicubic"):
+        index, weight = _antialiased(n_in, n_out, cubic=mode == "bicubic")
+    else:
+        index, weight = {"area": _area, "bilinear": _bilinear, "bicubic": _bicubic}.get(
+            mode, _nearest
+        )(n_in, n_out)
+    index, weight = np.ascontiguousarray(index, np.int64), np.ascontiguousarray(weight, _F)
+    index.flags.writeable = weight.flags.writeable = False
+    return index, weight
+
+
+def _batch_taps(
+    n_in: list[int], n_out: list[int], modes: Sequence[str], antialias: Sequence[bool], length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``N x length x K`` indices and weights of one axis; unused taps and output
+    positions past a sample's size get weight 0 and a valid index."""
+    taps = [
+        axis_taps(a, b, m, bool(aa))
+        for a, b, m, aa in zip(n_in, n_out, modes, antialias, strict=True)
+    ]
+    k = max(index.shape[1] for index, _ in taps)
+    index = np.zeros((len(taps), length, k), np.int64)
+    weight = np.zeros((len(taps), length, k), _F)
+    for i, (idx, w) in enumerate(taps):
+        index[i, : idx.shape[0], : idx.shape[1]] = idx
+        index[i, : idx.shape[0], idx.shape[1] :] = idx[:, -1:]
+        weight[i, : w.shape[0], : w.shape[1]] = w
+    return torch.from_numpy(index), torch.from_numpy(weight)
+
+
+def _weighted_sum(products: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum along ``dim`` one slice after another (a fixed order, whatever the shape)."""
+    acc = products.select(dim, 0).contiguous()
+    for j in range(1, products.shape[dim]):
+        acc.add_(products.select(dim, j))
+    return acc
+
+
+def _resample_columns(
+    data: torch.Tensor, index: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    n, m, k = index.shape
+    taps = gather_columns(data, index.view(n, m * k)).unflatten(3, (m, k))
+    return _weighted_sum(taps * weight.view(n, 1, 1, m, k), 4)
+
+
+def _resample_rows(data: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    n, m, k = index.shape
+    taps = gather_rows(data, index.view(n, m * k)).unflatten(2, (m, k))
+    return _weighted_sum(taps * weight.view(n, 1, m, k, 1), 3)
+
+
+def resample(
+    x: Canvas, sizes: torch.Tensor, modes: Sequence[str], antialias: Sequence[bool]
+) -> Canvas | torch.Tensor:
+    """Resample sample ``i`` of ``x`` to ``sizes[i]`` (host ``N x 2``) with ``modes[i]``
+    and ``antialias[i]``; bicubic samples are clamped to ``[0, 1]``.
+
+    Returns a plain ``N x C x H x W`` tensor when every sample ends at the same
+    size, else a canvas of the output sizes (its padding holds zeros).
+    """
+    sizes = torch.as_tensor(sizes, dtype=torch.int64).cpu()
+    if sizes.shape != x.sizes.shape:
+        raise ValueError(
+            f"resample: sizes must be {tuple(x.sizes.shape)}, got {tuple(sizes.shape)}"
+        )
+    if len(modes) != len(x) or len(antialias) != len(x):
+        raise ValueError(f"resample: need {len(x)} modes and antialias flags")
+    (in_h, in_w), (out_h, out_w) = x.sizes.T.tolist(), sizes.T.tolist()
+    height, width = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+    device = x.data.device
+    data = x.data[:, :, : max(in_h), : max(in_w)]
+    if any(a != b for a, b in zip(in_w, out_w, strict=True)):
+        index, weight = _batch_taps(in_w, out_w, modes, antialias, width)
+        data = _resample_columns(data, index.to(device), weight.to(device, data.dtype))
+    else:
+        data = data[..., :width]
+    if any(a != b for a, b in zip(in_h, out_h, strict=True)):
+        index, weight = _batch_taps(in_h, out_h, modes, antialias, height)
+        data = _resample_rows(data, index.to(device), weight.to(device, data.dtype))
+    else:
+        data = data[..., :height, :]
+    cubic = [m == "bicubic" for m in modes]
+    if any(cubic):
+        flags = torch.tensor(cubic, device=device).view(-1, 1, 1, 1)
+        data = torch.where(flags, data.clamp(0.0, 1.0), data)
+    out = Canvas(data, sizes)
+    return out.data if out.is_uniform() else out
