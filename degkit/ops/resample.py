@@ -31,13 +31,15 @@ sums area windows in two dimensions at once and may fuse multiply-adds).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from degkit.ops.canvas import Canvas, gather_columns, gather_rows
+from degkit.ops.canvas import Canvas
 
 __all__ = ["RESAMPLE_MODES", "axis_taps", "resample"]
 
@@ -141,7 +143,9 @@ def _antialiased(n_in: int, n_out: int, cubic: bool) -> tuple[np.ndarray, np.nda
     total = weight[:, 0].copy()
     for j in range(1, max_taps):
         total += weight[:, j]
-    weight = np.where(total[:, None] != 0, weight / np.where(total == 0, 1, total)[:, None], weight)
+    weight = np.where(
+        total[:, None] != 0, weight / np.where(total == 0, _F(1), total)[:, None], weight
+    )
     index = np.where(used, xmin[:, None] + taps[None, :], np.minimum(xmin, n_in - 1)[:, None])
     return index, weight.astype(_F)
 
@@ -162,50 +166,73 @@ def axis_taps(n_in: int, n_out: int, mode: str, antialias: bool) -> tuple[np.nda
         index, weight = {"area": _area, "bilinear": _bilinear, "bicubic": _bicubic}.get(
             mode, _nearest
         )(n_in, n_out)
-    index, weight = np.ascontiguousarray(index, np.int64), np.ascontiguousarray(weight, _F)
+    taps = max(1, int(np.flatnonzero((weight != 0).any(0)).max(initial=0)) + 1)
+    index = np.ascontiguousarray(index[:, :taps], np.int64)
+    weight = np.ascontiguousarray(weight[:, :taps], _F)  # trailing all-zero taps dropped
     index.flags.writeable = weight.flags.writeable = False
     return index, weight
 
 
-def _batch_taps(
+@dataclasses.dataclass(frozen=True)
+class _AxisPlan:
+    """One axis of a batch, tap by tap. Samples are taken by decreasing tap count
+    (``order``), so tap ``j`` concerns a prefix of them, the first ``counts[j]``;
+    ``index`` and ``weight`` stack each tap's ``counts[j] x length`` block."""
+
+    order: torch.Tensor
+    counts: list[int]
+    index: torch.Tensor
+    weight: torch.Tensor
+
+
+def _plan(
     n_in: list[int], n_out: list[int], modes: Sequence[str], antialias: Sequence[bool], length: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``N x length x K`` indices and weights of one axis; unused taps and output
-    positions past a sample's size get weight 0 and a valid index."""
+) -> _AxisPlan:
+    """The taps of one axis; output positions past a sample's size get weight 0 and index 0."""
     taps = [
         axis_taps(a, b, m, bool(aa))
         for a, b, m, aa in zip(n_in, n_out, modes, antialias, strict=True)
     ]
-    k = max(index.shape[1] for index, _ in taps)
-    index = np.zeros((len(taps), length, k), np.int64)
-    weight = np.zeros((len(taps), length, k), _F)
-    for i, (idx, w) in enumerate(taps):
-        index[i, : idx.shape[0], : idx.shape[1]] = idx
-        index[i, : idx.shape[0], idx.shape[1] :] = idx[:, -1:]
-        weight[i, : w.shape[0], : w.shape[1]] = w
-    return torch.from_numpy(index), torch.from_numpy(weight)
+    order = sorted(range(len(taps)), key=lambda i: -taps[i][0].shape[1])
+    widest = taps[order[0]][0].shape[1]
+    counts = [sum(taps[i][0].shape[1] > j for i in order) for j in range(widest)]
+    index = np.zeros((sum(counts), length), np.int64)
+    weight = np.zeros((sum(counts), length), _F)
+    start = 0
+    for j, count in enumerate(counts):
+        for row, i in enumerate(order[:count]):
+            idx, w = taps[i]
+            index[start + row, : idx.shape[0]] = idx[:, j]
+            weight[start + row, : w.shape[0]] = w[:, j]
+        start += count
+    return _AxisPlan(torch.tensor(order), counts, torch.from_numpy(index), torch.from_numpy(weight))
 
 
-def _weighted_sum(products: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sum along ``dim`` one slice after another (a fixed order, whatever the shape)."""
-    acc = products.select(dim, 0).contiguous()
-    for j in range(1, products.shape[dim]):
-        acc.add_(products.select(dim, j))
-    return acc
-
-
-def _resample_columns(
-    data: torch.Tensor, index: torch.Tensor, weight: torch.Tensor
-) -> torch.Tensor:
-    n, m, k = index.shape
-    taps = gather_columns(data, index.view(n, m * k)).unflatten(3, (m, k))
-    return _weighted_sum(taps * weight.view(n, 1, 1, m, k), 4)
-
-
-def _resample_rows(data: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    n, m, k = index.shape
-    taps = gather_rows(data, index.view(n, m * k)).unflatten(2, (m, k))
-    return _weighted_sum(taps * weight.view(n, 1, m, k, 1), 3)
+def _resample_rows(data: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
+    """``out[n, c, o] = sum_j weight_j[n, o] * data[n, c, index_j[n, o]]`` over rows,
+    one tap after another (each product and sum rounded on its own); whole rows
+    are copied, and tap ``j`` touches only the samples that have it."""
+    n, c, h, w = data.shape
+    length = plan.index.shape[1]
+    order = plan.order.to(data.device)
+    planes = (order.view(n, 1) * c + torch.arange(c, device=data.device)) * h
+    index = plan.index.to(data.device, non_blocking=True)
+    weight = plan.weight.to(data.device, data.dtype, non_blocking=True)
+    flat = data.reshape(n * c * h, w)
+    acc = torch.empty(0)
+    start = 0
+    for count in plan.counts:
+        rows = planes[:count].unsqueeze(2) + index[start : start + count].unsqueeze(1)
+        taps = flat.index_select(0, rows.reshape(-1)).view(count, c, length, w)
+        term = taps * weight[start : start + count].view(count, 1, length, 1)
+        if start == 0:
+            acc = term
+        else:
+            acc[:count].add_(term)
+        start += count
+    if plan.order.equal(torch.arange(n)):
+        return acc
+    return acc.index_select(0, torch.argsort(order))
 
 
 def resample(
@@ -215,7 +242,8 @@ def resample(
     and ``antialias[i]``; bicubic samples are clamped to ``[0, 1]``.
 
     Returns a plain ``N x C x H x W`` tensor when every sample ends at the same
-    size, else a canvas of the output sizes (its padding holds zeros).
+    size, else a canvas of the output sizes. Without any size change the input
+    data comes back as it is (a view, as ``F.interpolate`` of an unchanged size).
     """
     sizes = torch.as_tensor(sizes, dtype=torch.int64).cpu()
     if sizes.shape != x.sizes.shape:
@@ -226,21 +254,18 @@ def resample(
         raise ValueError(f"resample: need {len(x)} modes and antialias flags")
     (in_h, in_w), (out_h, out_w) = x.sizes.T.tolist(), sizes.T.tolist()
     height, width = int(sizes[:, 0].max()), int(sizes[:, 1].max())
-    device = x.data.device
+    columns, rows = in_w != out_w, in_h != out_h
     data = x.data[:, :, : max(in_h), : max(in_w)]
-    if any(a != b for a, b in zip(in_w, out_w, strict=True)):
-        index, weight = _batch_taps(in_w, out_w, modes, antialias, width)
-        data = _resample_columns(data, index.to(device), weight.to(device, data.dtype))
-    else:
-        data = data[..., :width]
-    if any(a != b for a, b in zip(in_h, out_h, strict=True)):
-        index, weight = _batch_taps(in_h, out_h, modes, antialias, height)
-        data = _resample_rows(data, index.to(device), weight.to(device, data.dtype))
-    else:
-        data = data[..., :height, :]
+    if columns:
+        plan = _plan(in_w, out_w, modes, antialias, width)
+        data = _resample_rows(data.transpose(2, 3).contiguous(), plan).transpose(2, 3).contiguous()
+    if rows:
+        data = _resample_rows(data.contiguous(), _plan(in_h, out_h, modes, antialias, height))
+    data = data[:, :, :height, :width]
     cubic = [m == "bicubic" for m in modes]
-    if any(cubic):
-        flags = torch.tensor(cubic, device=device).view(-1, 1, 1, 1)
-        data = torch.where(flags, data.clamp(0.0, 1.0), data)
+    if (columns or rows) and any(cubic):  # data is a new tensor: clamp it in place
+        low = torch.tensor([0.0 if c else -math.inf for c in cubic], dtype=data.dtype)
+        high = torch.tensor([1.0 if c else math.inf for c in cubic], dtype=data.dtype)
+        data.clamp_(low.view(-1, 1, 1, 1).to(data.device), high.view(-1, 1, 1, 1).to(data.device))
     out = Canvas(data, sizes)
     return out.data if out.is_uniform() else out
