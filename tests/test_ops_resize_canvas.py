@@ -11,10 +11,12 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from op_helpers import assert_canvas_matches_groups
+from scipy.signal import correlate2d
 
 from degkit import recipes
 from degkit.ops import create_op
 from degkit.ops.canvas import Canvas, ragged_batches
+from degkit.ops.kernels import shifted_gaussian_kernels
 from degkit.ops.resample import RESAMPLE_MODES, resample
 
 # Worst measured over 600 random cases (sizes 1..450): 5.4e-7 (bicubic 66x266 -> 300x400).
@@ -229,3 +231,41 @@ def test_realesrgan_recipe_on_canvases_matches_groups() -> None:
     data = yaml.safe_load((recipes.RECIPES_DIR / "realesrgan.yaml").read_text())
     canvas, groups = _lr_both_ways(recipes.from_dict(_without_op(data, "jpeg")), 16, 11)
     assert (canvas - groups).abs().max() <= 1.5 / 255
+
+
+def _subsample_params(sizes: list[int], sigmas: list[float], factors: list[int]) -> dict:
+    return {
+        "kernel_size": torch.tensor(sizes),
+        "sigma": torch.tensor(sigmas, dtype=torch.float64),
+        "shift": torch.tensor([(f - 1) / 2 for f in factors], dtype=torch.float64),
+        "factor": torch.tensor(factors),
+    }
+
+
+def test_shifted_subsample_on_a_canvas_matches_groups() -> None:
+    gen = torch.Generator().manual_seed(4)
+    shapes = [(40, 33), (17, 50), (64, 64), (30, 31), (13, 16)]
+    images = [torch.rand(3, h, w, generator=gen) for h, w in shapes]
+    params = _subsample_params([25, 25, 13, 7, 25], [0.1, 2.4, 1.0, 0.5, 1.7], [4, 4, 3, 2, 1])
+    op = create_op("shifted_subsample")
+    assert_canvas_matches_groups(op, images, params, atol=ATOL)
+
+
+def test_shifted_subsample_of_images_smaller_than_the_kernel() -> None:
+    """Borders keep reflecting (numpy's ``reflect`` padding, an independent reference)."""
+    gen = torch.Generator().manual_seed(5)
+    images = [torch.rand(3, h, w, generator=gen) for h, w in [(1, 9), (12, 3), (2, 2), (5, 7)]]
+    params = _subsample_params([25, 13, 7, 25], [2.4, 1.0, 0.5, 0.1], [4, 3, 2, 4])
+    with ragged_batches("canvas"):
+        out = create_op("shifted_subsample").apply_batched(Canvas.from_images(images), params)
+    got = out.views() if isinstance(out, Canvas) else list(out)
+    kernels = [
+        shifted_gaussian_kernels(k, params["sigma"][i : i + 1], params["shift"][i : i + 1])[0]
+        for i, k in enumerate(params["kernel_size"].tolist())
+    ]
+    for i, (img, kernel) in enumerate(zip(images, kernels, strict=True)):
+        r, f = kernel.shape[0] // 2, int(params["factor"][i])
+        planes = [np.pad(p, r, mode="reflect") for p in img.double().numpy()]
+        blurred = np.stack([correlate2d(p, kernel.double().numpy(), mode="valid") for p in planes])
+        expected = np.clip(blurred, 0, 1)[:, ::f, ::f]
+        np.testing.assert_allclose(got[i].numpy(), expected, atol=ATOL, err_msg=f"sample {i}")

@@ -41,11 +41,14 @@ import torch
 
 from degkit.ops.canvas import Canvas
 
-__all__ = ["RESAMPLE_MODES", "axis_taps", "resample"]
+__all__ = ["RESAMPLE_MODES", "Taps", "apply_taps", "axis_taps", "resample"]
 
 RESAMPLE_MODES = ("area", "bilinear", "bicubic", "nearest")
 
 _F = np.float32
+
+#: One sample's taps on one axis: ``(index, weight)``, each ``out x taps``.
+Taps = tuple[np.ndarray, np.ndarray]
 
 
 def _fma(a: np.ndarray | np.float32, b: np.ndarray, c: np.ndarray | np.float32) -> np.ndarray:
@@ -151,7 +154,7 @@ def _antialiased(n_in: int, n_out: int, cubic: bool) -> tuple[np.ndarray, np.nda
 
 
 @functools.lru_cache(maxsize=4096)
-def axis_taps(n_in: int, n_out: int, mode: str, antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+def axis_taps(n_in: int, n_out: int, mode: str, antialias: bool) -> Taps:
     """``(index, weight)``, each ``n_out x taps``: output ``o`` of one axis is
     ``sum_k weight[o, k] * input[index[o, k]]``, summed in tap order (read-only arrays)."""
     if mode not in RESAMPLE_MODES:
@@ -185,14 +188,8 @@ class _AxisPlan:
     weight: torch.Tensor
 
 
-def _plan(
-    n_in: list[int], n_out: list[int], modes: Sequence[str], antialias: Sequence[bool], length: int
-) -> _AxisPlan:
+def _plan(taps: Sequence[Taps], length: int) -> _AxisPlan:
     """The taps of one axis; output positions past a sample's size get weight 0 and index 0."""
-    taps = [
-        axis_taps(a, b, m, bool(aa))
-        for a, b, m, aa in zip(n_in, n_out, modes, antialias, strict=True)
-    ]
     order = sorted(range(len(taps)), key=lambda i: -taps[i][0].shape[1])
     widest = taps[order[0]][0].shape[1]
     counts = [sum(taps[i][0].shape[1] > j for i in order) for j in range(widest)]
@@ -235,6 +232,40 @@ def _resample_rows(data: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
     return acc.index_select(0, torch.argsort(order))
 
 
+def apply_taps(
+    x: Canvas,
+    sizes: torch.Tensor,
+    columns: Sequence[Taps] | None,
+    rows: Sequence[Taps] | None,
+    clamp: Sequence[bool],
+) -> Canvas | torch.Tensor:
+    """Separable per-sample filtering of a canvas: sample ``i`` becomes ``sizes[i]``
+    (host ``N x 2``) through its ``columns[i]`` taps, then its ``rows[i]`` taps
+    (``(index, weight)``, ``out x taps`` each, summed in tap order; ``None``
+    leaves that axis as it is), clamped to ``[0, 1]`` where ``clamp[i]``.
+
+    Returns a plain ``N x C x H x W`` tensor when every sample ends at the same
+    size, else a canvas of the output sizes.
+    """
+    sizes = torch.as_tensor(sizes, dtype=torch.int64).cpu()
+    if sizes.shape != x.sizes.shape:
+        raise ValueError(f"taps: sizes must be {tuple(x.sizes.shape)}, got {tuple(sizes.shape)}")
+    height, width = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+    data = x.data[:, :, : int(x.sizes[:, 0].max()), : int(x.sizes[:, 1].max())]
+    if columns is not None:
+        plan = _plan(columns, width)
+        data = _resample_rows(data.transpose(2, 3).contiguous(), plan).transpose(2, 3).contiguous()
+    if rows is not None:
+        data = _resample_rows(data.contiguous(), _plan(rows, height))
+    data = data[:, :, :height, :width]
+    if (columns is not None or rows is not None) and any(clamp):  # a new tensor: in place
+        low = torch.tensor([0.0 if c else -math.inf for c in clamp], dtype=data.dtype)
+        high = torch.tensor([1.0 if c else math.inf for c in clamp], dtype=data.dtype)
+        data.clamp_(low.view(-1, 1, 1, 1).to(data.device), high.view(-1, 1, 1, 1).to(data.device))
+    out = Canvas(data, sizes)
+    return out.data if out.is_uniform() else out
+
+
 def resample(
     x: Canvas, sizes: torch.Tensor, modes: Sequence[str], antialias: Sequence[bool]
 ) -> Canvas | torch.Tensor:
@@ -252,20 +283,13 @@ def resample(
         )
     if len(modes) != len(x) or len(antialias) != len(x):
         raise ValueError(f"resample: need {len(x)} modes and antialias flags")
+
+    def taps(n_in: list[int], n_out: list[int]) -> list[Taps] | None:
+        if n_in == n_out:
+            return None
+        requests = zip(n_in, n_out, modes, antialias, strict=True)
+        return [axis_taps(a, b, m, bool(aa)) for a, b, m, aa in requests]
+
     (in_h, in_w), (out_h, out_w) = x.sizes.T.tolist(), sizes.T.tolist()
-    height, width = int(sizes[:, 0].max()), int(sizes[:, 1].max())
-    columns, rows = in_w != out_w, in_h != out_h
-    data = x.data[:, :, : max(in_h), : max(in_w)]
-    if columns:
-        plan = _plan(in_w, out_w, modes, antialias, width)
-        data = _resample_rows(data.transpose(2, 3).contiguous(), plan).transpose(2, 3).contiguous()
-    if rows:
-        data = _resample_rows(data.contiguous(), _plan(in_h, out_h, modes, antialias, height))
-    data = data[:, :, :height, :width]
     cubic = [m == "bicubic" for m in modes]
-    if (columns or rows) and any(cubic):  # data is a new tensor: clamp it in place
-        low = torch.tensor([0.0 if c else -math.inf for c in cubic], dtype=data.dtype)
-        high = torch.tensor([1.0 if c else math.inf for c in cubic], dtype=data.dtype)
-        data.clamp_(low.view(-1, 1, 1, 1).to(data.device), high.view(-1, 1, 1, 1).to(data.device))
-    out = Canvas(data, sizes)
-    return out.data if out.is_uniform() else out
+    return apply_taps(x, sizes, taps(in_w, out_w), taps(in_h, out_h), cubic)

@@ -25,6 +25,7 @@ import math
 from collections.abc import Sequence
 
 import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +41,7 @@ from degkit.ops.base import (
     image_sizes,
     register,
 )
-from degkit.ops.canvas import Canvas, canvas_enabled
+from degkit.ops.canvas import Canvas, canvas_enabled, reflect_index
 from degkit.ops.filtering import (
     each_plane,
     filter2d_per_sample,
@@ -50,7 +51,7 @@ from degkit.ops.filtering import (
 )
 from degkit.ops.kernels import shifted_gaussian_kernels
 from degkit.ops.labels import FlatColumn, field_value
-from degkit.ops.resample import RESAMPLE_MODES, resample
+from degkit.ops.resample import RESAMPLE_MODES, Taps, apply_taps, resample
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "ShiftedSubsample", "INTERPOLATIONS", "resize_one"]
@@ -428,3 +429,36 @@ class ShiftedSubsample(Op):
         return collate(
             [img[:, ::f, ::f].contiguous() for img, f in zip(blurred, factors, strict=True)]
         )
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> torch.Tensor | Canvas:
+        """All samples at once: the shifted isotropic Gaussian is the product of its row
+        and column marginals, so each kept pixel is a column pass then a row pass
+        over reflected taps, computed only where the stride keeps it (equal to the
+        2-D filter up to float rounding)."""
+        sigma, shift = params["sigma"], params["shift"]
+        kernels = kernels_by_size(
+            params["kernel_size"],
+            lambda size, i: shifted_gaussian_kernels(size, sigma[i], shift[i]),
+        ).double()
+        factors = [int(f) for f in params["factor"].tolist()]
+        sizes = torch.tensor(
+            [[-(-h // f), -(-w // f)] for (h, w), f in zip(x.sizes.tolist(), factors, strict=True)]
+        )
+        rows = _strided_taps(x.sizes[:, 0].tolist(), factors, kernels.sum(-1))
+        columns = _strided_taps(x.sizes[:, 1].tolist(), factors, kernels.sum(-2))
+        return apply_taps(x, sizes, columns, rows, [True] * len(x))
+
+
+def _strided_taps(lengths: list[int], factors: list[int], weights: torch.Tensor) -> list[Taps]:
+    """Per sample, output ``o`` = ``sum_t weights[t] * input[reflect(factor o + t - r)]``
+    (``r`` the centre tap, reflection without repeating the edge); ``weights`` is ``N x K``
+    and each row is normalised."""
+    k = weights.shape[1]
+    weights = (weights / weights.sum(-1, keepdim=True)).float().numpy()
+    out = []
+    for n_in, f, w in zip(lengths, factors, weights, strict=True):
+        n_out = -(-n_in // f)
+        positions = reflect_index(torch.tensor([n_in]), -(k // 2), f * (n_out - 1) + k)[0].numpy()
+        index = positions[f * np.arange(n_out)[:, None] + np.arange(k)[None, :]]
+        out.append((index, np.broadcast_to(w, (n_out, k))))
+    return out
