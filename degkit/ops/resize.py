@@ -16,6 +16,9 @@ Resize output sizes are ``floor(reference * scale)`` (at least 1 pixel), as
 ``torch.nn.functional.interpolate`` computes them from a scale factor. Samples
 of one batch may end with different sizes; the batch then becomes ragged (see
 :mod:`degkit.ops.base`). Results are clamped to ``[0, 1]`` (bicubic overshoots).
+Where ragged batches are canvases (:func:`~degkit.ops.canvas.canvas_enabled`),
+all three run once over the whole batch (:mod:`degkit.ops.resample`) and a
+resize to per-sample sizes leaves its batch on a canvas.
 """
 
 from __future__ import annotations
