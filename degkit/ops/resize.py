@@ -16,6 +16,9 @@ Resize output sizes are ``floor(reference * scale)`` (at least 1 pixel), as
 ``torch.nn.functional.interpolate`` computes them from a scale factor. Samples
 of one batch may end with different sizes; the batch then becomes ragged (see
 :mod:`degkit.ops.base`). Results are clamped to ``[0, 1]`` (bicubic overshoots).
+Where ragged batches are canvases (:func:`~degkit.ops.canvas.canvas_enabled`),
+all three run once over the whole batch (:mod:`degkit.ops.resample`) and a
+resize to per-sample sizes leaves its batch on a canvas.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import math
 from collections.abc import Sequence
 
 import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,8 +41,10 @@ from degkit.ops.base import (
     check_prob,
     check_range,
     collate,
+    image_sizes,
     register,
 )
+from degkit.ops.canvas import Canvas, canvas_enabled, reflect_index
 from degkit.ops.filtering import (
     each_plane,
     filter2d_per_sample,
@@ -48,11 +54,12 @@ from degkit.ops.filtering import (
 )
 from degkit.ops.kernels import shifted_gaussian_kernels
 from degkit.ops.labels import FlatColumn, field_value
+from degkit.ops.resample import RESAMPLE_MODES, Taps, apply_taps, resample
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "ShiftedSubsample", "INTERPOLATIONS", "resize_one"]
 
-INTERPOLATIONS = ("area", "bilinear", "bicubic", "nearest")
+INTERPOLATIONS = RESAMPLE_MODES  # area, bilinear, bicubic, nearest
 
 
 def _check_modes(op: str, modes: Sequence[str], weights: Sequence[float] | None) -> None:
@@ -113,11 +120,25 @@ def resize_one(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: boo
     return y.clamp_(0.0, 1.0) if mode == "bicubic" else y  # only bicubic overshoots
 
 
+def _resize_canvas(
+    x: Canvas, sizes: torch.Tensor, modes: torch.Tensor, antialias: torch.Tensor
+) -> torch.Tensor | Canvas:
+    """Resize sample ``i`` of a canvas to ``sizes[i]`` in one pass (:mod:`degkit.ops.resample`)."""
+    names = [INTERPOLATIONS[m] for m in modes.tolist()]
+    return resample(x, sizes, names, [bool(a) for a in antialias.tolist()])
+
+
 def _resize_per_sample(
     x: torch.Tensor, sizes: torch.Tensor, modes: torch.Tensor, antialias: torch.Tensor
-) -> Images:
+) -> Images | Canvas:
     """Resize sample ``i`` to ``sizes[i]`` with interpolation ``modes[i]`` (an index into
-    :data:`INTERPOLATIONS`) and ``antialias[i]``, batching equal requests."""
+    :data:`INTERPOLATIONS`) and ``antialias[i]``, batching equal requests.
+
+    When the output sizes differ and ragged batches are canvases on this
+    device, the whole batch is resized at once onto a canvas.
+    """
+    if canvas_enabled(x.device) and len({tuple(s) for s in sizes.tolist()}) > 1:
+        return _resize_canvas(Canvas(x, image_sizes(x)), sizes, modes, antialias)
     out: list[torch.Tensor | None] = [None] * x.shape[0]
     groups: dict[tuple[int, int, int, bool], list[int]] = {}
     requests = zip(sizes.tolist(), modes.tolist(), antialias.tolist(), strict=True)
@@ -232,12 +253,20 @@ class Resize(Op):
         scale = float(record["scale"])
         return (max(1, math.floor(ref[0] * scale)), max(1, math.floor(ref[1] * scale)))
 
-    def _apply(self, x: torch.Tensor, params: Params) -> Images:
-        ref = params.get("ref_size")
-        if ref is None:
-            ref = torch.tensor([list(x.shape[-2:])] * x.shape[0], dtype=torch.float64)
+    @staticmethod
+    def _sizes(input_sizes: torch.Tensor, params: Params) -> torch.Tensor:
+        """``floor(reference * scale)`` per sample (at least 1), ``N x 2`` int64."""
+        ref = params.get("ref_size", input_sizes)
         sizes = torch.floor(ref.double() * params["scale"].double().unsqueeze(1)).clamp_min(1)
-        return _resize_per_sample(x, sizes.long(), params["mode"], params["antialias"])
+        return sizes.long()
+
+    def _apply(self, x: torch.Tensor, params: Params) -> Images | Canvas:
+        sizes = self._sizes(image_sizes(x), params)
+        return _resize_per_sample(x, sizes, params["mode"], params["antialias"])
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> torch.Tensor | Canvas:
+        sizes = self._sizes(x.sizes, params)
+        return _resize_canvas(x, sizes, params["mode"], params["antialias"])
 
 
 def _target_size(op: str, context: Params | None, n: int) -> torch.Tensor:
@@ -291,8 +320,11 @@ class FinalResize(Op):
         """The recorded target size."""
         return (int(record["size"][0]), int(record["size"][1]))
 
-    def _apply(self, x: torch.Tensor, params: Params) -> Images:
+    def _apply(self, x: torch.Tensor, params: Params) -> Images | Canvas:
         return _resize_per_sample(x, params["size"], params["mode"], params["antialias"])
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> torch.Tensor | Canvas:
+        return _resize_canvas(x, params["size"], params["mode"], params["antialias"])
 
 
 MAX_SUBSAMPLE_KERNEL = 101
@@ -400,3 +432,36 @@ class ShiftedSubsample(Op):
         return collate(
             [img[:, ::f, ::f].contiguous() for img, f in zip(blurred, factors, strict=True)]
         )
+
+    def _apply_canvas(self, x: Canvas, params: Params) -> torch.Tensor | Canvas:
+        """All samples at once: the shifted isotropic Gaussian is the product of its row
+        and column marginals, so each kept pixel is a column pass then a row pass
+        over reflected taps, computed only where the stride keeps it (equal to the
+        2-D filter up to float rounding)."""
+        sigma, shift = params["sigma"], params["shift"]
+        kernels = kernels_by_size(
+            params["kernel_size"],
+            lambda size, i: shifted_gaussian_kernels(size, sigma[i], shift[i]),
+        ).double()
+        factors = [int(f) for f in params["factor"].tolist()]
+        sizes = torch.tensor(
+            [[-(-h // f), -(-w // f)] for (h, w), f in zip(x.sizes.tolist(), factors, strict=True)]
+        )
+        rows = _strided_taps(x.sizes[:, 0].tolist(), factors, kernels.sum(-1))
+        columns = _strided_taps(x.sizes[:, 1].tolist(), factors, kernels.sum(-2))
+        return apply_taps(x, sizes, columns, rows, [True] * len(x))
+
+
+def _strided_taps(lengths: list[int], factors: list[int], weights: torch.Tensor) -> list[Taps]:
+    """Per sample, output ``o`` = ``sum_t weights[t] * input[reflect(factor o + t - r)]``
+    (``r`` the centre tap, reflection without repeating the edge); ``weights`` is ``N x K``
+    and each row is normalised."""
+    k = weights.shape[1]
+    weights = (weights / weights.sum(-1, keepdim=True)).float().numpy()
+    out = []
+    for n_in, f, w in zip(lengths, factors, weights, strict=True):
+        n_out = -(-n_in // f)
+        positions = reflect_index(torch.tensor([n_in]), -(k // 2), f * (n_out - 1) + k)[0].numpy()
+        index = positions[f * np.arange(n_out)[:, None] + np.arange(k)[None, :]]
+        out.append((index, np.broadcast_to(w, (n_out, k))))
+    return out
