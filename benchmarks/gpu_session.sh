@@ -16,6 +16,8 @@ python -m pytest -q -p no:cacheprovider -k "cuda or gpu or host_waits" \
     tests/test_ops_color.py tests/test_ops_blur.py tests/test_sr_train.py tests/test_interop.py
 python benchmarks/jpeg_codecs.py --device cuda --batch 256 --repeats 5 \
     --out "$out/jpeg_codecs_cuda.md"
+python benchmarks/device_agreement.py --device cuda --batch 64 \
+    --out "$out/device_agreement_cuda.md"
 python benchmarks/ops_throughput.py --devices cuda --batch-sizes 64 256 --repeats 5 \
     ${basicsr:+--basicsr-src "$basicsr"} --out "$out/ops_throughput_h100.md"
 python benchmarks/build_throughput.py --device cuda --per-image 8 1 --repeats 3 \

@@ -71,17 +71,7 @@ def _host_waits(fn) -> int:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-RAGGED = pytest.mark.xfail(
-    reason="a per-sample resize leaves each sample alone in its shape group, so the ops "
-    "after it run (and wait) once per sample",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["deplsr", pytest.param("realesrgan", marks=RAGGED), pytest.param("bsrgan", marks=RAGGED)],
-)
+@pytest.mark.parametrize("name", ["deplsr", "realesrgan", "bsrgan"])
 def test_host_waits_per_batch_do_not_grow_with_the_batch(name: str) -> None:
     from degkit.recipes import load
 
