@@ -11,9 +11,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-reports}
 basicsr=${1:-}
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'"
-python -m pytest -q -p no:cacheprovider -k "cuda or gpu or host_waits" \
-    tests/test_gpu.py tests/test_fields.py tests/test_ops_noise.py tests/test_ops_jpeg.py \
-    tests/test_ops_color.py tests/test_ops_blur.py tests/test_sr_train.py tests/test_interop.py
+python -m pytest -q -p no:cacheprovider -k "cuda or gpu or host_waits" tests
 python benchmarks/jpeg_codecs.py --device cuda --batch 256 --repeats 5 \
     --out "$out/jpeg_codecs_cuda.md"
 python benchmarks/device_agreement.py --device cuda --batch 64 \
