@@ -6,7 +6,9 @@ on the batch's device, with the same draws as
 (e.g. the dataset index) to tie its degradation to the sample; without
 indices the module numbers samples itself, continuing from call to call
 (``next_index``, saved in ``state_dict`` so a resumed run continues the
-sequence). The records of the last call are kept in ``last_records``.
+sequence). The records of the last call are kept in ``last_records``, and
+``last_captions()`` turns them into each sample's per-type captions when asked
+(host work only then; the forward pass never waits on the device).
 
 Under ``torch.compile`` the module runs eagerly (``torch.compiler.disable``):
 its parameters are drawn by per-sample keyed-hash streams in host Python and
@@ -22,8 +24,9 @@ from typing import Any
 
 import torch
 
+from degkit.captions import fine_captions
 from degkit.interop import Degrader
-from degkit.ops.base import Images, Op, Record, batch_size
+from degkit.ops.base import Images, Op, Record, batch_size, image_sizes
 from degkit.pipeline import Pipeline
 from degkit.recipes import Recipe
 
@@ -50,6 +53,7 @@ class Degrade(torch.nn.Module):
         self.seed = int(seed)
         self.next_index = 0
         self.last_records: list[list[Record]] = []
+        self._last_sizes: list[tuple[int, int]] = []
 
     @torch.compiler.disable
     def forward(self, hr: Images, indices: Sequence[int] | torch.Tensor | None = None) -> Images:
@@ -61,7 +65,16 @@ class Degrade(torch.nn.Module):
         elif isinstance(indices, torch.Tensor):
             indices = indices.tolist()
         lr, self.last_records = self.degrader(hr, self.seed, list(indices))
+        self._last_sizes = [(h, w) for h, w in image_sizes(hr).tolist()]
         return lr
+
+    def last_captions(self) -> list[list[str]]:
+        """Each sample's per-type captions (blur, gaussian noise, poisson noise, jpeg,
+        ringing) for the last call, as a built dataset's ``fine_captions`` hold them."""
+        return [
+            fine_captions(records, size)
+            for records, size in zip(self.last_records, self._last_sizes, strict=True)
+        ]
 
     def get_extra_state(self) -> dict[str, Any]:
         """Saved in ``state_dict``: the seed and the next automatic sample index."""

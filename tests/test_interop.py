@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from degkit import recipes
-from degkit.captions import captions_for
+from degkit.captions import captions_for, fine_captions
 from degkit.interop.albumentations import DegkitTransform
 from degkit.nn import Degrade
 from degkit.ops import create_op
@@ -79,6 +79,9 @@ def test_module_equals_the_plain_call_and_numbers_samples_across_calls() -> None
     auto = RECIPE.pipeline(hr, seed=5, indices=[0, 1, 2, 3], scale=4)
     assert torch.equal(torch.cat([first, second]), auto.lr)
     assert module.last_records == auto.records[2:]
+    captions = module.last_captions()
+    assert captions == [fine_captions(r, (32, 32)) for r in auto.records[2:]]
+    assert len(captions[0]) == 5 and any("noise" in c for c in captions[0])
     restored = Degrade("deplsr")
     restored.load_state_dict(module.state_dict())
     assert (restored.seed, restored.next_index) == (5, 4)

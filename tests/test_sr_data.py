@@ -23,6 +23,8 @@ from degkit.train.sr_data import (
     StepBatchSampler,
     WholePairs,
     collate_pairs,
+    collate_patches,
+    degrade_batch,
     dihedral,
     patch_geometry,
 )
@@ -118,6 +120,29 @@ def test_on_the_fly_degradation_replays_and_is_fresh_each_epoch(dataset):
     assert now["levels"] == pytest.approx(levels)
     assert now["present"] == present
     assert torch.equal(pairs[2]["lr"], now["lr"])
+
+
+def test_device_batches_replay_what_workers_planned_and_labelled(dataset, monkeypatch):
+    recipe = recipes.load("realesrgan")
+    ids = [0, 3, 5, 9]
+    per_sample = OnTheFlyPairs(dataset, recipe, lr_patch=8, seed=5)
+    planned = OnTheFlyPairs(dataset, recipe, lr_patch=8, seed=5, degrade=False)
+    samples = collate_patches([planned[i] for i in ids])
+    assert all(s["lr"] is None and s["records"] and s["fine_captions"] for s in samples)
+
+    def no_planning(*args, **kwargs):
+        raise AssertionError("degrade_batch planned a degradation: the workers do that")
+
+    monkeypatch.setattr(type(recipe.pipeline), "plan", no_planning)
+    batch = degrade_batch(samples, planned, torch.device("cpu"))
+    monkeypatch.undo()
+    expected = collate_pairs([per_sample[i] for i in ids])
+    assert batch.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(batch[key], value), key
+        else:
+            assert batch[key] == value, key
 
 
 def test_images_kept_in_memory_give_the_samples_of_the_stored_ones(dataset):

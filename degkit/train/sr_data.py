@@ -6,8 +6,10 @@ Two kinds of pairs, with the same sample layout:
 * :class:`OnTheFlyPairs`: the dataset's HR crops degraded afresh with a recipe
   every epoch (any recipe: a cheap ``bicubic`` build is enough to hold the HR crops),
   one sample at a time as it is read (DataLoader workers, on the CPU), or with
-  ``degrade=False`` a whole batch at once on the training device
-  (:func:`degrade_batch`; on the CPU the same LR bytes either way).
+  ``degrade=False`` planned and labelled as it is read (records, captions: the
+  host's share) and degraded a whole batch at once on the training device
+  (:func:`degrade_batch` replays the records; on the CPU the same LR bytes
+  either way).
 
 **Sample ids.** :class:`EpochSampler` yields ``id = epoch * N + row`` (``N`` rows
 in the split), in the row-group-shuffled order of
@@ -287,9 +289,9 @@ class OnTheFlyPairs(_Pairs):
         augment: draw one of the eight flips / rotations per sample.
         cache_mb: decode the split's images once and keep them in memory when they
             fit in this many MiB (0: decode the stored PNGs on every read).
-        degrade: degrade each sample as it is read; False leaves the HR patch for
-            :func:`degrade_batch` to degrade a whole batch at once on the training
-            device (the same records, and on the CPU the same LR).
+        degrade: degrade each sample as it is read; False only plans and labels it,
+            leaving :func:`degrade_batch` to degrade a whole batch at once on the
+            training device (the same records, and on the CPU the same LR).
     """
 
     def __init__(
@@ -317,11 +319,16 @@ class OnTheFlyPairs(_Pairs):
         )
         p, s = self.lr_patch, self.scale
         hr = dihedral(hr[:, top * s : (top + p) * s, left * s : (left + p) * s], hflip, turns)
-        if not self.degrade:  # the row's labels travel without its whole images
-            labels = {k: v for k, v in row.items() if k not in ("hr", "lr")}
-            return {"id": sample_id, "row": labels, "hr": hr}
-        result = self.degrade_patches(hr[None], [sample_id])
-        return self.labelled(sample_id, row, hr, result.lr[0], result.records[0])
+        if self.degrade:
+            result = self.degrade_patches(hr[None], [sample_id])
+            return self.labelled(sample_id, row, hr, _as_uint8(result.lr)[0], result.records[0])
+        # The worker plans the degradation and labels it (records, captions, levels: host
+        # work); degrade_batch replays the records on the training device. The row's labels
+        # travel without its whole images.
+        size = (hr.shape[-2], hr.shape[-1])
+        records = self.recipe.pipeline.plan(self.seed, [sample_id], size, self.scale)[0]
+        labels = {k: v for k, v in row.items() if k not in ("hr", "lr")}
+        return self.labelled(sample_id, labels, hr, None, records)
 
     def degrade_patches(self, hr: torch.Tensor, ids: Sequence[int]) -> PipelineResult:
         """Degrade uint8 HR patches (``N x 3 x H x W``, on any device) as samples ``ids``."""
@@ -334,11 +341,11 @@ class OnTheFlyPairs(_Pairs):
         sample_id: int,
         row: dict[str, Any],
         hr: torch.Tensor,
-        lr: torch.Tensor,
+        lr: torch.Tensor | None,
         records: list[Record],
     ) -> dict[str, Any]:
-        """One sample: the LR rounded to uint8, with its records, captions and levels."""
-        lr = lr.clamp(0, 1).mul(255).round().to(torch.uint8)
+        """One sample: its uint8 LR (None until :func:`degrade_batch` makes it), records,
+        captions and levels."""
         hr_size = (hr.shape[-2], hr.shape[-1])
         row = {
             **row,
@@ -348,26 +355,30 @@ class OnTheFlyPairs(_Pairs):
         return _sample(sample_id, row, lr, hr, captions_module.flat_columns(records, hr_size))
 
 
+def _as_uint8(lr: torch.Tensor) -> torch.Tensor:
+    """Float LR in ``[0, 1]`` rounded to uint8 (one batched op)."""
+    return lr.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
 def degrade_batch(
-    patches: Sequence[dict[str, Any]], pairs: OnTheFlyPairs, device: torch.device
+    samples: Sequence[dict[str, Any]], pairs: OnTheFlyPairs, device: torch.device
 ) -> dict[str, Any]:
-    """Collate HR patches read with ``degrade=False`` and degrade them on ``device`` in one
-    pipeline call; the batch has :func:`collate_pairs`' layout, its images on ``device``."""
-    hr = torch.stack([patch["hr"] for patch in patches]).to(device, non_blocking=True)
-    ids = [patch["id"] for patch in patches]
-    result = pairs.degrade_patches(hr, ids)
+    """Collate samples read with ``degrade=False`` and replay their planned degradations on
+    ``device`` in one pipeline call; the batch has :func:`collate_pairs`' layout, its images
+    on ``device``. Nothing here waits on the device."""
+    hr = torch.stack([sample["hr"] for sample in samples]).to(device, non_blocking=True)
+    records = [sample["records"] for sample in samples]
+    lr = _as_uint8(pairs.recipe.pipeline.replay(hr.float().div(255.0), records, pairs.scale).lr)
     return collate_pairs(
         [
-            pairs.labelled(i, patch["row"], h, lr, records)
-            for i, patch, h, lr, records in zip(
-                ids, patches, hr, result.lr, result.records, strict=True
-            )
+            {**sample, "lr": low, "hr": high}
+            for sample, low, high in zip(samples, lr, hr, strict=True)
         ]
     )
 
 
 def collate_patches(patches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The DataLoader's collate for ``degrade=False``: the patches as they are, for
+    """The DataLoader's collate for ``degrade=False``: the planned samples as they are, for
     :func:`degrade_batch`."""
     return list(patches)
 
