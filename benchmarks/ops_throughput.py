@@ -15,7 +15,8 @@ It also times the whole Real-ESRGAN x4 degradation, 256 x 256 -> 64 x 64:
 degkit's ``realesrgan`` recipe (per-sample scales, records), with the ragged
 batches its per-sample resizes make kept as canvases (one padded tensor; the
 default off the CPU) and as groups of equal shape (the default on the CPU),
-and, with ``--basicsr-src`` (BasicSR's source archive, see
+and replaying records planned beforehand (the device's share of
+``train-sr --degrade-on device``, whose DataLoader workers plan), and, with ``--basicsr-src`` (BasicSR's source archive, see
 ``basicsr_realesrgan.py``), BasicSR's own functions run as Real-ESRGAN's
 training step runs them (one resize scale per batch), with the per-sample
 kernels its dataset draws on the CPU counted or not.
@@ -175,9 +176,13 @@ def measure_realesrgan(
 
     default = "canvas" if canvas_enabled(device) else "groups"
     other = "groups" if default == "canvas" else "canvas"
+    records = pipeline.plan(0, range(n), (HR, HR), 4)
     runs = {
         "degkit realesrgan recipe": degkit_recipe(default),
         f"degkit realesrgan recipe, ragged batches as {RAGGED_NAMES[other]}": degkit_recipe(other),
+        "degkit realesrgan recipe, records planned beforehand": lambda: pipeline.replay(
+            x, records, 4
+        ),
     }
     if basicsr_src:
         from basicsr_realesrgan import BasicSRRealESRGAN, load_basicsr
@@ -263,7 +268,8 @@ def main() -> None:
                 "degkit's recipe (every sample its own resize scale, mode, kernel and noise; "
                 "libjpeg; records kept), the ragged batches after its per-sample resizes kept "
                 "as canvases (one padded tensor, the default off the CPU) or as groups of equal "
-                "shape (the default on the CPU)"
+                "shape (the default on the CPU), or replaying records planned beforehand (as "
+                "DataLoader workers plan them for `train-sr --degrade-on device`)"
                 + (
                     ", against BasicSR 1.4.2's own functions in the order of "
                     "Real-ESRGAN's training step (one resize scale and mode per batch; DiffJPEG), "
