@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from degkit.ops import create_op
-from degkit.ops.blur import _blur_kernels_at, _blur_kernels_on, _separable_sigmas
+from degkit.ops.blur import _blur_kernels_at, _separable_sigmas
 from degkit.ops.canvas import Canvas, ragged_batches
-from degkit.ops.filtering import kernels_at_fixed_size, kernels_by_size
+from degkit.ops.filtering import kernels_at_fixed_sizes, kernels_by_size
 from degkit.ops.kernels import (
     gaussian_kernels,
     gaussian_kernels_1d,
@@ -26,7 +26,6 @@ from degkit.rng import BatchStreams
 # Built at a larger size, a kernel's float64 normalising sum adds the same taps (and exact
 # zeros) in another order: the float32 kernels differ by at most one rounding (6e-8 at 1).
 ROUNDING = 1e-7
-CONFIGURED, LARGEST = 13, 101
 
 BUILDERS = {
     "gaussian_1d": lambda k, p, s: gaussian_kernels_1d(k, p[0], sizes=s),
@@ -54,18 +53,18 @@ def _random_params(n: int, seed: int) -> list[torch.Tensor]:
 
 @settings(max_examples=10, deadline=None)
 @given(
-    sizes=st.lists(st.integers(0, 12).map(lambda h: 2 * h + 1), min_size=1, max_size=6),
+    sizes=st.lists(st.integers(0, 30).map(lambda h: 2 * h + 1), min_size=1, max_size=6),
     seed=st.integers(0, 1000),
 )
 def test_fixed_size_kernels_equal_host_kernels_built_at_each_size(sizes, seed) -> None:
     """Taps outside a sample's own size are zero; inside, its host kernel to one rounding
-    (sizes above ``CONFIGURED`` are built at ``LARGEST``)."""
+    (sizes up to 61 span every rung of ``BUILD_SIZES``)."""
     own = torch.tensor(sizes)
     params = _random_params(len(sizes), seed)
     for name, build in BUILDERS.items():
         host = kernels_by_size(own, lambda k, i, b=build: b(k, [p[i] for p in params], None))
-        fixed = kernels_at_fixed_size(
-            own, CONFIGURED, LARGEST, lambda k, i, b=build: b(k, [p[i] for p in params], own[i])
+        fixed = kernels_at_fixed_sizes(
+            own, lambda k, i, b=build: b(k, [p[i] for p in params], own[i])
         )
         torch.testing.assert_close(fixed, host, atol=ROUNDING, rtol=0, msg=name)
 
@@ -88,7 +87,7 @@ def test_blur_kernels_on_the_device_equal_the_host_build(seed: int) -> None:
         positions = (separable == kind).nonzero().flatten()
         chosen = sigmas if kind else None
         host = _blur_kernels_at(params, positions, chosen)
-        device = _blur_kernels_on(torch.device("cpu"), 21, params, positions, chosen)
+        device = _blur_kernels_at(params, positions, chosen, "cpu")
         for h, d in zip(host, device, strict=True):
             torch.testing.assert_close(d, h, atol=ROUNDING, rtol=0)
 
@@ -98,9 +97,8 @@ def _own_kernels(params: dict, i: int, neighbours: dict) -> tuple[torch.Tensor, 
     batch = {key: torch.cat([params[key][i : i + 1], neighbours[key]]) for key in params}
     separable, sigmas = _kinds(batch)
     positions = (separable == separable[0]).nonzero().flatten()
-    kernels = _blur_kernels_on(
-        torch.device("cpu"), 21, batch, positions, sigmas if bool(separable[0]) else None
-    )
+    chosen = sigmas if bool(separable[0]) else None
+    kernels = _blur_kernels_at(batch, positions, chosen, "cpu")
     k, size = kernels[0].shape[-1], int(params["kernel_size"][i])
     window = slice((k - size) // 2, (k + size) // 2)
     return tuple(t[0, window] if t.ndim == 2 else t[0, window, window] for t in kernels)
@@ -116,7 +114,7 @@ def _own_kernels(params: dict, i: int, neighbours: dict) -> tuple[torch.Tensor, 
 def test_a_sample_gets_the_same_kernel_and_pixels_whatever_its_batch(
     seed, count, place, shape
 ) -> None:
-    """Neighbours drawn up to size 31 (above the op's 21: built at 101) change no bit of a
+    """Neighbours drawn up to size 31 (built at 25 or 51, the sample at 21) change no bit of a
     sample's kernel, nor of its output on a canvas or through the autograd path."""
     op = create_op("blur", sinc_prob=0.3)
     one = _blur_params(1, seed)
@@ -145,6 +143,19 @@ def test_a_sample_gets_the_same_kernel_and_pixels_whatever_its_batch(
         grad_alone = op.apply(same_shape[:1], one)[0].detach()
         grad_crowded = op.apply(same_shape, batch)[place].detach()
     assert torch.equal(grad_crowded, grad_alone)
+
+
+def test_a_record_gives_the_same_bits_whatever_the_op_configuration() -> None:
+    """Replaying records through a differently configured op changes nothing."""
+    params = _blur_params(8, 3)
+    canvas = Canvas.from_images([torch.rand(3, 9 + 5 * i, 30 - 2 * i) for i in range(8)])
+    with ragged_batches("canvas"):
+        outs = [
+            create_op("blur", kernel_size=sizes).apply(canvas, params)
+            for sizes in [(7, 21), (3, 45), "auto"]
+        ]
+    for out in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(out, outs[0], strict=True))
 
 
 # OpenCV (the CPU default) and conv2d round their sums differently.
@@ -187,7 +198,7 @@ def test_device_kernels_on_cuda_never_wait_and_match_the_cpu(name: str, config: 
     """A canvas (ragged) and a plain batch on CUDA: kernels built there, no host wait."""
     op = create_op(name, **config)
     params = op.sample(BatchStreams(7, range(8)), 8)
-    params["kernel_size"][0] = 31  # replayed above the configured range: built at 101
+    params["kernel_size"][0] = 31  # replayed above the drawn range: built at 51
     sizes = [(5, 40), (40, 3), (33, 47), (64, 50), (9, 12), (1, 30), (70, 64), (21, 21)]
     g = torch.Generator().manual_seed(7)
     canvas = Canvas.from_images([torch.rand(3, h, w, generator=g) for h, w in sizes])

@@ -9,11 +9,11 @@ so a sample's output never depends on the other samples of its batch. A
 ragged batch on a :class:`~degkit.ops.canvas.Canvas` runs each path once for
 the whole batch (see :mod:`degkit.ops.filtering`). Off the CPU's OpenCV path
 (CUDA, autograd, canvases) the kernels of :class:`Blur` and :class:`Ringing`
-are built on the images' device, all samples at once, at a size set by the
-op's configuration (``kernel_size``'s upper end, or 101 for a replayed
-larger size), so a sample's kernel never depends on its batch. Borders are reflected
-(OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to
-``[0, 1]`` (sinc kernels overshoot).
+are built on the images' device, all samples at once, at a size that depends
+on each sample's own size only (:data:`~degkit.ops.filtering.BUILD_SIZES`), so
+a sample's kernel never depends on its batch. Borders are reflected
+(OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to ``[0, 1]`` (sinc
+kernels overshoot).
 
 ``blur`` records ``kernel`` (one of :data:`KERNEL_LABELS`), ``kernel_size``,
 ``sigma_x``, ``sigma_y``, ``theta``, ``beta`` (1.0 for plain Gaussians) and
@@ -50,7 +50,7 @@ from degkit.ops.filtering import (
     filter2d_per_sample,
     filter_separable_canvas,
     filter_separable_per_sample,
-    kernels_at_fixed_size,
+    kernels_at_fixed_sizes,
     kernels_by_size,
     run_sample_filters,
     separable_opencv,
@@ -202,56 +202,46 @@ def blur_kernels(
 
 
 def _blur_kernels_at(
-    params: Params, positions: torch.Tensor, sigmas: tuple[torch.Tensor, torch.Tensor] | None
-) -> tuple[torch.Tensor, ...]:
-    """The kernels of :class:`Blur`'s samples at ``positions``, each at its own size.
-
-    ``(rows, cols)`` when they are separable Gaussians (``sigmas``: the batch's
-    x / y standard deviations, see :func:`_separable_sigmas`), else ``(kernels,)``.
-    """
-    sizes = params["kernel_size"][positions]
-    if sigmas is not None:
-        # Row and column kernels built together: first the rows, then the columns.
-        both_sigmas = torch.cat([sigmas[0][positions], sigmas[1][positions]])
-        both = kernels_by_size(sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, both_sigmas[i]))
-        return tuple(both.split(len(positions)))
-    sub = {key: value[positions] for key, value in params.items()}
-    return (
-        kernels_by_size(sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})),
-    )
-
-
-def _blur_kernels_on(
-    device: torch.device,
-    configured: int,
     params: Params,
     positions: torch.Tensor,
     sigmas: tuple[torch.Tensor, torch.Tensor] | None,
+    device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """:func:`_blur_kernels_at`, built on ``device`` in one computation per family at
-    ``configured`` taps (see :func:`~degkit.ops.filtering.kernels_at_fixed_size`)."""
+    """The kernels of :class:`Blur`'s samples at ``positions``, centred in their largest size.
+
+    ``(rows, cols)`` when they are separable Gaussians (``sigmas``: the batch's
+    x / y standard deviations, see :func:`_separable_sigmas`), else ``(kernels,)``.
+    Without ``device`` each size is built on the host on its own; with it (the
+    torch path) all are built there in one computation per family (see
+    :func:`~degkit.ops.filtering.kernels_at_fixed_sizes`).
+    """
     sizes = params["kernel_size"][positions]
+
+    def build(own: torch.Tensor, make: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """``make(size, rows, own_sizes)`` at each size, or at the fixed sizes on ``device``."""
+        if device is None:
+            return kernels_by_size(own, lambda k, i: make(k, i, None))
+        return kernels_at_fixed_sizes(
+            own, lambda k, i: make(k, i, own[i].to(device, non_blocking=True))
+        )
+
     if sigmas is not None:
-        both_sigmas = torch.cat([sigmas[0][positions], sigmas[1][positions]])
-        both_sizes = sizes.repeat(2)
-        both = kernels_at_fixed_size(
-            both_sizes,
-            configured,
-            MAX_KERNEL_SIZE,
-            lambda k, i: gaussian_kernels_1d(
-                k,
-                both_sigmas[i].to(device, non_blocking=True),
-                both_sizes[i].to(device, non_blocking=True),
+        # Row and column kernels built together: first the rows, then the columns.
+        both = torch.cat([sigmas[0][positions], sigmas[1][positions]])
+        kernels = build(
+            sizes.repeat(2),
+            lambda k, i, own: gaussian_kernels_1d(
+                k, both[i].to(device or "cpu", non_blocking=True), own
             ),
         )
-        return tuple(both.split(len(positions)))
+        return tuple(kernels.split(len(positions)))
     sub = {key: value[positions] for key, value in params.items()}
     return (
-        kernels_at_fixed_size(
+        build(
             sizes,
-            configured,
-            MAX_KERNEL_SIZE,
-            lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()}, device, True),
+            lambda k, i, own: blur_kernels(
+                k, {key: v[i] for key, v in sub.items()}, device or "cpu", own is not None
+            ),
         ),
     )
 
@@ -521,10 +511,6 @@ class Blur(_KernelSizeOp):
             "cutoff": torch.where(use_sinc, _sinc_cutoffs(cutoff_u, size, None), zero),
         }
 
-    def _configured_size(self) -> int:
-        """The size :func:`_blur_kernels_on` builds at: the largest this op draws."""
-        return MAX_AUTO_SIZE if self.kernel_size == "auto" else int(self.kernel_size[1])
-
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         separable, sigma_h, sigma_v = _separable_sigmas(params)
         sizes = params["kernel_size"]
@@ -548,8 +534,7 @@ class Blur(_KernelSizeOp):
             if use_opencv(xs, int(sizes[positions].max())):  # host kernels for OpenCV
                 kernels = _blur_kernels_at(params, positions, sigmas)
             else:
-                size = self._configured_size()
-                kernels = _blur_kernels_on(xs.device, size, params, positions, sigmas)
+                kernels = _blur_kernels_at(params, positions, sigmas, xs.device)
             if is_separable:
                 return filter_separable_per_sample(xs, *kernels, clamp=True)
             return filter2d_per_sample(xs, *kernels, clamp=True)
@@ -565,8 +550,7 @@ class Blur(_KernelSizeOp):
                 return data
             sub = Canvas(data, x.sizes[positions])
             sigmas = (sigma_h, sigma_v) if is_separable else None
-            size = self._configured_size()
-            kernels = _blur_kernels_on(data.device, size, params, positions, sigmas)
+            kernels = _blur_kernels_at(params, positions, sigmas, data.device)
             if is_separable:
                 return filter_separable_canvas(sub, *kernels, clamp=True).data
             return filter2d_canvas(sub, *kernels, clamp=True).data
@@ -739,13 +723,12 @@ class Ringing(_KernelSizeOp):
         cutoff = _sinc_cutoffs(rng.uniform(0.0, 1.0), size, self.cutoff)
         return {"kernel_size": size, "cutoff": cutoff}
 
-    def _kernels_on(self, device: torch.device, params: Params) -> torch.Tensor:
-        """All samples' kernels built on ``device`` at the configured largest size."""
+    @staticmethod
+    def _kernels_on(device: torch.device, params: Params) -> torch.Tensor:
+        """All samples' kernels built on ``device`` in one computation."""
         sizes, cutoff = params["kernel_size"], params["cutoff"]
-        return kernels_at_fixed_size(
+        return kernels_at_fixed_sizes(
             sizes,
-            self.kernel_size[1],
-            MAX_KERNEL_SIZE,
             lambda k, i: sinc_kernels(
                 k, cutoff[i].to(device, non_blocking=True), sizes[i].to(device, non_blocking=True)
             ),

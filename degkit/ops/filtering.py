@@ -50,7 +50,8 @@ __all__ = [
     "map_samples_cpu",
     "use_opencv",
     "kernels_by_size",
-    "kernels_at_fixed_size",
+    "BUILD_SIZES",
+    "kernels_at_fixed_sizes",
     "filter2d_per_sample",
     "filter_separable_per_sample",
     "filter2d_canvas",
@@ -72,6 +73,8 @@ def kernels_by_size(
     """
     sizes_list = [int(s) for s in sizes.tolist()]
     largest = max(sizes_list)
+    if min(sizes_list) == largest:
+        return build(largest, torch.arange(len(sizes_list)))
     out: torch.Tensor | None = None
     for size in sorted(set(sizes_list)):
         positions = torch.tensor([i for i, s in enumerate(sizes_list) if s == size])
@@ -85,19 +88,26 @@ def kernels_by_size(
     return out
 
 
-def kernels_at_fixed_size(
-    sizes: torch.Tensor,
-    configured: int,
-    largest: int,
-    build: Callable[[int, torch.Tensor], torch.Tensor],
-) -> torch.Tensor:
-    """Kernels built at a size that depends on no other sample of the batch.
+#: Sizes kernels are built at off the OpenCV path: each sample's at the smallest that
+#: holds its own size (21: Real-ESRGAN's largest kernel, 25: BSRGAN's shifted Gaussian,
+#: 101: the largest any op takes), so its bits depend on neither its batch nor the
+#: op's configuration (a replayed record gives the same kernel).
+BUILD_SIZES = (21, 25, 51, 101)
 
-    Sample ``i`` is built at ``configured`` if its own odd size ``sizes[i]``
-    (host) fits, else at ``largest``; ``build(size, positions)`` must zero each
-    sample's taps outside its own size. The result is cropped to ``max(sizes)``.
+
+def kernels_at_fixed_sizes(
+    sizes: torch.Tensor, build: Callable[[int, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Kernels built at :data:`BUILD_SIZES` (a size past them at its own), cropped to
+    ``max(sizes)``.
+
+    ``sizes`` (host) are each sample's own odd size; ``build(size, positions)``
+    must zero each sample's taps outside its own size (see
+    :mod:`degkit.ops.kernels`), so it comes out centred.
     """
-    at = torch.where(sizes <= configured, configured, largest)
+    ladder = torch.tensor(BUILD_SIZES, dtype=sizes.dtype)
+    rung = torch.searchsorted(ladder, sizes).clamp(max=len(BUILD_SIZES) - 1)
+    at = torch.maximum(ladder[rung], sizes)
     return _crop(kernels_by_size(at, build), int(sizes.max()))
 
 

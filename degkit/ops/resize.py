@@ -48,7 +48,7 @@ from degkit.ops.canvas import Canvas, canvas_enabled, reflect_index
 from degkit.ops.filtering import (
     each_plane,
     filter2d_per_sample,
-    kernels_at_fixed_size,
+    kernels_at_fixed_sizes,
     kernels_by_size,
     map_samples_cpu,
     use_opencv,
@@ -423,18 +423,15 @@ class ShiftedSubsample(Op):
         return (-(-size[0] // factor), -(-size[1] // factor))
 
     def _apply(self, x: torch.Tensor, params: Params) -> Images:
-        """Off OpenCV's path the kernels are built on ``x``'s device in one computation at
-        the configured ``kernel_size`` (or the largest allowed, for a larger record)."""
+        """Off OpenCV's path the kernels are built on ``x``'s device in one computation."""
         sigma, shift, sizes = params["sigma"], params["shift"], params["kernel_size"]
         if use_opencv(x, int(sizes.max())):
             kernels = kernels_by_size(
                 sizes, lambda size, i: shifted_gaussian_kernels(size, sigma[i], shift[i])
             )
         else:
-            kernels = kernels_at_fixed_size(
+            kernels = kernels_at_fixed_sizes(
                 sizes,
-                self.kernel_size,
-                MAX_SUBSAMPLE_KERNEL,
                 lambda size, i: shifted_gaussian_kernels(
                     size, *(v[i].to(x.device, non_blocking=True) for v in (sigma, shift, sizes))
                 ),
