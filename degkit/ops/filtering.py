@@ -2,9 +2,10 @@
 
 Borders are reflected without repeating the edge pixel (``reflect`` in torch,
 ``BORDER_REFLECT_101`` in OpenCV, ``mirror`` in scipy). Kernels of different
-sizes travel centred in a common odd size (zero taps outside their support,
-see :func:`kernels_by_size`); each sample is filtered with its kernel trimmed
-to its own support, so a sample gives the same result alone or in any batch.
+sizes travel centred in a common odd size (zero taps outside their support:
+:func:`kernels_by_size` builds each size on its own, :func:`kernels_at_fixed_sizes`
+builds all at sizes that depend on no other sample, on any device), so a
+sample gives the same result alone or in any batch.
 
 On the CPU, when no gradient is needed, each image plane goes through OpenCV
 (``filter2D`` / ``sepFilter2D``) with its own trimmed kernel, samples spread
@@ -12,8 +13,8 @@ over a thread pool (OpenCV releases the GIL). Elsewhere (CUDA, autograd)
 the batch runs as a canvas of equal sizes (below), in one depthwise ``conv2d``.
 The paths agree up to float rounding (about 1e-6); OpenCV is used on the
 CPU because it avoids a convolution padded to the largest kernel
-(``benchmarks/ops_throughput.py`` measures the ops on your machine). A 2-D kernel of more than 129
-taps (OpenCV's direct limit) is correlated in strips of rows or through real
+(``benchmarks/ops_throughput.py`` measures the ops on your machine). A 2-D
+kernel of more than 129 taps (OpenCV's direct limit) is correlated in strips of rows or through real
 FFTs, whichever a cost model (:data:`FFT_COST_FACTOR`) finds cheaper for the
 sample. Ops that mix kinds of filter in one batch (separable and 2-D blur)
 build one :data:`SampleFilter` per sample and run the batch in one pass
@@ -82,8 +83,8 @@ def kernels_by_size(
         if out is None:
             out = kernels.new_zeros((len(sizes_list), *[largest] * (kernels.ndim - 1)))
         off = (largest - size) // 2
-        rows = positions.to(out.device, non_blocking=True)
-        out[(rows, *[slice(off, off + size)] * (kernels.ndim - 1))] = kernels
+        window = out[(slice(None), *[slice(off, off + size)] * (kernels.ndim - 1))]
+        window.index_copy_(0, positions.to(out.device, non_blocking=True), kernels)
     assert out is not None
     return out
 
