@@ -6,8 +6,9 @@ sinc a tenth of the time). Three ways run in the same process, taking turns:
 
 * ``groups, OpenCV``: grouping by shape, as the CPU does by default (each
   sample through OpenCV's ``filter2D`` / ``sepFilter2D``);
-* ``groups, conv2d``: grouping by shape, each group by support size through
-  ``conv2d`` (what a GPU does without canvases);
+* ``groups, conv2d``: grouping by shape, each group's kernels built where its
+  images are and run through one ``conv2d`` per kind of kernel (what a GPU
+  does without canvases);
 * ``canvas``: the whole batch on one canvas, one gather and one ``conv2d`` per
   kind of kernel (separable, 2-D).
 

@@ -78,7 +78,7 @@ def test_batch_equals_each_sample_with_its_own_size() -> None:
 
 
 def test_conv2d_path_gives_a_sample_the_same_bits_alone_or_in_a_batch() -> None:
-    """The autograd / CUDA path groups by support size: mixing sizes changes nothing."""
+    """The autograd / CUDA path pads every kernel to the largest: mixing sizes changes nothing."""
     x = torch.rand(5, 3, 24, 24)
     kernels = _random_kernels(5, 3)
     rows, cols = kernels.sum(1), kernels.sum(2)

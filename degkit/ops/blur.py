@@ -7,9 +7,13 @@ kernel size (and by path: isotropic and axis-aligned Gaussians are filtered
 separably, every other kernel in 2-D) and builds each group's kernels at once,
 so a sample's output never depends on the other samples of its batch. A
 ragged batch on a :class:`~degkit.ops.canvas.Canvas` runs each path once for
-the whole batch (see :mod:`degkit.ops.filtering`). Borders are reflected
-(OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to
-``[0, 1]`` (sinc kernels overshoot).
+the whole batch (see :mod:`degkit.ops.filtering`). Off the CPU's OpenCV path
+(CUDA, autograd, canvases) the kernels of :class:`Blur` and :class:`Ringing`
+are built on the images' device, all samples at once, at a size that depends
+on each sample's own size only (:data:`~degkit.ops.filtering.BUILD_SIZES`), so
+a sample's kernel never depends on its batch. Borders are reflected
+(OpenCV's ``BORDER_REFLECT_101``). Outputs are clamped to ``[0, 1]`` (sinc
+kernels overshoot).
 
 ``blur`` records ``kernel`` (one of :data:`KERNEL_LABELS`), ``kernel_size``,
 ``sigma_x``, ``sigma_y``, ``theta``, ``beta`` (1.0 for plain Gaussians) and
@@ -46,6 +50,7 @@ from degkit.ops.filtering import (
     filter2d_per_sample,
     filter_separable_canvas,
     filter_separable_per_sample,
+    kernels_at_fixed_sizes,
     kernels_by_size,
     run_sample_filters,
     separable_opencv,
@@ -170,44 +175,74 @@ def _separable_sigmas(params: Params) -> tuple[torch.Tensor, torch.Tensor, torch
     return separable, var_x.sqrt(), var_y.sqrt()
 
 
-def blur_kernels(size: int, params: Params) -> torch.Tensor:
-    """The 2-D kernels (``N x size x size``) that ``params`` of :class:`Blur` describe."""
+def blur_kernels(
+    size: int, params: Params, device: torch.device | str = "cpu", own_size: bool = False
+) -> torch.Tensor:
+    """The 2-D kernels (``N x size x size``) that ``params`` (host) of :class:`Blur` describe,
+    built on ``device``; ``own_size`` zeroes each sample's taps outside its ``kernel_size``."""
     code = params["kernel"]
-    out = torch.empty(code.shape[0], size, size)
+    out = torch.empty(code.shape[0], size, size, device=device)
     for family in (_GAUSSIAN_CODES, _GENERALIZED_CODES, _PLATEAU_CODES, (_SINC,)):
         index = _isin(code, family).nonzero().flatten()
         if index.numel() == 0:
             continue
-        p = {key: value[index] for key, value in params.items()}
+        p = {key: value[index].to(device, non_blocking=True) for key, value in params.items()}
+        sizes = p["kernel_size"] if own_size else None
         shape = (p["sigma_x"], p["sigma_y"], p["theta"])
         if family == _GAUSSIAN_CODES:
-            out[index] = gaussian_kernels(size, *shape)
+            kernels = gaussian_kernels(size, *shape, sizes=sizes)
         elif family == _GENERALIZED_CODES:
-            out[index] = generalized_gaussian_kernels(size, *shape, p["beta"])
+            kernels = generalized_gaussian_kernels(size, *shape, p["beta"], sizes=sizes)
         elif family == _PLATEAU_CODES:
-            out[index] = plateau_kernels(size, *shape, p["beta"])
+            kernels = plateau_kernels(size, *shape, p["beta"], sizes=sizes)
         else:
-            out[index] = sinc_kernels(size, p["cutoff"])
+            kernels = sinc_kernels(size, p["cutoff"], sizes=sizes)
+        out.index_copy_(0, index.to(out.device, non_blocking=True), kernels)
     return out
 
 
 def _blur_kernels_at(
-    params: Params, positions: torch.Tensor, sigmas: tuple[torch.Tensor, torch.Tensor] | None
+    params: Params,
+    positions: torch.Tensor,
+    sigmas: tuple[torch.Tensor, torch.Tensor] | None,
+    device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """The kernels of :class:`Blur`'s samples at ``positions``, each at its own size.
+    """The kernels of :class:`Blur`'s samples at ``positions``, centred in their largest size.
 
     ``(rows, cols)`` when they are separable Gaussians (``sigmas``: the batch's
     x / y standard deviations, see :func:`_separable_sigmas`), else ``(kernels,)``.
+    Without ``device`` each size is built on the host on its own; with it (the
+    torch path) all are built there in one computation per family (see
+    :func:`~degkit.ops.filtering.kernels_at_fixed_sizes`).
     """
     sizes = params["kernel_size"][positions]
+
+    def build(own: torch.Tensor, make: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """``make(size, rows, own_sizes)`` at each size, or at the fixed sizes on ``device``."""
+        if device is None:
+            return kernels_by_size(own, lambda k, i: make(k, i, None))
+        return kernels_at_fixed_sizes(
+            own, lambda k, i: make(k, i, own[i].to(device, non_blocking=True))
+        )
+
     if sigmas is not None:
         # Row and column kernels built together: first the rows, then the columns.
-        both_sigmas = torch.cat([sigmas[0][positions], sigmas[1][positions]])
-        both = kernels_by_size(sizes.repeat(2), lambda k, i: gaussian_kernels_1d(k, both_sigmas[i]))
-        return tuple(both.split(len(positions)))
+        both = torch.cat([sigmas[0][positions], sigmas[1][positions]])
+        kernels = build(
+            sizes.repeat(2),
+            lambda k, i, own: gaussian_kernels_1d(
+                k, both[i].to(device or "cpu", non_blocking=True), own
+            ),
+        )
+        return tuple(kernels.split(len(positions)))
     sub = {key: value[positions] for key, value in params.items()}
     return (
-        kernels_by_size(sizes, lambda k, i: blur_kernels(k, {key: v[i] for key, v in sub.items()})),
+        build(
+            sizes,
+            lambda k, i, own: blur_kernels(
+                k, {key: v[i] for key, v in sub.items()}, device or "cpu", own is not None
+            ),
+        ),
     )
 
 
@@ -495,9 +530,11 @@ class Blur(_KernelSizeOp):
         def run(xs: torch.Tensor, positions: torch.Tensor, is_separable: int) -> torch.Tensor:
             if bool((sizes[positions] == 1).all()):
                 return xs
-            kernels = _blur_kernels_at(
-                params, positions, (sigma_h, sigma_v) if is_separable else None
-            )
+            sigmas = (sigma_h, sigma_v) if is_separable else None
+            if use_opencv(xs, int(sizes[positions].max())):  # host kernels for OpenCV
+                kernels = _blur_kernels_at(params, positions, sigmas)
+            else:
+                kernels = _blur_kernels_at(params, positions, sigmas, xs.device)
             if is_separable:
                 return filter_separable_per_sample(xs, *kernels, clamp=True)
             return filter2d_per_sample(xs, *kernels, clamp=True)
@@ -512,9 +549,8 @@ class Blur(_KernelSizeOp):
             if bool((sizes[positions] == 1).all()):
                 return data
             sub = Canvas(data, x.sizes[positions])
-            kernels = _blur_kernels_at(
-                params, positions, (sigma_h, sigma_v) if is_separable else None
-            )
+            sigmas = (sigma_h, sigma_v) if is_separable else None
+            kernels = _blur_kernels_at(params, positions, sigmas, data.device)
             if is_separable:
                 return filter_separable_canvas(sub, *kernels, clamp=True).data
             return filter2d_canvas(sub, *kernels, clamp=True).data
@@ -687,12 +723,28 @@ class Ringing(_KernelSizeOp):
         cutoff = _sinc_cutoffs(rng.uniform(0.0, 1.0), size, self.cutoff)
         return {"kernel_size": size, "cutoff": cutoff}
 
-    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        return _filter_by_size(
-            x, params["kernel_size"], lambda size, i: sinc_kernels(size, params["cutoff"][i])
+    @staticmethod
+    def _kernels_on(device: torch.device, params: Params) -> torch.Tensor:
+        """All samples' kernels built on ``device`` in one computation."""
+        sizes, cutoff = params["kernel_size"], params["cutoff"]
+        return kernels_at_fixed_sizes(
+            sizes,
+            lambda k, i: sinc_kernels(
+                k, cutoff[i].to(device, non_blocking=True), sizes[i].to(device, non_blocking=True)
+            ),
         )
 
+    def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        sizes = params["kernel_size"]
+        if bool((sizes == 1).all()):
+            return x
+        if use_opencv(x, int(sizes.max())):
+            return _filter_by_size(
+                x, sizes, lambda size, i: sinc_kernels(size, params["cutoff"][i])
+            )
+        return filter2d_per_sample(x, self._kernels_on(x.device, params), clamp=True)
+
     def _apply_canvas(self, x: Canvas, params: Params) -> Canvas:
-        return _filter_canvas_by_size(
-            x, params["kernel_size"], lambda size, i: sinc_kernels(size, params["cutoff"][i])
-        )
+        if bool((params["kernel_size"] == 1).all()):
+            return x
+        return filter2d_canvas(x, self._kernels_on(x.data.device, params), clamp=True)

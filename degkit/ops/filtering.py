@@ -2,18 +2,19 @@
 
 Borders are reflected without repeating the edge pixel (``reflect`` in torch,
 ``BORDER_REFLECT_101`` in OpenCV, ``mirror`` in scipy). Kernels of different
-sizes travel centred in a common odd size (zero taps outside their support,
-see :func:`kernels_by_size`); each sample is filtered with its kernel trimmed
-to its own support, so a sample gives the same result alone or in any batch.
+sizes travel centred in a common odd size (zero taps outside their support:
+:func:`kernels_by_size` builds each size on its own, :func:`kernels_at_fixed_sizes`
+builds all at sizes that depend on no other sample, on any device), so a
+sample gives the same result alone or in any batch.
 
 On the CPU, when no gradient is needed, each image plane goes through OpenCV
 (``filter2D`` / ``sepFilter2D``) with its own trimmed kernel, samples spread
 over a thread pool (OpenCV releases the GIL). Elsewhere (CUDA, autograd)
-samples are grouped by support size and each group runs depthwise ``conv2d``.
+the batch runs as a canvas of equal sizes (below), in one depthwise ``conv2d``.
 The paths agree up to float rounding (about 1e-6); OpenCV is used on the
-CPU because it avoids building a grouped convolution per support size
-(``benchmarks/ops_throughput.py`` measures the ops on your machine). A 2-D kernel of more than 129
-taps (OpenCV's direct limit) is correlated in strips of rows or through real
+CPU because it avoids a convolution padded to the largest kernel
+(``benchmarks/ops_throughput.py`` measures the ops on your machine). A 2-D
+kernel of more than 129 taps (OpenCV's direct limit) is correlated in strips of rows or through real
 FFTs, whichever a cost model (:data:`FFT_COST_FACTOR`) finds cheaper for the
 sample. Ops that mix kinds of filter in one batch (separable and 2-D blur)
 build one :data:`SampleFilter` per sample and run the batch in one pass
@@ -21,11 +22,13 @@ build one :data:`SampleFilter` per sample and run the batch in one pass
 
 A ragged batch on a :class:`~degkit.ops.canvas.Canvas` is filtered in one
 depthwise ``conv2d`` (:func:`filter2d_canvas`, :func:`filter_separable_canvas`):
-each sample's border is gathered by index, as the grouped path would pad that
-sample alone, and every kernel is zero-padded to the largest support of the
-batch. On the CPU (oneDNN's depthwise kernels) an output pixel's sum does not
-depend on the image size, and zero taps add exact zeros in the same order, so
-a sample gets the same bits on any canvas, beside any neighbours, as grouped.
+each sample's border is gathered by index, as the sample alone would be padded
+(reflected, or its edge repeated where its kernel's support reaches past the
+image: a decision taken on the kernels' device, so nothing is read back), and
+every kernel keeps the batch's common size. On the CPU (oneDNN's depthwise
+kernels) an output pixel's sum does not depend on the image size, and zero taps
+add exact zeros in the same order, so a sample gets the same bits on any
+canvas, beside any neighbours.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ import scipy.fft as sfft
 import torch
 import torch.nn.functional as F
 
-from degkit.ops.base import map_groups
 from degkit.ops.canvas import Canvas, clamped_index, gather_columns, gather_rows, reflect_index
 from degkit.ops.threads import map_in_threads
 
@@ -49,6 +51,8 @@ __all__ = [
     "map_samples_cpu",
     "use_opencv",
     "kernels_by_size",
+    "BUILD_SIZES",
+    "kernels_at_fixed_sizes",
     "filter2d_per_sample",
     "filter_separable_per_sample",
     "filter2d_canvas",
@@ -70,6 +74,8 @@ def kernels_by_size(
     """
     sizes_list = [int(s) for s in sizes.tolist()]
     largest = max(sizes_list)
+    if min(sizes_list) == largest:
+        return build(largest, torch.arange(len(sizes_list)))
     out: torch.Tensor | None = None
     for size in sorted(set(sizes_list)):
         positions = torch.tensor([i for i, s in enumerate(sizes_list) if s == size])
@@ -77,10 +83,33 @@ def kernels_by_size(
         if out is None:
             out = kernels.new_zeros((len(sizes_list), *[largest] * (kernels.ndim - 1)))
         off = (largest - size) // 2
-        window = (positions, *[slice(off, off + size)] * (kernels.ndim - 1))
-        out[window] = kernels
+        window = out[(slice(None), *[slice(off, off + size)] * (kernels.ndim - 1))]
+        window.index_copy_(0, positions.to(out.device, non_blocking=True), kernels)
     assert out is not None
     return out
+
+
+#: Sizes kernels are built at off the OpenCV path: each sample's at the smallest that
+#: holds its own size (21: Real-ESRGAN's largest kernel, 25: BSRGAN's shifted Gaussian,
+#: 101: the largest any op takes), so its bits depend on neither its batch nor the
+#: op's configuration (a replayed record gives the same kernel).
+BUILD_SIZES = (21, 25, 51, 101)
+
+
+def kernels_at_fixed_sizes(
+    sizes: torch.Tensor, build: Callable[[int, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Kernels built at :data:`BUILD_SIZES` (a size past them at its own), cropped to
+    ``max(sizes)``.
+
+    ``sizes`` (host) are each sample's own odd size; ``build(size, positions)``
+    must zero each sample's taps outside its own size (see
+    :mod:`degkit.ops.kernels`), so it comes out centred.
+    """
+    ladder = torch.tensor(BUILD_SIZES, dtype=sizes.dtype)
+    rung = torch.searchsorted(ladder, sizes).clamp(max=len(BUILD_SIZES) - 1)
+    at = torch.maximum(ladder[rung], sizes)
+    return _crop(kernels_by_size(at, build), int(sizes.max()))
 
 
 def _flush_subnormal(kernels: torch.Tensor) -> torch.Tensor:
@@ -93,7 +122,8 @@ def _flush_subnormal(kernels: torch.Tensor) -> torch.Tensor:
 
 
 def _support(kernels: torch.Tensor) -> torch.Tensor:
-    """Odd size of each kernel's non-zero support around its centre (``N x K`` or ``N x K x K``)."""
+    """Odd size of each kernel's non-zero support around its centre (``N x K`` or ``N x K x K``),
+    on the kernels' device."""
     k = kernels.shape[-1]
     centre = k // 2
     taps = kernels.detach().abs()
@@ -101,7 +131,7 @@ def _support(kernels: torch.Tensor) -> torch.Tensor:
         taps = torch.maximum(taps.amax(dim=1), taps.amax(dim=2))
     distance = (torch.arange(k, device=taps.device) - centre).abs()
     half = torch.where(taps > 0, distance, 0).amax(dim=1)
-    return (2 * half + 1).cpu()
+    return 2 * half + 1
 
 
 def _crop(kernels: torch.Tensor, size: int) -> torch.Tensor:
@@ -165,7 +195,7 @@ def _trimmed(kernels: torch.Tensor) -> list[np.ndarray]:
     taps = kernels.detach().to("cpu", torch.float32).numpy()
     centre = taps.shape[-1] // 2
     out = []
-    for kernel, size in zip(taps, _support(kernels).tolist(), strict=True):
+    for kernel, size in zip(taps, _support(kernels.detach().cpu()).tolist(), strict=True):
         window = (slice(centre - size // 2, centre + size // 2 + 1),) * kernel.ndim
         out.append(np.ascontiguousarray(kernel[window]))
     return out
@@ -259,15 +289,7 @@ def _separable_sample(src: np.ndarray, dst: np.ndarray, rows: np.ndarray, cols: 
         )
 
 
-# -- torch path (CUDA, autograd) -----------------------------------------------------
-def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
-    """Reflect-pad, falling back to replicate where the image is too small to reflect."""
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
-    return F.pad(x, (pw, pw, ph, ph), mode=mode)
-
-
+# -- torch path (CUDA, autograd, canvases) -------------------------------------------
 def _depthwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Depthwise ``conv2d`` of ``1 x G x H x W`` with ``G`` filters.
 
@@ -283,31 +305,20 @@ def _depthwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def _depthwise_weight(kernels: torch.Tensor, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
     """The ``N C x 1 x kh x kw`` depthwise weight filtering every channel of sample ``i``
-    of ``x`` by ``kernels[i]``; the copy from the host does not wait on the device."""
+    of ``x`` by ``kernels[i]``; a copy from the host does not wait on the device."""
     n, c = x.shape[:2]
-    taps = kernels.repeat_interleave(c, dim=0).view(n * c, 1, kh, kw)
+    taps = kernels.reshape(n, 1, kh * kw).expand(n, c, kh * kw).reshape(n * c, 1, kh, kw)
     return taps.to(device=x.device, dtype=x.dtype, non_blocking=True)
 
 
-def _conv2d_group(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    n, c, h, w = x.shape
-    k = kernels.shape[-1]
-    weight = _depthwise_weight(kernels, x, k, k)
-    padded = _pad(x, k // 2, k // 2).reshape(1, n * c, h + k - 1, w + k - 1)
-    return _depthwise(padded, weight).reshape(n, c, h, w)
-
-
-def _separable_group(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    n, c, h, w = x.shape
-    kr, kc = rows.shape[-1], cols.shape[-1]
-    row_w, col_w = _depthwise_weight(rows, x, 1, kr), _depthwise_weight(cols, x, kc, 1)
-    padded = _pad(x, kc // 2, kr // 2).reshape(1, n * c, h + kc - 1, w + kr - 1)
-    return _depthwise(_depthwise(padded, row_w), col_w).reshape(n, c, h, w)
-
-
-# -- canvas path (ragged batches) ---------------------------------------------------
-def _reflects(half_h: torch.Tensor, half_w: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """Per sample, whether :func:`_pad` would reflect it alone (else it replicates the edge)."""
+def _reflects(x: Canvas, row_support: torch.Tensor, col_support: torch.Tensor) -> torch.Tensor:
+    """Per sample, on the data's device, whether it is reflected: its kernel's support
+    (``row_support`` taps along a row, ``col_support`` along a column) reaches less
+    than its width and height (else its edge pixels are repeated)."""
+    sizes = x.device_sizes()
+    device = x.data.device
+    half_w = row_support.to(device, non_blocking=True) // 2
+    half_h = col_support.to(device, non_blocking=True) // 2
     return (half_h < sizes[:, 0]) & (half_w < sizes[:, 1])
 
 
@@ -324,7 +335,6 @@ def _pad_canvas(x: Canvas, half_h: int, half_w: int, reflects: torch.Tensor) -> 
     """``x.data`` padded by ``half_h`` rows and ``half_w`` columns on each side, each sample
     about its own border (reflected where ``reflects``, else its edge pixels repeated)."""
     sizes = x.device_sizes()
-    reflects = reflects.to(x.data.device, non_blocking=True)
     hc, wc = x.data.shape[-2:]
     out = x.data
     if half_h:
@@ -334,19 +344,23 @@ def _pad_canvas(x: Canvas, half_h: int, half_w: int, reflects: torch.Tensor) -> 
     return out
 
 
+def _uniform(x: torch.Tensor) -> Canvas:
+    """A batch of equal-sized images as a canvas they fill."""
+    return Canvas(x, torch.tensor([list(x.shape[-2:])] * x.shape[0], dtype=torch.int64))
+
+
 def filter2d_canvas(x: Canvas, kernels: torch.Tensor, clamp: bool = False) -> Canvas:
     """:func:`filter2d_per_sample` of a ragged batch, in one pass over its canvas.
 
-    ``kernels`` (``N x K x K``, zero outside each support) live on the host,
-    where their supports are read. The result keeps ``x``'s sizes.
+    ``kernels`` (``N x K x K``, zero outside each support) may live on any
+    device; none of their values is read back. The result keeps ``x``'s sizes.
     """
     kernels = _flush_subnormal(kernels)
     support = _support(kernels)
-    k = int(support.max())
-    half = support // 2
-    padded = _pad_canvas(x, k // 2, k // 2, _reflects(half, half, x.sizes))
+    k = kernels.shape[-1]
+    padded = _pad_canvas(x, k // 2, k // 2, _reflects(x, support, support))
     n, c, h, w = x.data.shape
-    weight = _depthwise_weight(_crop(kernels, k), x.data, k, k)
+    weight = _depthwise_weight(kernels, x.data, k, k)
     out = _depthwise(padded.reshape(1, n * c, h + k - 1, w + k - 1), weight).reshape(n, c, h, w)
     return x.with_data(out.clamp_(0.0, 1.0) if clamp else out)
 
@@ -356,17 +370,16 @@ def filter_separable_canvas(
 ) -> Canvas:
     """:func:`filter_separable_per_sample` of a ragged batch, in one pass over its canvas.
 
-    ``kernel_rows`` and ``kernel_cols`` (``N x K``) live on the host, where
-    their supports are read. The result keeps ``x``'s sizes.
+    ``kernel_rows`` and ``kernel_cols`` (``N x K``) may live on any device; none
+    of their values is read back. The result keeps ``x``'s sizes.
     """
     kernel_rows, kernel_cols = _flush_subnormal(kernel_rows), _flush_subnormal(kernel_cols)
-    row_support, col_support = _support(kernel_rows), _support(kernel_cols)
-    kr, kc = int(row_support.max()), int(col_support.max())
-    reflects = _reflects(col_support // 2, row_support // 2, x.sizes)
+    reflects = _reflects(x, _support(kernel_rows), _support(kernel_cols))
+    kr, kc = kernel_rows.shape[-1], kernel_cols.shape[-1]
     padded = _pad_canvas(x, kc // 2, kr // 2, reflects)
     n, c, h, w = x.data.shape
-    row_w = _depthwise_weight(_crop(kernel_rows, kr), x.data, 1, kr)
-    col_w = _depthwise_weight(_crop(kernel_cols, kc), x.data, kc, 1)
+    row_w = _depthwise_weight(kernel_rows, x.data, 1, kr)
+    col_w = _depthwise_weight(kernel_cols, x.data, kc, 1)
     padded = padded.reshape(1, n * c, h + kc - 1, w + kr - 1)
     out = _depthwise(_depthwise(padded, row_w), col_w).reshape(n, c, h, w)
     return x.with_data(out.clamp_(0.0, 1.0) if clamp else out)
@@ -409,14 +422,7 @@ def filter2d_per_sample(
     """
     if use_opencv(x, kernels.shape[-1]):
         return run_sample_filters(x, filter2d_opencv(kernels), clamp)
-    kernels = _flush_subnormal(kernels)
-    sizes = _support(kernels)
-    out = map_groups(
-        x,
-        sizes,
-        lambda xs, pos, size: _conv2d_group(xs, _crop(kernels[pos.to(kernels.device)], size)),
-    )
-    return out.clamp_(0.0, 1.0) if clamp else out
+    return filter2d_canvas(_uniform(x), kernels, clamp).data
 
 
 def filter_separable_per_sample(
@@ -429,15 +435,4 @@ def filter_separable_per_sample(
     """
     if use_opencv(x, max(kernel_rows.shape[-1], kernel_cols.shape[-1])):
         return run_sample_filters(x, separable_opencv(kernel_rows, kernel_cols), clamp)
-    kernel_rows, kernel_cols = _flush_subnormal(kernel_rows), _flush_subnormal(kernel_cols)
-    row_sizes, col_sizes = _support(kernel_rows), _support(kernel_cols)
-    keys = row_sizes * 1000 + col_sizes
-
-    def run(xs: torch.Tensor, pos: torch.Tensor, key: int) -> torch.Tensor:
-        index = pos.to(kernel_rows.device)
-        rows = _crop(kernel_rows[index], key // 1000)
-        cols = _crop(kernel_cols[index], key % 1000)
-        return _separable_group(xs, rows, cols)
-
-    out = map_groups(x, keys, run)
-    return out.clamp_(0.0, 1.0) if clamp else out
+    return filter_separable_canvas(_uniform(x), kernel_rows, kernel_cols, clamp).data

@@ -27,6 +27,11 @@ Coordinates: a tap at column offset ``x`` and row offset ``y`` from the centre
 
 The ``*_size`` helpers give the smallest odd size that holds a kernel's
 support. Builders crop to the requested size and renormalise.
+
+Kernels are built on the device of the parameter tensors. The Gaussian family
+and sinc builders take optional per-sample odd ``sizes``: each sample's taps
+outside its own size are zeroed before normalisation, so kernels of many sizes
+come out of one computation at a common (larger) ``size``, each centred.
 """
 
 from __future__ import annotations
@@ -85,20 +90,35 @@ def _check_size(size: int) -> int:
 
 
 def _batch(*values: Values) -> list[torch.Tensor]:
-    """Per-sample float64 columns ``N x 1 x 1`` broadcast to a common ``N``."""
-    tensors = [torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in values]
+    """Per-sample float64 columns ``N x 1 x 1`` broadcast to a common ``N``, on the
+    device of the first tensor among ``values``."""
+    device = next((v.device for v in values if isinstance(v, torch.Tensor)), None)
+    tensors = [torch.as_tensor(v, dtype=torch.float64, device=device).reshape(-1) for v in values]
     return [t.view(-1, 1, 1) for t in torch.broadcast_tensors(*tensors)]
 
 
-def _offsets(size: int) -> torch.Tensor:
+def _offsets(size: int, device: torch.device | None = None) -> torch.Tensor:
     half = size // 2
-    return torch.arange(-half, half + 1, dtype=torch.float64)
+    return torch.arange(-half, half + 1, dtype=torch.float64, device=device)
 
 
-def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid(size: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Column (x) and row (y) offsets of the taps, ``1 x size x size``."""
-    yy, xx = torch.meshgrid(_offsets(size), _offsets(size), indexing="ij")
+    offsets = _offsets(size, device)
+    yy, xx = torch.meshgrid(offsets, offsets, indexing="ij")
     return xx.unsqueeze(0), yy.unsqueeze(0)
+
+
+def _own_size(taps: torch.Tensor, sizes: Values | None, fill: float = 0.0) -> torch.Tensor:
+    """``N x K`` or ``N x K x K`` taps set to ``fill`` outside each sample's odd ``sizes``."""
+    if sizes is None:
+        return taps
+    half = torch.as_tensor(sizes, device=taps.device).reshape(-1, *[1] * (taps.ndim - 1)) // 2
+    near = _offsets(taps.shape[-1], taps.device).abs()
+    inside = near.view(1, -1) <= half
+    if taps.ndim == 3:
+        inside = (near.view(1, -1, 1) <= half) & (near.view(1, 1, -1) <= half)
+    return torch.where(inside, taps, fill)
 
 
 def _normalize(kernels: torch.Tensor) -> torch.Tensor:
@@ -108,7 +128,7 @@ def _normalize(kernels: torch.Tensor) -> torch.Tensor:
 def _quadratic_form(size: int, sigma_x: Values, sigma_y: Values, theta: Values) -> torch.Tensor:
     """``q = d^T Sigma^-1 d`` on the grid, ``N x size x size``, in the rotated frame."""
     sx, sy, th = _batch(sigma_x, sigma_y, theta)
-    xx, yy = _grid(_check_size(size))
+    xx, yy = _grid(_check_size(size), sx.device)
     cos, sin = torch.cos(th), torch.sin(th)
     u = _scaled(cos * xx + sin * yy, sx)
     v = _scaled(cos * yy - sin * xx, sy)
@@ -123,63 +143,80 @@ def _scaled(coord: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 # -- Gaussian family ----------------------------------------------------------
-def gaussian_kernels_1d(size: int, sigma: Values) -> torch.Tensor:
+def gaussian_kernels_1d(size: int, sigma: Values, sizes: Values | None = None) -> torch.Tensor:
     """1-D Gaussians ``exp(-x^2 / (2 sigma^2))``, ``N x size``."""
     (s,) = _batch(sigma)
-    x = _offsets(_check_size(size)).view(1, -1)
-    k = torch.exp(-0.5 * (x / s.view(-1, 1).clamp_min(MIN_SIGMA)) ** 2)
+    x = _offsets(_check_size(size), s.device).view(1, -1)
+    k = _own_size(torch.exp(-0.5 * (x / s.view(-1, 1).clamp_min(MIN_SIGMA)) ** 2), sizes)
     return (k / k.sum(dim=-1, keepdim=True)).float()
 
 
 def gaussian_kernels(
-    size: int, sigma_x: Values, sigma_y: Values | None = None, theta: Values = 0.0
+    size: int,
+    sigma_x: Values,
+    sigma_y: Values | None = None,
+    theta: Values = 0.0,
+    sizes: Values | None = None,
 ) -> torch.Tensor:
     """(Anisotropic, rotated) Gaussians; ``sigma_y`` defaults to ``sigma_x`` (isotropic)."""
     q = _quadratic_form(size, sigma_x, sigma_x if sigma_y is None else sigma_y, theta)
-    return _normalize(torch.exp(-0.5 * q))
+    return _normalize(_own_size(torch.exp(-0.5 * q), sizes))
 
 
-def shifted_gaussian_kernels(size: int, sigma: Values, shift: Values) -> torch.Tensor:
+def shifted_gaussian_kernels(
+    size: int, sigma: Values, shift: Values, sizes: Values | None = None
+) -> torch.Tensor:
     """Isotropic Gaussians centred ``shift`` pixels right of and below the centre tap.
 
     Computed relative to each kernel's largest tap, so a tiny sigma with a
     fractional shift still gives a finite kernel (its mass on the nearest taps).
     """
     s, d = _batch(sigma, shift)
-    xx, yy = _grid(_check_size(size))
+    xx, yy = _grid(_check_size(size), s.device)
     q = ((xx - d) ** 2 + (yy - d) ** 2) / s.clamp_min(MIN_SIGMA) ** 2
+    q = _own_size(q, sizes, math.inf)
     q = q - q.amin(dim=(-2, -1), keepdim=True)
     return _normalize(torch.exp(-0.5 * q))
 
 
 def generalized_gaussian_kernels(
-    size: int, sigma_x: Values, sigma_y: Values, theta: Values, beta: Values
+    size: int,
+    sigma_x: Values,
+    sigma_y: Values,
+    theta: Values,
+    beta: Values,
+    sizes: Values | None = None,
 ) -> torch.Tensor:
     """Generalized Gaussians ``exp(-0.5 q^beta)`` (``beta`` 1 is the Gaussian)."""
     (b,) = _batch(beta)
     q = _quadratic_form(size, sigma_x, sigma_y, theta)
-    return _normalize(torch.exp(-0.5 * q**b))
+    return _normalize(_own_size(torch.exp(-0.5 * q**b), sizes))
 
 
 def plateau_kernels(
-    size: int, sigma_x: Values, sigma_y: Values, theta: Values, beta: Values
+    size: int,
+    sigma_x: Values,
+    sigma_y: Values,
+    theta: Values,
+    beta: Values,
+    sizes: Values | None = None,
 ) -> torch.Tensor:
     """Plateau kernels ``1 / (1 + q^beta)``: flat top, heavy tails."""
     (b,) = _batch(beta)
     q = _quadratic_form(size, sigma_x, sigma_y, theta)
-    return _normalize(1.0 / (1.0 + q**b))
+    return _normalize(_own_size(1.0 / (1.0 + q**b), sizes))
 
 
 # -- ringing ------------------------------------------------------------------
-def sinc_kernels(size: int, cutoff: Values) -> torch.Tensor:
+def sinc_kernels(size: int, cutoff: Values, sizes: Values | None = None) -> torch.Tensor:
     """Circular low-pass (jinc) kernels with cutoff ``omega_c`` in radians per pixel."""
     (wc,) = _batch(cutoff)
     wc = wc.clamp_min(MIN_CUTOFF)
-    xx, yy = _grid(_check_size(size))
+    xx, yy = _grid(_check_size(size), wc.device)
     r = torch.sqrt(xx * xx + yy * yy)
     safe_r = torch.where(r > 0, r, torch.ones_like(r))
     taps = wc * torch.special.bessel_j1(wc * safe_r) / (2 * math.pi * safe_r)
-    return _normalize(torch.where(r > 0, taps, wc * wc / (4 * math.pi)))
+    return _normalize(_own_size(torch.where(r > 0, taps, wc * wc / (4 * math.pi)), sizes))
 
 
 # -- motion and defocus -------------------------------------------------------

@@ -47,7 +47,7 @@ import torch
 
 from degkit.ops.canvas import Canvas
 
-__all__ = ["RESAMPLE_MODES", "Taps", "apply_taps", "axis_taps", "resample"]
+__all__ = ["RESAMPLE_MODES", "Taps", "SharedTaps", "apply_taps", "axis_taps", "resample"]
 
 RESAMPLE_MODES = ("area", "bilinear", "bicubic", "nearest")
 
@@ -55,6 +55,17 @@ _F = np.float32
 
 #: One sample's taps on one axis: ``(index, weight)``, each ``out x taps``.
 Taps = tuple[np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedTaps:
+    """Taps of a whole batch on one axis, ``K`` per sample, each weighing the same at
+    every output position: ``index`` holds sample ``i``'s ``out_i x K`` positions
+    (host) and ``weight[i]`` its ``K`` weights (``N x K`` on any device: never read
+    back)."""
+
+    index: Sequence[np.ndarray]
+    weight: torch.Tensor
 
 
 def _fma(a: np.ndarray | np.float32, b: np.ndarray, c: np.ndarray | np.float32) -> np.ndarray:
@@ -194,8 +205,10 @@ class _AxisPlan:
     weight: torch.Tensor
 
 
-def _plan(taps: Sequence[Taps], length: int) -> _AxisPlan:
+def _plan(taps: Sequence[Taps] | SharedTaps, length: int) -> _AxisPlan:
     """The taps of one axis; output positions past a sample's size get weight 0 and index 0."""
+    if isinstance(taps, SharedTaps):
+        return _shared_plan(taps, length)
     order = sorted(range(len(taps)), key=lambda i: -taps[i][0].shape[1])
     widest = taps[order[0]][0].shape[1]
     counts = [sum(taps[i][0].shape[1] > j for i in order) for j in range(widest)]
@@ -209,6 +222,24 @@ def _plan(taps: Sequence[Taps], length: int) -> _AxisPlan:
             weight[start + row, : w.shape[0]] = w[:, j]
         start += count
     return _AxisPlan(torch.tensor(order), counts, torch.from_numpy(index), torch.from_numpy(weight))
+
+
+def _shared_plan(taps: SharedTaps, length: int) -> _AxisPlan:
+    """:func:`_plan` of taps of equal count (samples in batch order), its weights built
+    where ``taps.weight`` lives."""
+    n, k = taps.weight.shape
+    index = np.zeros((k, n, length), np.int64)
+    for i, positions in enumerate(taps.index):
+        index[:, i, : positions.shape[0]] = positions.T
+    outputs = torch.tensor([positions.shape[0] for positions in taps.index])
+    valid = torch.arange(length) < outputs.unsqueeze(1)
+    weight = taps.weight.T.unsqueeze(-1) * valid.to(taps.weight.device, non_blocking=True)
+    return _AxisPlan(
+        torch.arange(n),
+        [n] * k,
+        torch.from_numpy(index).reshape(k * n, length),
+        weight.reshape(k * n, length),
+    )
 
 
 def _resample_rows(data: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
@@ -241,14 +272,15 @@ def _resample_rows(data: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
 def apply_taps(
     x: Canvas,
     sizes: torch.Tensor,
-    columns: Sequence[Taps] | None,
-    rows: Sequence[Taps] | None,
+    columns: Sequence[Taps] | SharedTaps | None,
+    rows: Sequence[Taps] | SharedTaps | None,
     clamp: Sequence[bool],
 ) -> Canvas | torch.Tensor:
     """Separable per-sample filtering of a canvas: sample ``i`` becomes ``sizes[i]``
     (host ``N x 2``) through its ``columns[i]`` taps, then its ``rows[i]`` taps
-    (``(index, weight)``, ``out x taps`` each, summed in tap order; ``None``
-    leaves that axis as it is), clamped to ``[0, 1]`` where ``clamp[i]``.
+    (``(index, weight)``, ``out x taps`` each, or :class:`SharedTaps`; summed in
+    tap order; ``None`` leaves that axis as it is), clamped to ``[0, 1]`` where
+    ``clamp[i]``.
 
     Returns a plain ``N x C x H x W`` tensor when every sample ends at the same
     size, else a canvas of the output sizes.

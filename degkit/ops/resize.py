@@ -48,13 +48,14 @@ from degkit.ops.canvas import Canvas, canvas_enabled, reflect_index
 from degkit.ops.filtering import (
     each_plane,
     filter2d_per_sample,
+    kernels_at_fixed_sizes,
     kernels_by_size,
     map_samples_cpu,
     use_opencv,
 )
 from degkit.ops.kernels import shifted_gaussian_kernels
 from degkit.ops.labels import FlatColumn, field_value
-from degkit.ops.resample import RESAMPLE_MODES, Taps, apply_taps, resample
+from degkit.ops.resample import RESAMPLE_MODES, SharedTaps, apply_taps, resample
 from degkit.rng import BatchStreams
 
 __all__ = ["Resize", "FinalResize", "ShiftedSubsample", "INTERPOLATIONS", "resize_one"]
@@ -421,12 +422,26 @@ class ShiftedSubsample(Op):
         factor = int(record["factor"])
         return (-(-size[0] // factor), -(-size[1] // factor))
 
-    def _apply(self, x: torch.Tensor, params: Params) -> Images:
-        sigma, shift = params["sigma"], params["shift"]
-        kernels = kernels_by_size(
-            params["kernel_size"],
-            lambda size, i: shifted_gaussian_kernels(size, sigma[i], shift[i]),
+    @staticmethod
+    def _kernels_on(device: torch.device, params: Params) -> torch.Tensor:
+        """All samples' kernels built on ``device`` in one computation."""
+        sigma, shift, sizes = params["sigma"], params["shift"], params["kernel_size"]
+        return kernels_at_fixed_sizes(
+            sizes,
+            lambda size, i: shifted_gaussian_kernels(
+                size, *(v[i].to(device, non_blocking=True) for v in (sigma, shift, sizes))
+            ),
         )
+
+    def _apply(self, x: torch.Tensor, params: Params) -> Images:
+        """Off OpenCV's path the kernels are built on ``x``'s device."""
+        sigma, shift, sizes = params["sigma"], params["shift"], params["kernel_size"]
+        if use_opencv(x, int(sizes.max())):
+            kernels = kernels_by_size(
+                sizes, lambda size, i: shifted_gaussian_kernels(size, sigma[i], shift[i])
+            )
+        else:
+            kernels = self._kernels_on(x.device, params)
         blurred = filter2d_per_sample(x, kernels, clamp=True)
         factors = [int(f) for f in params["factor"].tolist()]
         return collate(
@@ -437,12 +452,8 @@ class ShiftedSubsample(Op):
         """All samples at once: the shifted isotropic Gaussian is the product of its row
         and column marginals, so each kept pixel is a column pass then a row pass
         over reflected taps, computed only where the stride keeps it (equal to the
-        2-D filter up to float rounding)."""
-        sigma, shift = params["sigma"], params["shift"]
-        kernels = kernels_by_size(
-            params["kernel_size"],
-            lambda size, i: shifted_gaussian_kernels(size, sigma[i], shift[i]),
-        ).double()
+        2-D filter up to float rounding). The kernels are built on the canvas' device."""
+        kernels = self._kernels_on(x.data.device, params).double()
         factors = [int(f) for f in params["factor"].tolist()]
         sizes = torch.tensor(
             [[-(-h // f), -(-w // f)] for (h, w), f in zip(x.sizes.tolist(), factors, strict=True)]
@@ -452,16 +463,14 @@ class ShiftedSubsample(Op):
         return apply_taps(x, sizes, columns, rows, [True] * len(x))
 
 
-def _strided_taps(lengths: list[int], factors: list[int], weights: torch.Tensor) -> list[Taps]:
+def _strided_taps(lengths: list[int], factors: list[int], weights: torch.Tensor) -> SharedTaps:
     """Per sample, output ``o`` = ``sum_t weights[t] * input[reflect(factor o + t - r)]``
     (``r`` the centre tap, reflection without repeating the edge); ``weights`` is ``N x K``
-    and each row is normalised."""
+    (any device) and each row is normalised."""
     k = weights.shape[1]
-    weights = (weights / weights.sum(-1, keepdim=True)).float().numpy()
-    out = []
-    for n_in, f, w in zip(lengths, factors, weights, strict=True):
+    index = []
+    for n_in, f in zip(lengths, factors, strict=True):
         n_out = -(-n_in // f)
         positions = reflect_index(torch.tensor([n_in]), -(k // 2), f * (n_out - 1) + k)[0].numpy()
-        index = positions[f * np.arange(n_out)[:, None] + np.arange(k)[None, :]]
-        out.append((index, np.broadcast_to(w, (n_out, k))))
-    return out
+        index.append(positions[f * np.arange(n_out)[:, None] + np.arange(k)[None, :]])
+    return SharedTaps(index, (weights / weights.sum(-1, keepdim=True)).float())
