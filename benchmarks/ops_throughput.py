@@ -16,9 +16,10 @@ degkit's ``realesrgan`` recipe (per-sample scales, records), with the ragged
 batches its per-sample resizes make kept as canvases (one padded tensor; the
 default off the CPU) and as groups of equal shape (the default on the CPU),
 and replaying records planned beforehand (the device's share of
-``train-sr --degrade-on device``, whose DataLoader workers plan), and, with ``--basicsr-src`` (BasicSR's source archive, see
-``basicsr_realesrgan.py``), BasicSR's own functions run as Real-ESRGAN's
-training step runs them (one resize scale per batch), with the per-sample
+``train-sr --degrade-on device``, whose DataLoader workers plan), and, with
+``--basicsr-src`` (BasicSR's source archive, see ``basicsr_realesrgan.py``),
+BasicSR's own functions run as Real-ESRGAN's training step runs them (one
+resize scale per batch), with the per-sample
 kernels its dataset draws on the CPU counted or not.
 
 Medians over repeats. Usage::
