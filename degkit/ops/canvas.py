@@ -117,7 +117,10 @@ class Canvas:
     def select(self, rows: Sequence[int]) -> Canvas:
         """The samples at ``rows``, in that order."""
         index = torch.as_tensor(list(rows), dtype=torch.int64)
-        return Canvas(self.data.index_select(0, index.to(self.data.device)), self.sizes[index])
+        return Canvas(
+            self.data.index_select(0, index.to(self.data.device, non_blocking=True)),
+            self.sizes[index],
+        )
 
     def with_data(self, data: torch.Tensor) -> Canvas:
         """The same samples and sizes over new data of the same height and width."""

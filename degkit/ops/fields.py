@@ -80,7 +80,7 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 
 def field_keys(seeds: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """The 64-bit key (int64) of each recorded field seed, on ``device``."""
-    keys = seeds.to(device=device, dtype=torch.int64).bitwise_xor(_FIELD_DOMAIN)
+    keys = seeds.to(device=device, dtype=torch.int64, non_blocking=True).bitwise_xor(_FIELD_DOMAIN)
     return _mix(keys)
 
 

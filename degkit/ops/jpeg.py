@@ -123,7 +123,7 @@ def jpeg_codec(
 
 def jpeg_differentiable(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     """Kornia's differentiable JPEG of sample ``i`` at ``quality[i]`` (in [1, 100]), clamped."""
-    q = quality.to(device=x.device, dtype=x.dtype)
+    q = quality.to(device=x.device, dtype=x.dtype, non_blocking=True)
     return jpeg_codec_differentiable(x, q).clamp(0.0, 1.0)
 
 

@@ -66,7 +66,7 @@ def quant_tables(quality: torch.Tensor) -> torch.Tensor:
     """``N x 2 x 64`` int32: the luma and chroma tables ``jpeg_set_quality(q, TRUE)`` makes."""
     q = quality.to(torch.int32).clamp(1, 100)
     scale = torch.where(q < 50, 5000 // q, 200 - 2 * q).view(-1, 1, 1)
-    base = torch.tensor([_LUMA, _CHROMA], dtype=torch.int32, device=quality.device)
+    base = torch.tensor([_LUMA, _CHROMA], dtype=torch.int32).to(quality.device, non_blocking=True)
     return torch.div(base * scale + 50, 100, rounding_mode="floor").clamp(1, 255)
 
 
@@ -321,7 +321,7 @@ def jpeg_round_trip(
     h_factor, v_factor = _SUBSAMPLING[subsampling]
     height, width = pixels.shape[-2:]
     heights, widths = _lengths(sizes, pixels)
-    tables = quant_tables(quality.to(pixels.device)).long()
+    tables = quant_tables(quality.to(pixels.device, non_blocking=True)).long()
     # Whole MCUs (8 x 8 luma blocks times the chroma factors), edges replicated:
     # jcprepct.c's rows to a whole row group and jcsample.c's columns to whole MCUs.
     full_h = -(-height // (8 * v_factor)) * 8 * v_factor

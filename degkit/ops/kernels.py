@@ -93,7 +93,10 @@ def _batch(*values: Values) -> list[torch.Tensor]:
     """Per-sample float64 columns ``N x 1 x 1`` broadcast to a common ``N``, on the
     device of the first tensor among ``values``."""
     device = next((v.device for v in values if isinstance(v, torch.Tensor)), None)
-    tensors = [torch.as_tensor(v, dtype=torch.float64, device=device).reshape(-1) for v in values]
+    tensors = [
+        torch.as_tensor(v, dtype=torch.float64).to(device, non_blocking=True).reshape(-1)
+        for v in values
+    ]
     return [t.view(-1, 1, 1) for t in torch.broadcast_tensors(*tensors)]
 
 
@@ -113,7 +116,8 @@ def _own_size(taps: torch.Tensor, sizes: Values | None, fill: float = 0.0) -> to
     """``N x K`` or ``N x K x K`` taps set to ``fill`` outside each sample's odd ``sizes``."""
     if sizes is None:
         return taps
-    half = torch.as_tensor(sizes, device=taps.device).reshape(-1, *[1] * (taps.ndim - 1)) // 2
+    half = torch.as_tensor(sizes).to(taps.device, non_blocking=True)
+    half = half.reshape(-1, *[1] * (taps.ndim - 1)) // 2
     near = _offsets(taps.shape[-1], taps.device).abs()
     inside = near.view(1, -1) <= half
     if taps.ndim == 3:

@@ -71,7 +71,7 @@ __all__ = [
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A per-sample parameter as an ``N x 1 x 1 x 1`` tensor on ``x``'s device and dtype."""
-    return values.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+    return values.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1, 1, 1)
 
 
 def _orthonormal_columns(a: torch.Tensor) -> torch.Tensor:
@@ -121,14 +121,14 @@ def _gray_and_colour(
         return make(None, groups[0][1]).expand(shape)
     fields = torch.empty(shape, dtype=torch.float32, device=device)
     for positions, flag in groups:
-        fields[positions.to(device)] = make(positions, flag)
+        fields[positions.to(device, non_blocking=True)] = make(positions, flag)
     return fields
 
 
 def _planes(gray: torch.Tensor, channels: int, device: torch.device) -> torch.Tensor:
     """``N x C``: the field plane each channel reads (0 for every channel of a gray sample)."""
     planes = torch.arange(channels, device=device).unsqueeze(0)
-    return torch.where(gray.to(device).view(-1, 1), 0, planes)
+    return torch.where(gray.to(device, non_blocking=True).view(-1, 1), 0, planes)
 
 
 def gaussian_fields(
@@ -153,7 +153,7 @@ def gaussian_fields(
 
     def normals(positions: torch.Tensor | None, is_gray: bool) -> torch.Tensor:
         planes = 1 if is_gray else c
-        chosen = keys if positions is None else keys[positions.to(device)]
+        chosen = keys if positions is None else keys[positions.to(device, non_blocking=True)]
         return field_normals(chosen, planes * h * w).reshape(-1, planes, h, w)
 
     if sizes is None:
@@ -162,7 +162,9 @@ def gaussian_fields(
         fields = normals_at(keys, canvas_counters(sizes, _planes(gray, c, device), h, w))
     if correlated is not None and bool(correlated.any()):
         mixed = torch.einsum("nij,njhw->nihw", correlation_mixing(seeds, c, device), fields)
-        fields = torch.where(correlated.to(device).view(n, 1, 1, 1), mixed, fields)
+        fields = torch.where(
+            correlated.to(device, non_blocking=True).view(n, 1, 1, 1), mixed, fields
+        )
     return fields
 
 
@@ -208,7 +210,7 @@ def _poisson_canvas(
 ) -> torch.Tensor:
     """Poisson fields of samples ``sizes[i]`` on a canvas, gray and colour in one pass."""
     n, c, h, w = x.shape
-    gray_rows = gray.to(x.device).view(n, 1, 1, 1)
+    gray_rows = gray.to(x.device, non_blocking=True).view(n, 1, 1, 1)
     levels = to_uint8(torch.where(gray_rows, rgb_to_grayscale(x).expand_as(x), x))
     # pixels outside a sample repeat its first level, so they add no distinct level
     counted = torch.where(valid_mask(sizes, h, w), levels, levels[:, :1, :1, :1])
@@ -235,7 +237,9 @@ def poisson_fields(
     def planes(positions: torch.Tensor | None, is_gray: bool) -> torch.Tensor:
         if positions is None:
             return _poisson_planes(x, seeds, is_gray)
-        return _poisson_planes(x[positions.to(x.device)], seeds[positions], is_gray)
+        return _poisson_planes(
+            x[positions.to(x.device, non_blocking=True)], seeds[positions], is_gray
+        )
 
     return _gray_and_colour(gray, tuple(x.shape), x.device, planes)
 

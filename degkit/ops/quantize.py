@@ -42,7 +42,9 @@ def level_values(device: torch.device) -> torch.Tensor:
 
 def quantize_levels(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """Round sample ``i`` of ``x`` (N x C x H x W) to ``bits[i]`` bits per channel."""
-    levels = (2.0 ** bits.to(device=x.device, dtype=x.dtype) - 1.0).view(-1, 1, 1, 1)
+    levels = (2.0 ** bits.to(device=x.device, dtype=x.dtype, non_blocking=True) - 1.0).view(
+        -1, 1, 1, 1
+    )
     return x.clamp(0.0, 1.0).mul(levels).round_().div_(levels)
 
 

@@ -149,7 +149,7 @@ def _resize_per_sample(
         ((h, w, mode, aa),) = groups
         return resize_one(x, (h, w), INTERPOLATIONS[mode], aa)
     for (h, w, mode, aa), positions in groups.items():
-        index = torch.tensor(positions, device=x.device)
+        index = torch.tensor(positions).to(x.device, non_blocking=True)
         y = resize_one(x.index_select(0, index), (h, w), INTERPOLATIONS[mode], aa)
         for p, img in zip(positions, y, strict=True):
             out[p] = img
