@@ -47,3 +47,13 @@ def assert_canvas_matches_groups(
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
         assert g.shape == e.shape, f"sample {i}: {tuple(g.shape)} != {tuple(e.shape)}"
         torch.testing.assert_close(g, e, atol=atol, rtol=0, msg=lambda m, i=i: f"sample {i}: {m}")
+
+
+def without_host_waits(fn):
+    """``fn()`` with CUDA's sync debug mode at ``error``: any wait of the host on the GPU raises."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        return fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

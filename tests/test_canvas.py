@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from op_helpers import assert_canvas_matches_groups, photo_crops
+from op_helpers import assert_canvas_matches_groups, photo_crops, without_host_waits
 
 from degkit.ops import create_op
 from degkit.ops.canvas import (
@@ -181,3 +181,22 @@ def test_canvas_batches_stay_batches_after_per_sample_resizes(recipe: str) -> No
     grouped = _op_runs(recipe, 96, "groups")
     assert many <= 1.25 * few, (few, many)
     assert grouped > 2 * many, (grouped, many)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["gaussian_noise", "poisson_noise", "jpeg", "resize"])
+def test_canvas_ops_on_cuda_never_wait_and_match_the_cpu(name: str) -> None:
+    crops = photo_crops()
+    images = [crops[i % 2][:, : 64 - 9 * i, : 20 + 7 * i] for i in range(6)]
+    canvas = Canvas.from_images(images)
+    op = create_op(name)
+    params = op.sample(BatchStreams(2, range(6)).child(name), 6, {"target_size": canvas.sizes})
+    with ragged_batches("canvas"):
+        cpu = op.apply_batched(canvas, params)
+        on_gpu = canvas.with_data(canvas.data.cuda())
+        op.apply_batched(on_gpu, params)  # warm-up: tables and libraries load once
+        gpu = without_host_waits(lambda: op.apply_batched(on_gpu, params))
+    for a, b in zip(cpu.views(), gpu.views(), strict=True):
+        assert b.is_cuda and a.shape == b.shape
+        # 8-bit steps (Poisson levels, JPEG) can turn float rounding into one level
+        assert (a - b.cpu()).abs().max() <= 1 / 255 + 1e-5
