@@ -34,3 +34,11 @@ def interleaved_seconds(
             wait()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def print_milliseconds(title: str, seconds: dict[str, float]) -> None:
+    """Print ``title``, then each run's median in milliseconds, one per line."""
+    print(title)
+    width = max(map(len, seconds))
+    for name, s in seconds.items():
+        print(f"  {name:{width}s} {1000 * s:8.2f} ms")

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from unittest import mock
 
 import torch
-from bench_timing import interleaved_seconds
+from bench_timing import interleaved_seconds, print_milliseconds
 
 from degkit.ops import blur, create_op, filtering
 from degkit.ops.canvas import Canvas, ragged_batches
@@ -71,9 +71,10 @@ def main() -> None:
         runs = {"groups, OpenCV": grouped, **runs}
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     seconds = interleaved_seconds(runs, args.repeats, sync)
-    print(f"blur of {args.batch} ragged samples on {device}, {torch.get_num_threads()} threads")
-    for name, s in seconds.items():
-        print(f"  {name:15s} {1000 * s:8.1f} ms")
+    print_milliseconds(
+        f"blur of {args.batch} ragged samples on {device}, {torch.get_num_threads()} threads",
+        seconds,
+    )
 
 
 if __name__ == "__main__":

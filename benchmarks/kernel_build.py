@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from bench_timing import interleaved_seconds
+from bench_timing import interleaved_seconds, print_milliseconds
 from canvas_blur import without_opencv
 
 from degkit.ops import create_op
@@ -66,9 +66,10 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     with torch.no_grad():
         seconds = interleaved_seconds(runs, args.repeats, sync)
-    print(f"blur kernels of {args.batch} samples on {device}, {torch.get_num_threads()} threads")
-    for name, s in seconds.items():
-        print(f"  {name:20s} {1000 * s:8.2f} ms")
+    print_milliseconds(
+        f"blur kernels of {args.batch} samples on {device}, {torch.get_num_threads()} threads",
+        seconds,
+    )
 
 
 if __name__ == "__main__":
