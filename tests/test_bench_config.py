@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from degkit.bench.config import SHIPPED_FOLDER, load_bench_config
+from degkit.bench.config import SHIPPED_FOLDER, load_bench_config, sr_steps
 
 
 @pytest.mark.parametrize("profile", ["quick", "cpu-long", "gpu", "full"])
@@ -16,7 +16,8 @@ def test_shipped_config_loads_every_profile(profile):
 
 def test_profile_overrides_only_what_it_names():
     quick, long = load_bench_config("deplsr", "quick"), load_bench_config("deplsr", "cpu-long")
-    assert long.sr["steps"] > quick.sr["steps"]
+    for backbone in quick.sr["backbones"]:
+        assert sr_steps(long.sr, backbone) > sr_steps(quick.sr, backbone)
     assert long.sr["priors"] == quick.sr["priors"] and long.eval == quick.eval
     assert quick.section_hash("data") != long.section_hash("data")
     assert quick.section_hash("eval") == long.section_hash("eval")
@@ -32,3 +33,19 @@ def test_errors_name_the_file_and_key(tmp_path):
         load_bench_config("deplsr", "fast")
     with pytest.raises(FileNotFoundError, match="shipped: \\['deplsr'\\]"):
         load_bench_config("nope")
+
+
+def test_sr_steps_are_one_number_or_one_per_backbone(tmp_path):
+    base = (SHIPPED_FOLDER / "deplsr.yaml").read_text()
+    assert "  steps: 200\n" in base
+    config = tmp_path / "steps.yaml"
+    config.write_text(base.replace("  steps: 200\n", "  steps: {compact_tiny: 7, dat_tiny: 3}\n"))
+    sr = load_bench_config(config, "quick").sr
+    assert (sr_steps(sr, "compact_tiny"), sr_steps(sr, "dat_tiny")) == (7, 3)
+    assert sr_steps({"steps": 5}, "dat_tiny") == 5
+    config.write_text(base.replace("  steps: 200\n", "  steps: {compact_tiny: 7}\n"))
+    with pytest.raises(ValueError, match=r"steps.yaml: profile quick: sr.steps names no steps for"):
+        load_bench_config(config, "quick")
+    config.write_text(base.replace("  steps: 200\n", "  steps: {compact_tiny: 7, dat_tiny: 0}\n"))
+    with pytest.raises(ValueError, match=r"sr.steps must be positive integers, got \{'dat_tiny': 0\}"):
+        load_bench_config(config, "quick")

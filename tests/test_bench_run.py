@@ -13,6 +13,7 @@ from degkit.bench.report import write_bench_report
 from degkit.bench.run import plan_stages, run_bench
 from degkit.cli import main as cli_main
 from degkit.models import config as model_config
+from degkit.models.sr_checkpoint import read_sr_meta
 
 SET = """\
 description: tiny deplsr set for the bench test
@@ -32,7 +33,7 @@ seeds: [0, 1]
 data: {recipe: deplsr, crop: 64, per_image: 1, seed: 0}
 adaptor: {model: tiny, pretrain_steps: 2, steps: 2, batch_size: 4}
 regressor: {steps: 2, batch_size: 4}
-sr: {backbones: [compact_tiny], priors: [none, oracle-params], steps: 2, batch_size: 2,
+sr: {backbones: [compact_tiny], priors: [none, oracle-params], steps: {compact_tiny: 2}, batch_size: 2,
      patch: 8, ema: 0.0}
 eval: {sets: [SET], metrics: [psnr_y]}
 visual: {set: SET, images: 2, crop: 8}
@@ -71,12 +72,15 @@ def test_tiny_bench_runs_resumes_and_repeats(tiny_config_file, tmp_path, capsys)
     commits = results["provenance"]["stage_commits"]  # every stage ran at this checkout
     assert commits == [results["provenance"]["git_commit"] or "unrecorded"]
     assert results["estimation"]  # the degradation-estimation table is there
+    assert "every SR entry: 2 steps," in text
+    meta = read_sr_meta(run.sr(0, "compact_tiny+none") / "last.safetensors")
+    assert meta["step"] == 2  # the backbone's own steps
 
     other, _ = run_bench(tiny_config, tmp_path / "work2")
     write_bench_report(other, walls, tmp_path / "report2", ["degkit", "bench", "tiny"])
     repeat = json.loads((tmp_path / "report2" / "results.json").read_text())
     assert repeat["scores"] == results["scores"]
 
-    changed = dataclasses.replace(tiny_config, sr={**tiny_config.sr, "steps": 3})
+    changed = dataclasses.replace(tiny_config, sr={**tiny_config.sr, "steps": {"compact_tiny": 3}})
     with pytest.raises(ValueError, match="was run with other settings"):
         run_bench(changed, tmp_path / "work")

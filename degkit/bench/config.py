@@ -21,7 +21,7 @@ import yaml
 
 from degkit.shipped import shipped_dir
 
-__all__ = ["BenchConfig", "load_bench_config", "SHIPPED_FOLDER"]
+__all__ = ["BenchConfig", "load_bench_config", "SHIPPED_FOLDER", "sr_steps"]
 
 SHIPPED_FOLDER = shipped_dir("leaderboard_files", "benchmarks/leaderboards")
 
@@ -77,6 +77,27 @@ class BenchConfig:
         return dataclasses.asdict(self)
 
 
+def sr_steps(sr: Mapping[str, Any], backbone: str) -> int:
+    """Steps of ``backbone``'s SR entries (``sr.steps``: one number, or one per backbone)."""
+    steps = sr["steps"]
+    return int(steps[backbone] if isinstance(steps, Mapping) else steps)
+
+
+def _check_sr_steps(where: str, sr: Mapping[str, Any]) -> None:
+    steps = sr["steps"]
+    per_backbone = steps if isinstance(steps, Mapping) else dict.fromkeys(sr["backbones"], steps)
+    missing = sorted(set(sr["backbones"]) - set(per_backbone))
+    if missing:
+        raise ValueError(f"{where}: sr.steps names no steps for backbone(s) {missing}")
+    bad = {
+        b: n
+        for b, n in per_backbone.items()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1
+    }
+    if bad:
+        raise ValueError(f"{where}: sr.steps must be positive integers, got {bad}")
+
+
 def _merge(where: str, base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -117,6 +138,7 @@ def load_bench_config(path: str | Path, profile: str = "quick") -> BenchConfig:
     for name, defaults in _SECTIONS.items():
         base = _merge(f"{path}: {name}", defaults, data.get(name) or {})
         sections[name] = _merge(f"{path}: profiles.{profile}.{name}", base, chosen.get(name) or {})
+    _check_sr_steps(f"{path}: profile {profile}", sections["sr"])
     extra = sorted(set(chosen) - {*_SECTIONS, "seeds", "device"})
     if extra:
         raise ValueError(f"{path}: profiles.{profile}: unknown key(s) {extra}")

@@ -21,6 +21,7 @@ import numpy as np
 
 import degkit
 from degkit.bench.answers import answer_lines
+from degkit.bench.config import sr_steps
 from degkit.bench.results import EvalRun, collect_runs
 from degkit.bench.run import BenchRun, stage_commits
 from degkit.bench.tables import (
@@ -40,6 +41,14 @@ __all__ = ["write_bench_report"]
 REPORT = "report.md"
 RESULTS = "results.json"
 SEVERITY_FIGURE = "severity_gains.png"
+
+
+def _steps_text(sr: dict[str, Any]) -> str:
+    """``1000 steps``, or the steps of each backbone's entries."""
+    per = {b: sr_steps(sr, b) for b in sr["backbones"]}
+    if len(set(per.values())) == 1:
+        return f"{next(iter(per.values()))} steps"
+    return "steps " + ", ".join(f"{n} ({b})" for b, n in per.items())
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -171,7 +180,7 @@ def write_bench_report(
         f"`{', '.join(provenance['training_data']['recipe_hashes'])}`), "
         f"{provenance['training_data']['rows']} crops of {cfg.data['crop']} px from the "
         f"embedded training photos, build seed {cfg.data['seed']}.",
-        f"- Seeds: {', '.join(map(str, cfg.seeds))}; every SR entry: {cfg.sr['steps']} steps, "
+        f"- Seeds: {', '.join(map(str, cfg.seeds))}; every SR entry: {_steps_text(cfg.sr)}, "
         f"batch {cfg.sr['batch_size']}, LR patch {cfg.sr['patch']}, Adam lr {cfg.sr['lr']}, "
         f"L1; only the prior differs. Adaptor: `{cfg.adaptor['model']}`, scratch CLIP "
         f"({cfg.adaptor['pretrain_steps']} + {cfg.adaptor['steps']} steps); regressor: "

@@ -8,7 +8,8 @@ Stages, each in its own folder under the work folder:
 2. per seed ``seed-<s>/adaptor/`` (``--init scratch``) and ``seed-<s>/regressor/``,
    and ``seed-<s>/estimation/`` (the degradation-estimation protocol);
 3. per seed and SR entry ``seed-<s>/sr/<backbone>+<prior>/`` (``degkit train-sr``,
-   the same data, steps, patch and optimizer for every entry);
+   the same data, patch and optimizer for every entry, and the same steps for
+   every entry of a backbone);
 4. ``eval/<set>/<entry>/seed-<s>/`` (``degkit eval``; bicubic once, as seed 0);
 5. the report (:mod:`degkit.bench.report`) into the output folder.
 
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from degkit.bench.config import BenchConfig
+from degkit.bench.config import BenchConfig, sr_steps
 from degkit.bench.results import entry_name
 from degkit.evaluate.summary import git_commit
 
@@ -179,7 +180,7 @@ def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
     from degkit.train.sr import SRTrainConfig, train_sr
 
     cfg = run.config
-    sr = {k: v for k, v in cfg.sr.items() if k not in ("backbones", "priors")}
+    sr = {k: v for k, v in cfg.sr.items() if k not in ("backbones", "priors", "steps")}
     out = run.sr(seed, entry_name(backbone, prior))
     train_sr(
         SRTrainConfig(
@@ -190,6 +191,7 @@ def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
             adaptor=run.adaptor(seed) if prior in ("deplsr", "oracle-text") else None,
             regressor=run.regressor(seed) if prior == "regressor" else None,
             seed=seed,
+            steps=sr_steps(cfg.sr, backbone),
             device=cfg.device,
             resume=(out / "last.safetensors").exists(),
             progress=True,
