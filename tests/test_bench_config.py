@@ -47,5 +47,5 @@ def test_sr_steps_are_one_number_or_one_per_backbone(tmp_path):
     with pytest.raises(ValueError, match=r"steps.yaml: profile quick: sr.steps names no steps for"):
         load_bench_config(config, "quick")
     config.write_text(base.replace("  steps: 200\n", "  steps: {compact_tiny: 7, dat_tiny: 0}\n"))
-    with pytest.raises(ValueError, match=r"sr.steps must be positive integers, got \{'dat_tiny': 0\}"):
+    with pytest.raises(ValueError, match=r"sr.steps must be positive integers, got \{'dat_tiny'"):
         load_bench_config(config, "quick")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
+from functools import partial
+from pathlib import Path
 
 import pytest
 from adaptor_helpers import TINY
+from bench_helpers import stage_work
 
 from degkit.bench.config import load_bench_config
 from degkit.bench.report import write_bench_report
-from degkit.bench.run import plan_stages, run_bench
+from degkit.bench.run import BenchRun, Stage, _run_in_workers, plan_stages, run_bench
 from degkit.cli import main as cli_main
 from degkit.models import config as model_config
 from degkit.models.sr_checkpoint import read_sr_meta
@@ -33,8 +37,8 @@ seeds: [0, 1]
 data: {recipe: deplsr, crop: 64, per_image: 1, seed: 0}
 adaptor: {model: tiny, pretrain_steps: 2, steps: 2, batch_size: 4}
 regressor: {steps: 2, batch_size: 4}
-sr: {backbones: [compact_tiny], priors: [none, oracle-params], steps: {compact_tiny: 2}, batch_size: 2,
-     patch: 8, ema: 0.0}
+sr: {backbones: [compact_tiny], priors: [none, oracle-params], steps: {compact_tiny: 2},
+     batch_size: 2, patch: 8, ema: 0.0}
 eval: {sets: [SET], metrics: [psnr_y]}
 visual: {set: SET, images: 2, crop: 8}
 profiles:
@@ -84,3 +88,57 @@ def test_tiny_bench_runs_resumes_and_repeats(tiny_config_file, tmp_path, capsys)
     changed = dataclasses.replace(tiny_config, sr={**tiny_config.sr, "steps": {"compact_tiny": 3}})
     with pytest.raises(ValueError, match="was run with other settings"):
         run_bench(changed, tmp_path / "work")
+
+
+def test_every_stage_comes_after_the_stages_it_reads(tiny_config_file):
+    config = load_bench_config(tiny_config_file, "quick")
+    config = dataclasses.replace(
+        config, sr={**config.sr, "priors": ["none", "deplsr", "regressor", "oracle-text"]}
+    )
+    stages = plan_stages(BenchRun(config, Path("unused")))
+    seen: set[str] = set()
+    for stage in stages:
+        pickle.dumps(stage.action)  # --jobs sends it to a worker process
+        assert seen.issuperset(stage.after), stage.name
+        seen.add(stage.name)
+    after = {s.name: s.after for s in stages}
+    assert after["seed-1.sr.compact_tiny+none"] == ("data",)
+    assert after["seed-1.sr.compact_tiny+deplsr"] == ("data", "seed-1.adaptor")
+    assert after["seed-1.sr.compact_tiny+oracle-text"] == ("data", "seed-1.adaptor")
+    assert after["seed-0.sr.compact_tiny+regressor"] == ("data", "seed-0.regressor")
+    assert (
+        "seed-0.sr.compact_tiny+regressor" in after["eval.tiny_set.compact_tiny+regressor.seed-0"]
+    )
+
+
+def _stages(folder: Path, failing: str = "") -> list[Stage]:
+    plan = {"a": (), "b": (), "c": ("a",), "d": ("a", "b"), "e": ("c", "d"), "f": ()}
+    return [
+        Stage(name, (), partial(stage_work, folder, name, after, name == failing), after=after)
+        for name, after in plan.items()
+    ]
+
+
+def test_jobs_run_side_by_side_and_wait_for_their_inputs(tmp_path):
+    events: list[tuple[str, str]] = []
+    _run_in_workers(
+        _stages(tmp_path),
+        2,
+        lambda stage: events.append(("start", stage.name)),
+        lambda stage, wall: events.append(("end", stage.name)),
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == list("abcdef")
+    assert events[:2] == [("start", "a"), ("start", "b")]  # two at once
+    running = 0
+    for kind, _ in events:
+        running += 1 if kind == "start" else -1
+        assert running <= 2
+
+
+def test_a_failing_stage_stops_the_run_and_its_dependants_never_start(tmp_path):
+    started: list[str] = []
+    with pytest.raises(ValueError, match="stage c failed"):
+        _run_in_workers(
+            _stages(tmp_path, failing="c"), 2, lambda s: started.append(s.name), lambda s, w: None
+        )
+    assert "e" not in started and not (tmp_path / "e").exists()

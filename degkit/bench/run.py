@@ -18,16 +18,21 @@ sections it depends on and its wall time) and is skipped when the run is
 started again; a stage interrupted midway resumes through its own resume
 (training checkpoints, evaluation CSVs). A work folder made with other
 settings is refused. Progress lines name the stage, the entry and an ETA from
-the stages timed so far.
+the stages timed so far. ``jobs`` > 1 runs stages that do not read each other's
+files side by side in worker processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +47,15 @@ STAGES_DIR = "stages"
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One unit of work: a name, the config sections it depends on, and what it does."""
+    """One unit of work: a name, the config sections it depends on, what it does (a
+    picklable call, so that ``--jobs`` can run it in a worker process), a rough cost
+    for the ETA, and the stages whose files it reads."""
 
     name: str
     sections: tuple[str, ...]
     action: Callable[[], None]
     weight: float = 1.0
+    after: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,7 @@ class BenchRun:
 
     config: BenchConfig
     work: Path
+    progress: bool = True
 
     @property
     def data(self) -> Path:
@@ -108,27 +117,24 @@ def _say(message: str) -> None:
     print(f"degkit bench: {message}", file=sys.stderr, flush=True)
 
 
-def _build(run: BenchRun, out: Path, source: str, seed: int, split: str) -> Callable[[], None]:
-    def action() -> None:
-        from degkit.data.build import build_dataset
-        from degkit.data.config import BuildConfig
+def _build(run: BenchRun, out: Path, source: str, seed: int, split: str) -> None:
+    from degkit.data.build import build_dataset
+    from degkit.data.config import BuildConfig
 
-        data = run.config.data
-        build_dataset(
-            BuildConfig(
-                recipe=data["recipe"],
-                out=out,
-                source=source,
-                crop=data["crop"],
-                per_image=data["per_image"],
-                seed=seed,
-                splits=f"{split}=1",
-                resume=out.exists(),
-                progress=False,
-            )
+    data = run.config.data
+    build_dataset(
+        BuildConfig(
+            recipe=data["recipe"],
+            out=out,
+            source=source,
+            crop=data["crop"],
+            per_image=data["per_image"],
+            seed=seed,
+            splits=f"{split}=1",
+            resume=out.exists(),
+            progress=False,
         )
-
-    return action
+    )
 
 
 def _train_adaptor(run: BenchRun, seed: int) -> None:
@@ -144,7 +150,7 @@ def _train_adaptor(run: BenchRun, seed: int) -> None:
             seed=seed,
             device=cfg.device,
             resume=out.exists(),
-            progress=True,
+            progress=run.progress,
             **cfg.adaptor,
         )
     )
@@ -160,7 +166,7 @@ def _train_regressor(run: BenchRun, seed: int) -> None:
             out=run.regressor(seed).parent,
             seed=seed,
             device=cfg.device,
-            progress=True,
+            progress=run.progress,
             **cfg.regressor,
         )
     )
@@ -194,7 +200,7 @@ def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
             steps=sr_steps(cfg.sr, backbone),
             device=cfg.device,
             resume=(out / "last.safetensors").exists(),
-            progress=True,
+            progress=run.progress,
             **sr,
         )
     )
@@ -216,36 +222,42 @@ def _evaluate(run: BenchRun, set_name: str, entry: str, seed: int) -> None:
     )
 
 
+def _sr_inputs(seed: int, prior: str) -> tuple[str, ...]:
+    """The stages an SR entry reads: the data, and the estimator its prior uses."""
+    estimator = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
+    return ("data",) + ((f"seed-{seed}.{estimator[prior]}",) if prior in estimator else ())
+
+
 def plan_stages(run: BenchRun) -> list[Stage]:
-    """Every stage of the run, in order."""
+    """Every stage of the run, in an order in which each comes after the stages it reads."""
     cfg = run.config
-    data = cfg.data
+    seed0 = cfg.data["seed"]
     stages = [
-        Stage("data", ("data",), _build(run, run.data, "embedded", data["seed"], "train")),
+        Stage("data", ("data",), partial(_build, run, run.data, "embedded", seed0, "train")),
         Stage(
             "heldout",
             ("data",),
-            _build(run, run.heldout, "embedded-heldout", data["seed"] + 1, "test"),
+            partial(_build, run, run.heldout, "embedded-heldout", seed0 + 1, "test"),
         ),
     ]
     entries = [entry_name(b, p) for b in cfg.sr["backbones"] for p in cfg.sr["priors"]]
     for seed in cfg.seeds:
+        estimators = (f"seed-{seed}.adaptor", f"seed-{seed}.regressor")
         stages += [
             Stage(
-                f"seed-{seed}.adaptor",
-                ("data", "adaptor"),
-                lambda s=seed: _train_adaptor(run, s),
-                4,
+                estimators[0], ("data", "adaptor"), partial(_train_adaptor, run, seed), 4, ("data",)
             ),
             Stage(
-                f"seed-{seed}.regressor",
+                estimators[1],
                 ("data", "regressor"),
-                lambda s=seed: _train_regressor(run, s),
+                partial(_train_regressor, run, seed),
+                after=("data",),
             ),
             Stage(
                 f"seed-{seed}.estimation",
                 ("data", "adaptor", "regressor"),
-                lambda s=seed: _estimate(run, s),
+                partial(_estimate, run, seed),
+                after=("heldout", *estimators),
             ),
         ]
         for backbone in cfg.sr["backbones"]:
@@ -254,18 +266,15 @@ def plan_stages(run: BenchRun) -> list[Stage]:
                     Stage(
                         f"seed-{seed}.sr.{entry_name(backbone, prior)}",
                         ("data", "adaptor", "regressor", "sr"),
-                        lambda s=seed, b=backbone, p=prior: _train_sr(run, s, b, p),
+                        partial(_train_sr, run, seed, backbone, prior),
                         4,
+                        _sr_inputs(seed, prior),
                     )
                 )
     for set_name in cfg.eval["sets"]:
+        bicubic = f"eval.{set_label(set_name)}.bicubic"  # makes the set; the others reuse it
         stages.append(
-            Stage(
-                f"eval.{set_label(set_name)}.bicubic",
-                ("eval",),
-                lambda n=set_name: _evaluate(run, n, "bicubic", 0),
-                0.2,
-            )
+            Stage(bicubic, ("eval",), partial(_evaluate, run, set_name, "bicubic", 0), 0.2)
         )
         for seed in cfg.seeds:
             for entry in entries:
@@ -273,8 +282,9 @@ def plan_stages(run: BenchRun) -> list[Stage]:
                     Stage(
                         f"eval.{set_label(set_name)}.{entry}.seed-{seed}",
                         ("data", "adaptor", "regressor", "sr", "eval"),
-                        lambda n=set_name, e=entry, s=seed: _evaluate(run, n, e, s),
+                        partial(_evaluate, run, set_name, entry, seed),
                         0.2,
+                        (bicubic, f"seed-{seed}.sr.{entry}"),
                     )
                 )
     return stages
@@ -304,38 +314,111 @@ def stage_commits(run: BenchRun) -> list[str]:
     return sorted(c or "unrecorded" for c in found)
 
 
-def run_bench(config: BenchConfig, work: str | Path) -> tuple[BenchRun, dict[str, float]]:
-    """Run every stage not finished yet; returns the run and each stage's wall seconds."""
-    run = BenchRun(config, Path(work))
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _timed(action: Callable[[], None]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
+def _run_in_workers(
+    stages: list[Stage],
+    jobs: int,
+    started: Callable[[Stage], None],
+    finished: Callable[[Stage, float], None],
+) -> None:
+    """Run ``stages`` in ``jobs`` worker processes, each once every stage it reads is done."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    waiting = list(stages)
+    unfinished = {s.name for s in stages}
+    running: dict[Future[float], Stage] = {}
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(threads,),
+    )
+    try:
+        while waiting or running:
+            for stage in [s for s in waiting if unfinished.isdisjoint(s.after)]:
+                if len(running) == jobs:
+                    break
+                waiting.remove(stage)
+                started(stage)
+                running[pool.submit(_timed, stage.action)] = stage
+            if not running:
+                raise RuntimeError(f"stages wait on each other: {[s.name for s in waiting]}")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                stage = running.pop(future)
+                wall = future.result()  # a stage's error stops the run here
+                unfinished.discard(stage.name)
+                finished(stage, wall)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def run_bench(
+    config: BenchConfig, work: str | Path, jobs: int = 1
+) -> tuple[BenchRun, dict[str, float]]:
+    """Run every stage not finished yet; returns the run and each stage's wall seconds.
+
+    ``jobs`` > 1 runs independent stages at the same time in that many worker
+    processes, each with ``cpu_count // jobs`` torch threads and no progress
+    bars; a stage starts once the stages it reads have finished. (The thread
+    count can change the last bits of trained weights, so compare runs made
+    with the same ``jobs``.)
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    run = BenchRun(config, Path(work), progress=jobs == 1)
     (run.work / STAGES_DIR).mkdir(parents=True, exist_ok=True)
     stages = plan_stages(run)
+    number = {stage.name: n for n, stage in enumerate(stages, 1)}
+    digests = {s.name: config.section_hash("seeds", "device", *s.sections) for s in stages}
     walls: dict[str, float] = {}
-    commit = git_commit()
-    timed, timed_weight = 0.0, 0.0
-    remaining = sum(s.weight for s in stages)
-    for number, stage in enumerate(stages, 1):
-        digest = config.section_hash("seeds", "device", *stage.sections)
-        done = _finished(run, stage, digest)
-        remaining -= stage.weight
-        if done is not None:
+    todo = []
+    for stage in stages:
+        done = _finished(run, stage, digests[stage.name])
+        if done is None:
+            todo.append(stage)
+        else:
             walls[stage.name] = done["wall_seconds"]
-            continue
-        _say(f"[{number}/{len(stages)}] {stage.name}")
-        began = time.perf_counter()
-        stage.action()
-        wall = time.perf_counter() - began
+    commit = git_commit()
+    clock = {"timed": 0.0, "weight": 0.0, "remaining": sum(s.weight for s in todo)}
+
+    def started(stage: Stage) -> None:
+        _say(f"[{number[stage.name]}/{len(stages)}] {stage.name}")
+
+    def finished(stage: Stage, wall: float) -> None:
         walls[stage.name] = wall
-        timed, timed_weight = timed + wall, timed_weight + stage.weight
-        eta = max(0.0, remaining) * timed / timed_weight
+        clock["timed"] += wall
+        clock["weight"] += stage.weight
+        clock["remaining"] -= stage.weight
+        eta = max(0.0, clock["remaining"]) * clock["timed"] / clock["weight"] / jobs
         _say(
-            f"[{number}/{len(stages)}] {stage.name} done in {wall:.0f} s; "
+            f"[{number[stage.name]}/{len(stages)}] {stage.name} done in {wall:.0f} s; "
             f"about {eta / 60:.0f} min left"
         )
         marker = {
-            "hash": digest,
+            "hash": digests[stage.name],
             "profile": config.profile,
             "wall_seconds": round(wall, 3),
             "commit": commit,
         }
         _marker(run, stage).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+
+    if jobs == 1:
+        for stage in todo:
+            started(stage)
+            finished(stage, _timed(stage.action))
+    else:
+        _run_in_workers(todo, jobs, started, finished)
     return run, walls

@@ -1,0 +1,17 @@
+"""Stand-in leaderboard stages for the worker-process tests (imports nothing heavy)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def stage_work(folder: Path, name: str, after: tuple[str, ...], fail: bool = False) -> None:
+    """A stand-in stage: checks that its inputs exist, then writes its own."""
+    missing = [other for other in after if not (folder / other).exists()]
+    if missing:
+        raise AssertionError(f"{name} started before {missing} finished")
+    if fail:
+        raise ValueError(f"stage {name} failed")
+    time.sleep(0.2)
+    (folder / name).write_text("done")
