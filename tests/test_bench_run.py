@@ -70,7 +70,7 @@ def test_tiny_bench_runs_resumes_and_repeats(tiny_config_file, tmp_path, capsys)
     assert "| compact_tiny+oracle-params |" in text  # a score row
     assert "| compact_tiny | oracle-params | none |" in text  # its gain row
     assert "## Answers" in text and "compact_tiny+none scores above bicubic on" in text
-    assert "oracle-params gains" not in text  # no learned prior to bound
+    assert "oracle bound" not in text  # no learned prior to bound
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert results["provenance"]["training_data"]["recipe_hashes"]
     commits = results["provenance"]["stage_commits"]  # every stage ran at this checkout

@@ -88,19 +88,26 @@ def test_answers_count_what_the_tables_show(runs):
     assert "deplsr against none: better on 1 of 1 sets; severity_blur_x4: " in text
     assert gains[("deplsr", "none")].text(3) in text
     assert "deplsr against regressor: better on 1 of 1 sets" in text
-    assert "oracle-params" not in text  # no oracle results: nothing claimed about the bound
+    assert "oracle" not in text  # no oracle results: nothing claimed about the bound
 
 
 def test_answers_check_the_oracle_bound(tmp_path):
     rng = np.random.default_rng(1)
     base = 25 + rng.normal(size=12)
-    lifts = {"none": 0.0, "deplsr": 0.2, "regressor": 0.1, "oracle-params": 0.15}
+    lifts = {"none": 0.0, "deplsr": 0.2, "oracle-text": 0.1, "regressor": 0.1, "oracle-params": 0.3}
     for seed in range(2):
         for prior, lift in lifts.items():
             _write(tmp_path, "set_a", f"net+{prior}", seed, base + lift + rng.normal(0, 0.01, 12))
     runs = collect_runs(tmp_path)
-    lines = answer_lines(score_rows(runs, "psnr_y"), gain_rows(runs, "psnr_y"), "psnr_y", ["set_a"])
+    rows = gain_rows(runs, "psnr_y")
+    lines = answer_lines(score_rows(runs, "psnr_y"), rows, "psnr_y", ["set_a"])
     text = "\n".join(lines)
-    assert "oracle-params gains at least as much as deplsr on 0 of 1 sets" in text
-    assert "and regressor on 1 of 1 sets" in text
+    # planted: the true captions score below the adaptor's guess, the true levels above
+    by_pair = {(r["prior"], r["against"]): r["set_a"] for r in rows}
+    assert by_pair[("oracle-text", "deplsr")].mean == pytest.approx(-0.1, abs=0.01)
+    assert by_pair[("oracle-params", "regressor")].mean == pytest.approx(0.2, abs=0.01)
+    assert "oracle bound, oracle-text against deplsr: worse on 1 of 1 sets" in text
+    assert "the bound holds on 0 of 1 sets" in text
+    assert "oracle bound, oracle-params against regressor: better on 1 of 1 sets" in text
+    assert "the bound holds on 1 of 1 sets" in text
     assert "bicubic" not in text  # no bicubic entry: no comparison claimed

@@ -36,8 +36,13 @@ COMPARISONS = (
     ("oracle-params", "none"),
     ("oracle-text", "none"),
     ("deplsr", "regressor"),
+    ("oracle-text", "deplsr"),
+    ("oracle-params", "regressor"),
 )
-"""(prior, against) pairs compared on the same backbone."""
+"""(prior, against) pairs compared on the same backbone. The last two put each learned
+prior against the oracle of its own route (the adaptor's embeddings against the true
+captions through the same frozen CLIP; the regressor's levels against the true levels
+through the same level embedding): the oracle bound."""
 
 OVER_NONE = tuple(c for c in COMPARISONS if c[1] == "none")
 """The comparisons against no prior (the severity break-down shows these)."""
