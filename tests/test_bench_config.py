@@ -36,16 +36,20 @@ def test_errors_name_the_file_and_key(tmp_path):
 
 
 def test_sr_steps_are_one_number_or_one_per_backbone(tmp_path):
-    base = (SHIPPED_FOLDER / "deplsr.yaml").read_text()
-    assert "  steps: 200\n" in base
     config = tmp_path / "steps.yaml"
-    config.write_text(base.replace("  steps: 200\n", "  steps: {compact_tiny: 7, dat_tiny: 3}\n"))
-    sr = load_bench_config(config, "quick").sr
+
+    def sr_with(steps: str) -> dict:
+        config.write_text(
+            f"sr: {{backbones: [compact_tiny, dat_tiny], steps: {steps}}}\n"
+            "profiles: {quick: {}, long: {sr: {steps: 9}}}\n"
+        )
+        return load_bench_config(config, "quick").sr
+
+    sr = sr_with("{compact_tiny: 7, dat_tiny: 3}")
     assert (sr_steps(sr, "compact_tiny"), sr_steps(sr, "dat_tiny")) == (7, 3)
-    assert sr_steps({"steps": 5}, "dat_tiny") == 5
-    config.write_text(base.replace("  steps: 200\n", "  steps: {compact_tiny: 7}\n"))
+    assert sr_steps(load_bench_config(config, "long").sr, "dat_tiny") == 9
+    assert sr_steps(sr_with("5"), "dat_tiny") == 5
     with pytest.raises(ValueError, match=r"steps.yaml: profile quick: sr.steps names no steps for"):
-        load_bench_config(config, "quick")
-    config.write_text(base.replace("  steps: 200\n", "  steps: {compact_tiny: 7, dat_tiny: 0}\n"))
+        sr_with("{compact_tiny: 7}")
     with pytest.raises(ValueError, match=r"sr.steps must be positive integers, got \{'dat_tiny'"):
-        load_bench_config(config, "quick")
+        sr_with("{compact_tiny: 7, dat_tiny: 0}")

@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--profile",
         default="quick",
-        help="quick (20-35 min on a 2-core CPU), cpu-long (about 2 h), gpu (about 10 min "
-        "on one H100), full; or another profile of the config (default: quick)",
+        help="quick (under 30 min on a 2-core CPU with --jobs 2), cpu-long (about 2 h), gpu "
+        "(about 10 min on one H100), full; or another profile of the config (default: quick)",
     )
     p.add_argument("--work", required=True, help="folder for datasets, checkpoints and scores")
     p.add_argument("--out", help="report folder (default: reports/<config>/<profile>)")
