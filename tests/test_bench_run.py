@@ -14,7 +14,14 @@ from bench_helpers import stage_work
 
 from degkit.bench.config import load_bench_config
 from degkit.bench.report import write_bench_report
-from degkit.bench.run import BenchRun, Stage, _run_in_workers, plan_stages, run_bench
+from degkit.bench.run import (
+    BenchRun,
+    Stage,
+    _run_in_workers,
+    elapsed_seconds,
+    plan_stages,
+    run_bench,
+)
 from degkit.cli import main as cli_main
 from degkit.models import config as model_config
 from degkit.models.sr_checkpoint import read_sr_meta
@@ -142,3 +149,13 @@ def test_a_failing_stage_stops_the_run_and_its_dependants_never_start(tmp_path):
             _stages(tmp_path, failing="c"), 2, lambda s: started.append(s.name), lambda s, w: None
         )
     assert "e" not in started and not (tmp_path / "e").exists()
+
+
+def test_elapsed_time_counts_side_by_side_stages_once(tmp_path):
+    run = BenchRun(load_bench_config("deplsr", "quick"), tmp_path)
+    (tmp_path / "stages").mkdir()
+    # (finished, seconds): a and b overlap by 5 s, c follows after a gap (a resumed run)
+    for name, end, wall in [("a", 110.0, 10.0), ("b", 115.0, 10.0), ("c", 200.0, 20.0)]:
+        marker = {"hash": "h", "wall_seconds": wall, "finished_unix": end}
+        (tmp_path / "stages" / f"{name}.json").write_text(json.dumps(marker))
+    assert elapsed_seconds(run) == pytest.approx(15.0 + 20.0)

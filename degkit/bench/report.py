@@ -23,7 +23,7 @@ import degkit
 from degkit.bench.answers import answer_lines
 from degkit.bench.config import sr_steps
 from degkit.bench.results import EvalRun, collect_runs
-from degkit.bench.run import BenchRun, stage_commits
+from degkit.bench.run import BenchRun, elapsed_seconds, stage_commits
 from degkit.bench.tables import (
     gain_rows,
     gain_text,
@@ -41,6 +41,14 @@ __all__ = ["write_bench_report"]
 REPORT = "report.md"
 RESULTS = "results.json"
 SEVERITY_FIGURE = "severity_gains.png"
+
+
+def _duration(provenance: dict[str, Any]) -> str:
+    """``12.3 min``; with stages side by side also their summed time."""
+    elapsed, summed = provenance["elapsed_wall_seconds"], provenance["total_wall_seconds"]
+    if summed - elapsed < 1:
+        return f"{elapsed / 60:.1f} min"
+    return f"{elapsed / 60:.1f} min of wall time ({summed / 60:.1f} min of stage time side by side)"
 
 
 def _steps_text(sr: dict[str, Any]) -> str:
@@ -78,6 +86,7 @@ def _provenance(run: BenchRun, runs: Sequence[EvalRun], walls: dict[str, float])
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "stage_wall_seconds": walls,
         "total_wall_seconds": round(sum(walls.values()), 1),
+        "elapsed_wall_seconds": round(elapsed_seconds(run), 1),
         "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
@@ -169,7 +178,7 @@ def write_bench_report(
         "",
         cfg.description,
         "",
-        f"Made by `{' '.join(command)}` in {provenance['total_wall_seconds'] / 60:.1f} min "
+        f"Made by `{' '.join(command)}` in {_duration(provenance)} "
         f"on {cfg.device} ({provenance['machine']}); degkit {degkit.__version__}, stages run "
         f"at commit {', '.join(f'`{c}`' for c in provenance['stage_commits'])}, report "
         f"written at `{provenance['git_commit']}`, {provenance['finished_utc']}.",

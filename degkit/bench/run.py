@@ -40,7 +40,7 @@ from degkit.bench.config import BenchConfig, sr_steps
 from degkit.bench.results import entry_name
 from degkit.evaluate.summary import git_commit
 
-__all__ = ["BenchRun", "Stage", "plan_stages", "run_bench", "stage_commits"]
+__all__ = ["BenchRun", "Stage", "elapsed_seconds", "plan_stages", "run_bench", "stage_commits"]
 
 STAGES_DIR = "stages"
 
@@ -365,6 +365,26 @@ def _run_in_workers(
     pool.shutdown()
 
 
+def elapsed_seconds(run: BenchRun) -> float:
+    """Wall seconds the finished stages took, stages that ran side by side counted once.
+
+    Each marker gives its stage's interval: it ends when the marker was written
+    (``finished_unix``; the file's modification time for older markers) and
+    lasts ``wall_seconds``. Time between interrupted and resumed runs is not counted.
+    """
+    intervals = []
+    for marker in (run.work / STAGES_DIR).glob("*.json"):
+        done = json.loads(marker.read_text(encoding="utf-8"))
+        end = done.get("finished_unix", marker.stat().st_mtime)
+        intervals.append((end - done["wall_seconds"], end))
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def run_bench(
     config: BenchConfig, work: str | Path, jobs: int = 1
 ) -> tuple[BenchRun, dict[str, float]]:
@@ -411,6 +431,7 @@ def run_bench(
             "hash": digests[stage.name],
             "profile": config.profile,
             "wall_seconds": round(wall, 3),
+            "finished_unix": round(time.time(), 3),
             "commit": commit,
         }
         _marker(run, stage).write_text(json.dumps(marker) + "\n", encoding="utf-8")
