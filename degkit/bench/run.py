@@ -44,6 +44,9 @@ __all__ = ["BenchRun", "Stage", "elapsed_seconds", "plan_stages", "run_bench", "
 
 STAGES_DIR = "stages"
 
+ESTIMATOR_OF = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
+"""The trained estimator each prior reads (the others read only the data)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -194,8 +197,8 @@ def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
             out=out,
             backbone=backbone,
             prior=prior,
-            adaptor=run.adaptor(seed) if prior in ("deplsr", "oracle-text") else None,
-            regressor=run.regressor(seed) if prior == "regressor" else None,
+            adaptor=run.adaptor(seed) if ESTIMATOR_OF.get(prior) == "adaptor" else None,
+            regressor=run.regressor(seed) if ESTIMATOR_OF.get(prior) == "regressor" else None,
             seed=seed,
             steps=sr_steps(cfg.sr, backbone),
             device=cfg.device,
@@ -224,8 +227,8 @@ def _evaluate(run: BenchRun, set_name: str, entry: str, seed: int) -> None:
 
 def _sr_inputs(seed: int, prior: str) -> tuple[str, ...]:
     """The stages an SR entry reads: the data, and the estimator its prior uses."""
-    estimator = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
-    return ("data",) + ((f"seed-{seed}.{estimator[prior]}",) if prior in estimator else ())
+    uses = ESTIMATOR_OF.get(prior)
+    return ("data",) + ((f"seed-{seed}.{uses}",) if uses else ())
 
 
 def plan_stages(run: BenchRun) -> list[Stage]:
