@@ -21,6 +21,7 @@ from degkit.bench.run import (
     elapsed_seconds,
     plan_stages,
     run_bench,
+    stage_hash,
 )
 from degkit.cli import main as cli_main
 from degkit.models import config as model_config
@@ -116,6 +117,21 @@ def test_every_stage_comes_after_the_stages_it_reads(tiny_config_file):
     assert (
         "seed-0.sr.compact_tiny+regressor" in after["eval.tiny_set.compact_tiny+regressor.seed-0"]
     )
+
+
+def test_one_backbones_steps_change_only_its_own_stages(tiny_config_file):
+    config = load_bench_config(tiny_config_file, "quick")
+    sr = {**config.sr, "backbones": ["compact_tiny", "dat_tiny"]}
+    base = dataclasses.replace(config, sr={**sr, "steps": {"compact_tiny": 2, "dat_tiny": 2}})
+    more = dataclasses.replace(config, sr={**sr, "steps": {"compact_tiny": 2, "dat_tiny": 5}})
+    stages = plan_stages(BenchRun(base, Path("unused")))
+    changed = {s.name for s in stages if stage_hash(base, s) != stage_hash(more, s)}
+    assert changed == {s.name for s in stages if "dat_tiny" in s.name}
+    assert any(".sr.dat_tiny+" in n for n in changed) and any(
+        n.startswith("eval.") for n in changed
+    )
+    fewer_priors = dataclasses.replace(base, sr={**base.sr, "priors": ["none"]})
+    assert stage_hash(fewer_priors, stages[-1]) == stage_hash(base, stages[-1])
 
 
 def _stages(folder: Path, failing: str = "") -> list[Stage]:

@@ -96,18 +96,19 @@ def test_oracle_params_reads_true_levels_scaled_with_presence():
     assert torch.equal(tokens[:, 0], torch.zeros(2, 8))  # no content information
 
 
-def test_oracle_text_embeds_each_caption_in_type_order(estimators):
+def test_oracle_text_is_deplsr_with_the_true_fine_captions(estimators):
     adaptor, _ = estimators
-    tokens = build_prior("oracle-text", adaptor=adaptor)(_lr(), BATCH)
+    lr = _lr()
+    tokens = build_prior("oracle-text", adaptor=adaptor)(lr, BATCH)
     with torch.no_grad():
+        torch.testing.assert_close(tokens[:, 0], adaptor(lr).content)  # the image's content
         for i in range(2):
-            # alone, a caption is encoded over fewer padding columns: equal up to rounding
-            assert torch.allclose(
-                tokens[i, 0], adaptor.encode_text([BATCH["content_caption"][i]])[0], atol=1e-6
-            )
             for k, caption in enumerate(BATCH["fine_captions"][i]):
+                # alone, a caption is encoded over fewer padding columns: equal up to rounding
                 expected = adaptor.encode_text([caption])[0]
                 assert torch.allclose(tokens[i, 1 + k], expected, atol=1e-6)
+    no_content = {"fine_captions": BATCH["fine_captions"]}  # content captions are not read
+    torch.testing.assert_close(build_prior("oracle-text", adaptor=adaptor)(lr, no_content), tokens)
 
 
 def test_deplsr_tokens_are_the_adaptor_embeddings(estimators):

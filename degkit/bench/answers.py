@@ -7,8 +7,9 @@ Per backbone, over the sets of one metric:
   below 0; otherwise no clear difference), with the first set's gain shown;
 * does the oracle bound the learned priors from above? Each learned prior is
   set against the oracle of its own route, so that only the estimate differs:
-  ``oracle-text`` (the true captions through the adaptor's frozen text tower)
-  against ``deplsr`` (the adaptor's embeddings of the LR image), and
+  ``oracle-text`` (the adaptor's content embedding with the true fine captions
+  through its frozen text tower) against ``deplsr`` (the adaptor's content and
+  per-type embeddings of the LR image), and
   ``oracle-params`` (the true levels) against ``regressor`` (its estimated
   levels, through the same level embedding). Counted per set by the verdict
   of the per-image gain, as above; the bound holds on a set unless the oracle

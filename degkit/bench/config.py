@@ -21,7 +21,7 @@ import yaml
 
 from degkit.shipped import shipped_dir
 
-__all__ = ["BenchConfig", "load_bench_config", "SHIPPED_FOLDER", "sr_steps"]
+__all__ = ["BenchConfig", "load_bench_config", "SHIPPED_FOLDER", "backbone_sr", "sr_steps"]
 
 SHIPPED_FOLDER = shipped_dir("leaderboard_files", "benchmarks/leaderboards")
 
@@ -66,9 +66,16 @@ class BenchConfig:
     eval: dict[str, Any]
     visual: dict[str, Any]
 
-    def section_hash(self, *names: str) -> str:
-        """SHA-256 of the named sections (what a stage's result depends on)."""
+    def section_hash(self, *names: str, backbone: str | None = None) -> str:
+        """SHA-256 of the named sections (what a stage's result depends on).
+
+        With ``backbone``, ``sr`` stands for :func:`backbone_sr` of it: an entry of
+        one backbone does not depend on the other backbones' steps or on the
+        lists of backbones and priors.
+        """
         payload = {n: getattr(self, n) for n in names}
+        if backbone is not None and "sr" in payload:
+            payload["sr"] = backbone_sr(self.sr, backbone)
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -81,6 +88,12 @@ def sr_steps(sr: Mapping[str, Any], backbone: str) -> int:
     """Steps of ``backbone``'s SR entries (``sr.steps``: one number, or one per backbone)."""
     steps = sr["steps"]
     return int(steps[backbone] if isinstance(steps, Mapping) else steps)
+
+
+def backbone_sr(sr: Mapping[str, Any], backbone: str) -> dict[str, Any]:
+    """The training settings of ``backbone``'s SR entries: the shared ones and its own steps."""
+    shared = {k: v for k, v in sr.items() if k not in ("backbones", "priors", "steps")}
+    return {**shared, "steps": sr_steps(sr, backbone)}
 
 
 def _check_sr_steps(where: str, sr: Mapping[str, Any]) -> None:

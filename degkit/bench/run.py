@@ -36,11 +36,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from degkit.bench.config import BenchConfig, sr_steps
+from degkit.bench.config import BenchConfig, backbone_sr
 from degkit.bench.results import entry_name
 from degkit.evaluate.summary import git_commit
 
-__all__ = ["BenchRun", "Stage", "elapsed_seconds", "plan_stages", "run_bench", "stage_commits"]
+__all__ = [
+    "BenchRun",
+    "Stage",
+    "elapsed_seconds",
+    "plan_stages",
+    "run_bench",
+    "stage_commits",
+    "stage_hash",
+]
 
 STAGES_DIR = "stages"
 
@@ -52,13 +60,15 @@ ESTIMATOR_OF = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "reg
 class Stage:
     """One unit of work: a name, the config sections it depends on, what it does (a
     picklable call, so that ``--jobs`` can run it in a worker process), a rough cost
-    for the ETA, and the stages whose files it reads."""
+    for the ETA, the stages whose files it reads, and the backbone of an SR entry's
+    stages (whose ``sr`` section is that backbone's settings alone)."""
 
     name: str
     sections: tuple[str, ...]
     action: Callable[[], None]
     weight: float = 1.0
     after: tuple[str, ...] = ()
+    backbone: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +199,6 @@ def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
     from degkit.train.sr import SRTrainConfig, train_sr
 
     cfg = run.config
-    sr = {k: v for k, v in cfg.sr.items() if k not in ("backbones", "priors", "steps")}
     out = run.sr(seed, entry_name(backbone, prior))
     train_sr(
         SRTrainConfig(
@@ -200,11 +209,10 @@ def _train_sr(run: BenchRun, seed: int, backbone: str, prior: str) -> None:
             adaptor=run.adaptor(seed) if ESTIMATOR_OF.get(prior) == "adaptor" else None,
             regressor=run.regressor(seed) if ESTIMATOR_OF.get(prior) == "regressor" else None,
             seed=seed,
-            steps=sr_steps(cfg.sr, backbone),
             device=cfg.device,
             resume=(out / "last.safetensors").exists(),
             progress=run.progress,
-            **sr,
+            **backbone_sr(cfg.sr, backbone),
         )
     )
 
@@ -243,7 +251,7 @@ def plan_stages(run: BenchRun) -> list[Stage]:
             partial(_build, run, run.heldout, "embedded-heldout", seed0 + 1, "test"),
         ),
     ]
-    entries = [entry_name(b, p) for b in cfg.sr["backbones"] for p in cfg.sr["priors"]]
+    entries = [(b, entry_name(b, p)) for b in cfg.sr["backbones"] for p in cfg.sr["priors"]]
     for seed in cfg.seeds:
         estimators = (f"seed-{seed}.adaptor", f"seed-{seed}.regressor")
         stages += [
@@ -272,6 +280,7 @@ def plan_stages(run: BenchRun) -> list[Stage]:
                         partial(_train_sr, run, seed, backbone, prior),
                         4,
                         _sr_inputs(seed, prior),
+                        backbone,
                     )
                 )
     for set_name in cfg.eval["sets"]:
@@ -280,7 +289,7 @@ def plan_stages(run: BenchRun) -> list[Stage]:
             Stage(bicubic, ("eval",), partial(_evaluate, run, set_name, "bicubic", 0), 0.2)
         )
         for seed in cfg.seeds:
-            for entry in entries:
+            for backbone, entry in entries:
                 stages.append(
                     Stage(
                         f"eval.{set_label(set_name)}.{entry}.seed-{seed}",
@@ -288,9 +297,15 @@ def plan_stages(run: BenchRun) -> list[Stage]:
                         partial(_evaluate, run, set_name, entry, seed),
                         0.2,
                         (bicubic, f"seed-{seed}.sr.{entry}"),
+                        backbone,
                     )
                 )
     return stages
+
+
+def stage_hash(config: BenchConfig, stage: Stage) -> str:
+    """What a stage's result depends on: the seeds, the device and its sections."""
+    return config.section_hash("seeds", "device", *stage.sections, backbone=stage.backbone)
 
 
 def _marker(run: BenchRun, stage: Stage) -> Path:
@@ -405,7 +420,7 @@ def run_bench(
     (run.work / STAGES_DIR).mkdir(parents=True, exist_ok=True)
     stages = plan_stages(run)
     number = {stage.name: n for n, stage in enumerate(stages, 1)}
-    digests = {s.name: config.section_hash("seeds", "device", *s.sections) for s in stages}
+    digests = {s.name: stage_hash(config, s) for s in stages}
     walls: dict[str, float] = {}
     todo = []
     for stage in stages:

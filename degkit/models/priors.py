@@ -19,8 +19,8 @@ Priors (estimate -> embed):
 - ``regressor``: a frozen trained level regressor's per-type level /
   :data:`~degkit.models.estimator.LEVEL_SCALES` and presence probability ->
   :class:`LevelEmbedding`;
-- ``oracle-text``: the row's content caption and fine captions through the
-  adaptor's frozen CLIP text tower -> identity;
+- ``oracle-text``: the adaptor's content embedding (as ``deplsr``) and the row's
+  fine captions through the adaptor's frozen CLIP text tower -> identity;
 - ``oracle-params``: the row's true per-type level / ``LEVEL_SCALES`` and
   presence, read from the batch's ``levels`` and ``present`` tensors
   (``N x K``, as :func:`~degkit.models.estimator.levels_from_batch` and the SR
@@ -138,22 +138,30 @@ class AdaptorPrior(_Frozen):
 
 
 class TextOraclePrior(_Frozen):
-    """``oracle-text``: the true content and fine captions through the frozen CLIP text tower."""
+    """``oracle-text``: ``deplsr`` with the true fine captions in place of the estimated
+    per-type embeddings.
+
+    The content token is the adaptor's image content embedding, as in ``deplsr``;
+    each type token is the row's fine caption through the adaptor's frozen CLIP
+    text tower (the space its per-type embeddings are trained to match). So the
+    two priors differ only in whether the degradation is estimated or known.
+    """
 
     name = "oracle-text"
-    columns = ("content_caption", "fine_captions")
+    columns = ("fine_captions",)
 
     def __init__(self, adaptor: DegradationAdaptor) -> None:
         super().__init__(adaptor, adaptor.config.embed_dim, len(PAPER_TYPES))
 
     def estimate(self, lr: torch.Tensor, batch: Mapping[str, Any] | None = None) -> torch.Tensor:
         n = len(lr)
-        content = list(self._column(batch, "content_caption", n))
         fine = self._column(batch, "fine_captions", n)
         if any(len(captions) != self.num_types for captions in fine):
             raise ValueError(f"prior {self.name!r}: fine_captions must hold {self.num_types} each")
-        texts = [text for i in range(n) for text in (content[i], *fine[i])]
-        return self.model.encode_text(texts).view(n, 1 + self.num_types, -1).to(lr.device)
+        content = self.model(lr).content
+        types = self.model.encode_text([text for captions in fine for text in captions])
+        types = types.view(n, self.num_types, -1).to(device=lr.device, dtype=content.dtype)
+        return torch.cat([content[:, None], types], dim=1)
 
 
 class LevelEmbedding(nn.Module):
