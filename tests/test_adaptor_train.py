@@ -28,6 +28,7 @@ from degkit.cli import main as cli_main
 from degkit.data.build import BuildConfig, build_dataset
 from degkit.models import config as model_config
 from degkit.models.adaptor import DegradationAdaptor, build_clip, load_adaptor, preprocess
+from degkit.models.estimator import LevelRegressor
 from degkit.models.losses import AdaptorLoss
 from degkit.train.adaptor import TrainConfig, train_adaptor, training_step
 from degkit.train.data import dataset_summary
@@ -353,11 +354,27 @@ def test_cli_trains_the_level_regressor(tiny_dataset, tmp_path, capsys):
     model, meta = load_regressor(out / "regressor.safetensors")
     assert meta["step"] == 3 and meta["types"] == list(PAPER_TYPES)
     assert (meta["width"], meta["stem"], meta["pool"]) == (8, 1, "mean_std")
+    assert meta["jpeg_grid"] and model.grid is not None
     assert len(model.stem) == 2 and model.pool == "mean_std"  # one conv + its activation
     out_levels = model(torch.rand(2, 3, 16, 16)).levels
     assert out_levels.shape == (2, len(PAPER_TYPES))
     assert cli_main(argv) == 2  # never overwrites a checkpoint
     assert "already holds regressor.safetensors" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert cli_main([*argv[:4], str(plain), *argv[5:], "--no-jpeg-grid"]) == 0
+    model, meta = load_regressor(plain / "regressor.safetensors")
+    assert not meta["jpeg_grid"] and model.grid is None
+
+
+def test_a_regressor_checkpoint_from_before_the_jpeg_grid_loads_without_it(tmp_path):
+    plain = LevelRegressor(width=8, stem=1, jpeg_grid=False)
+    meta = {"types": list(PAPER_TYPES), "width": 8, "stem": 1, "pool": "mean_std"}
+    path = tmp_path / "old.safetensors"
+    save_file(plain.state_dict(), str(path), {"degkit": json.dumps(meta)})
+    model, _ = load_regressor(path)
+    assert model.grid is None
+    image = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(model(image).levels, plain(image).levels)
 
 
 def test_cli_init_file_freezes_those_weights_and_records_the_init(

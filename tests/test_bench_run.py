@@ -134,6 +134,18 @@ def test_one_backbones_steps_change_only_its_own_stages(tiny_config_file):
     assert stage_hash(fewer_priors, stages[-1]) == stage_hash(base, stages[-1])
 
 
+def test_an_sr_entry_depends_on_its_own_priors_estimator_only(tiny_config_file):
+    config = load_bench_config(tiny_config_file, "quick")
+    config = dataclasses.replace(
+        config, sr={**config.sr, "priors": ["none", "deplsr", "regressor", "oracle-params"]}
+    )
+    plain = dataclasses.replace(config, regressor={**config.regressor, "jpeg_grid": False})
+    stages = plan_stages(BenchRun(config, Path("unused")))
+    changed = {s.name for s in stages if stage_hash(config, s) != stage_hash(plain, s)}
+    regressor_route = {s.name for s in stages if "regressor" in s.name or "estimation" in s.name}
+    assert changed == regressor_route
+
+
 def _stages(folder: Path, failing: str = "") -> list[Stage]:
     plan = {"a": (), "b": (), "c": ("a",), "d": ("a", "b"), "e": ("c", "d"), "f": ()}
     return [

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
+import skimage.data
 import torch
 from adaptor_helpers import scalar
+from PIL import Image
 
 from degkit.captions import PAPER_TYPES, flat_columns
 from degkit.models.estimator import (
@@ -14,6 +19,7 @@ from degkit.models.estimator import (
     levels_from_flat,
     levels_from_records,
 )
+from degkit.models.jpeg_grid import GRID_QUALITIES
 from degkit.train.regressor import augment_batch
 from degkit.train.sr_data import dihedral
 
@@ -53,7 +59,7 @@ def test_outputs_per_type_for_any_image_size():
 
 
 def test_stem_zero_and_mean_pooling_is_the_plain_four_block_network():
-    plain = LevelRegressor(width=8, stem=0, pool="mean")
+    plain = LevelRegressor(width=8, stem=0, pool="mean", jpeg_grid=False)
     assert sorted(plain.state_dict()) == sorted(
         [f"features.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
         + ["head.weight", "head.bias"]
@@ -61,7 +67,9 @@ def test_stem_zero_and_mean_pooling_is_the_plain_four_block_network():
     assert plain.head.in_features == 4 * 8
     full = LevelRegressor(width=8, stem=2)
     assert [m.stride for m in full.stem if isinstance(m, torch.nn.Conv2d)] == [(1, 1)] * 2
-    assert full.head.in_features == 2 * (8 + 4 * 8)  # mean and std of the stem and last block
+    # mean and std of the stem and last block, and the JPEG grid scores' features
+    assert full.head.in_features == 2 * (8 + 4 * 8) + 64
+    assert full.grid[0].in_features == len(GRID_QUALITIES)
 
 
 def test_loss_ignores_the_level_predicted_for_absent_types():
@@ -143,3 +151,38 @@ def test_augment_batch_flips_turns_and_crops_on_the_jpeg_grid():
     assert wide.shape == (4, 3, 16, 32)  # non-square: no quarter turns
     with pytest.raises(ValueError, match="--crop 80 is larger"):
         augment_batch(images, torch.Generator(), False, 80)
+
+
+def test_the_jpeg_grid_lets_the_regressor_read_the_quality_of_photo_crops():
+    g = torch.Generator().manual_seed(0)
+    photos = [skimage.data.astronaut(), skimage.data.coffee()]
+    images, qualities = [], []
+    for i in range(64):
+        photo = photos[i % 2]
+        top, left = (int(torch.randint(0, s - 32, (), generator=g)) for s in photo.shape[:2])
+        quality = int(torch.randint(30, 91, (), generator=g))
+        buffer = io.BytesIO()
+        Image.fromarray(photo[top : top + 32, left : left + 32]).save(
+            buffer, "JPEG", quality=quality
+        )
+        decoded = np.array(Image.open(buffer).convert("RGB"))
+        images.append(torch.from_numpy(decoded).permute(2, 0, 1).float() / 255)
+        qualities.append(float(quality))
+    images, quality = torch.stack(images), torch.tensor(qualities)
+    levels = torch.zeros(len(images), 5)
+    levels[:, 3] = quality
+    present = torch.zeros(len(images), 5, dtype=torch.bool)
+    present[:, 3] = True
+    train, test = slice(0, 48), slice(48, 64)
+    torch.manual_seed(0)
+    model = LevelRegressor(width=4, stem=0, pool="mean")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        out = model(images[train])
+        loss = level_loss(out, levels[train], present[train], model.scales)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        error = (model(images[test]).levels[:, 3] - quality[test]).abs().mean()
+    assert error < 8.0  # qualities span 30-90; the mean guess is off by about 15

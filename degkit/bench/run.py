@@ -239,6 +239,12 @@ def _sr_inputs(seed: int, prior: str) -> tuple[str, ...]:
     return ("data",) + ((f"seed-{seed}.{uses}",) if uses else ())
 
 
+def _sr_sections(prior: str) -> tuple[str, ...]:
+    """The config sections an SR entry depends on: the data, its prior's estimator, ``sr``."""
+    uses = ESTIMATOR_OF.get(prior)
+    return ("data",) + ((uses,) if uses else ()) + ("sr",)
+
+
 def plan_stages(run: BenchRun) -> list[Stage]:
     """Every stage of the run, in an order in which each comes after the stages it reads."""
     cfg = run.config
@@ -251,7 +257,7 @@ def plan_stages(run: BenchRun) -> list[Stage]:
             partial(_build, run, run.heldout, "embedded-heldout", seed0 + 1, "test"),
         ),
     ]
-    entries = [(b, entry_name(b, p)) for b in cfg.sr["backbones"] for p in cfg.sr["priors"]]
+    entries = [(b, p, entry_name(b, p)) for b in cfg.sr["backbones"] for p in cfg.sr["priors"]]
     for seed in cfg.seeds:
         estimators = (f"seed-{seed}.adaptor", f"seed-{seed}.regressor")
         stages += [
@@ -276,7 +282,7 @@ def plan_stages(run: BenchRun) -> list[Stage]:
                 stages.append(
                     Stage(
                         f"seed-{seed}.sr.{entry_name(backbone, prior)}",
-                        ("data", "adaptor", "regressor", "sr"),
+                        _sr_sections(prior),
                         partial(_train_sr, run, seed, backbone, prior),
                         4,
                         _sr_inputs(seed, prior),
@@ -289,11 +295,11 @@ def plan_stages(run: BenchRun) -> list[Stage]:
             Stage(bicubic, ("eval",), partial(_evaluate, run, set_name, "bicubic", 0), 0.2)
         )
         for seed in cfg.seeds:
-            for backbone, entry in entries:
+            for backbone, prior, entry in entries:
                 stages.append(
                     Stage(
                         f"eval.{set_label(set_name)}.{entry}.seed-{seed}",
-                        ("data", "adaptor", "regressor", "sr", "eval"),
+                        (*_sr_sections(prior), "eval"),
                         partial(_evaluate, run, set_name, entry, seed),
                         0.2,
                         (bicubic, f"seed-{seed}.sr.{entry}"),

@@ -108,6 +108,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the last block's features (default)",
     )
     r.add_argument(
+        "--no-jpeg-grid",
+        dest="jpeg_grid",
+        action="store_false",
+        help="leave out the JPEG grid scores (the fit of the 8x8 block DCT to each quality's "
+        "quantiser) from the head's features",
+    )
+    r.add_argument(
         "--no-augment",
         dest="augment",
         action="store_false",

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from degkit.levels import LEVEL_COLUMNS, PAPER_TYPES, type_levels
+from degkit.models.jpeg_grid import GRID_QUALITIES, jpeg_grid_scores
 from degkit.ops.labels import Record
 
 __all__ = [
@@ -102,6 +103,8 @@ class LevelOutput:
     levels: torch.Tensor
 
 
+_GRID_FEATURES = 64
+
 POOLS = ("mean", "mean_std")
 """Global pooling of the features: their mean, or their mean and standard deviation."""
 
@@ -114,14 +117,20 @@ class LevelRegressor(nn.Module):
     downsampling) keeps the pixel-scale statistics noise, JPEG blocking and
     fine blur live in; ``pool="mean_std"`` pools the mean and the standard
     deviation of the stem's and the last block's features (``"mean"``: the
-    last block's mean only). ``stem=0, pool="mean"`` is the plain four-block
-    network.
+    last block's mean only). ``stem=0, pool="mean", jpeg_grid=False`` is the
+    plain four-block network.
+
+    With ``jpeg_grid``, the head also reads the image's
+    :func:`~degkit.models.jpeg_grid.jpeg_grid_scores` (how well its 8x8 block
+    DCT fits each JPEG quality's quantiser) through ``Linear(Q, 64)`` + GELU:
+    a fixed feature a small CNN does not learn from a few hundred images.
 
     Args:
         types: the caption types, in output order (default the paper's five).
         width: channels of the stem and the first block (doubled at each of the next two).
         stem: number of stride-1 convs before the first stride-2 one.
         pool: one of :data:`POOLS`.
+        jpeg_grid: add the JPEG grid scores to the pooled features.
     """
 
     def __init__(
@@ -130,6 +139,7 @@ class LevelRegressor(nn.Module):
         width: int = 32,
         stem: int = 2,
         pool: str = "mean_std",
+        jpeg_grid: bool = True,
     ) -> None:
         super().__init__()
         unknown = sorted(set(types) - set(LEVEL_SCALES))
@@ -154,6 +164,12 @@ class LevelRegressor(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GELU()]
         self.features = nn.Sequential(*layers)
         pooled = channels[-1] if pool == "mean" else 2 * (channels[0] + channels[-1])
+        self.grid = (
+            nn.Sequential(nn.Linear(len(GRID_QUALITIES), _GRID_FEATURES), nn.GELU())
+            if jpeg_grid
+            else None
+        )
+        pooled += _GRID_FEATURES if jpeg_grid else 0
         self.head = nn.Linear(pooled, 2 * len(self.types))
         for conv in (*self.stem, *self.features):
             if isinstance(conv, nn.Conv2d):  # He init: the weak noise signal survives the depth
@@ -170,6 +186,8 @@ class LevelRegressor(nn.Module):
             pooled = high.mean(dim=(2, 3))
         else:
             pooled = torch.cat([_mean_std(low), _mean_std(high)], dim=1)
+        if self.grid is not None:
+            pooled = torch.cat([pooled, self.grid(jpeg_grid_scores(images))], dim=1)
         presence, level = self.head(pooled).view(len(images), 2, len(self.types)).unbind(1)
         return LevelOutput(presence_logits=presence, levels=level * self.scales)
 

@@ -82,6 +82,7 @@ class RegressorConfig:
     width: int = 32
     stem: int = 2
     pool: str = "mean_std"
+    jpeg_grid: bool = True
     augment: bool = True
     crop: int = 0
     seed: int = 0
@@ -110,7 +111,9 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         raise ValueError(f"--out {cfg.out} already holds {CHECKPOINT}; pass a new --out")
     summary = dataset_summary(cfg.data, cfg.split)
     torch.manual_seed(cfg.seed)
-    model = LevelRegressor(width=cfg.width, stem=cfg.stem, pool=cfg.pool).to(device)
+    model = LevelRegressor(
+        width=cfg.width, stem=cfg.stem, pool=cfg.pool, jpeg_grid=cfg.jpeg_grid
+    ).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
     columns = ("lr", *LEVEL_COLUMNS.values())
     batches = step_batches(cfg.data, columns, cfg.batch_size, cfg.seed, 0, cfg.split)
@@ -134,6 +137,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         "width": cfg.width,
         "stem": cfg.stem,
         "pool": cfg.pool,
+        "jpeg_grid": cfg.jpeg_grid,
         "seed": cfg.seed,
         "step": cfg.steps,
         "rows": summary["rows"],
@@ -161,12 +165,13 @@ def load_regressor(path: str | Path) -> tuple[LevelRegressor, dict]:
         meta = json.loads((f.metadata() or {}).get("degkit", "{}"))
     if "types" not in meta:
         raise ValueError(f"{path}: not a degkit regressor checkpoint")
-    # checkpoints from before the stem: the plain four-block network
+    # checkpoints from before the stem / the JPEG grid: the plain four-block network
     model = LevelRegressor(
         types=meta["types"],
         width=meta["width"],
         stem=meta.get("stem", 0),
         pool=meta.get("pool", "mean"),
+        jpeg_grid=meta.get("jpeg_grid", False),
     )
     model.load_state_dict(load_file(str(path)))
     return model, meta
