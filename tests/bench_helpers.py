@@ -15,3 +15,11 @@ def stage_work(folder: Path, name: str, after: tuple[str, ...], fail: bool = Fal
         raise ValueError(f"stage {name} failed")
     time.sleep(0.2)
     (folder / name).write_text("done")
+
+
+def sleeping_stage(folder: Path) -> None:
+    """A stand-in stage that records its process id, then runs far longer than any test."""
+    import os
+
+    (folder / "worker.pid").write_text(str(os.getpid()))
+    time.sleep(120)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
+import subprocess
+import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -187,3 +191,37 @@ def test_elapsed_time_counts_side_by_side_stages_once(tmp_path):
         marker = {"hash": "h", "wall_seconds": wall, "finished_unix": end}
         (tmp_path / "stages" / f"{name}.json").write_text(json.dumps(marker))
     assert elapsed_seconds(run) == pytest.approx(15.0 + 20.0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_killing_the_bench_process_ends_its_workers(tmp_path):
+    script = (
+        "import sys; from functools import partial; from pathlib import Path\n"
+        f"sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
+        "from bench_helpers import sleeping_stage\n"
+        "from degkit.bench.run import Stage, _run_in_workers\n"
+        "if __name__ == '__main__':\n"
+        f"    stage = Stage('sleep', (), partial(sleeping_stage, Path({str(tmp_path)!r})))\n"
+        "    _run_in_workers([stage], 2, lambda s: None, lambda s, w: None)\n"
+    )
+    (tmp_path / "bench.py").write_text(script)
+    bench = subprocess.Popen([sys.executable, str(tmp_path / "bench.py")])
+    pid_file = tmp_path / "worker.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline and bench.poll() is None, "the stage never started"
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    bench.kill()  # SIGKILL: no clean-up code in the bench process runs
+    bench.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker)

@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 STAGES_DIR = "stages"
+_PARENT_POLL_SECONDS = 0.5
 
 ESTIMATOR_OF = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
 """The trained estimator each prior reads (the others read only the data)."""
@@ -338,10 +340,20 @@ def stage_commits(run: BenchRun) -> list[str]:
     return sorted(c or "unrecorded" for c in found)
 
 
-def _worker_init(threads: int) -> None:
+def _exit_with(parent: int) -> None:
+    """Poll until the process that started this worker is gone, then exit at once."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    """Set the worker's torch threads; end the worker when the bench process ends, however
+    it ends (a killed bench must not leave a stage training in its work folder)."""
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
 def _timed(action: Callable[[], None]) -> float:
@@ -365,7 +377,7 @@ def _run_in_workers(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
-        initargs=(threads,),
+        initargs=(threads, os.getpid()),
     )
     try:
         while waiting or running:
