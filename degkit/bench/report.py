@@ -193,7 +193,8 @@ def write_bench_report(
         f"batch {cfg.sr['batch_size']}, LR patch {cfg.sr['patch']}, Adam lr {cfg.sr['lr']}, "
         f"L1; only the prior differs. Adaptor: `{cfg.adaptor['model']}`, scratch CLIP "
         f"({cfg.adaptor['pretrain_steps']} + {cfg.adaptor['steps']} steps); regressor: "
-        f"{cfg.regressor['steps']} steps.",
+        f"{cfg.regressor['steps']} steps, "
+        f"{'with' if cfg.regressor['jpeg_grid'] else 'without'} JPEG grid scores.",
         "- Scores: mean over a set's images per seed, then mean ± sample std across seeds "
         "(bicubic: one run).",
         "- Gains: prior minus `none` on the same backbone, per seed and image; 95% interval "
