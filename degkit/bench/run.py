@@ -40,6 +40,7 @@ from typing import Any
 from degkit.bench.config import BenchConfig, backbone_sr
 from degkit.bench.results import entry_name
 from degkit.evaluate.summary import git_commit
+from degkit.models.priors import ESTIMATOR_OF
 
 __all__ = [
     "BenchRun",
@@ -53,9 +54,6 @@ __all__ = [
 
 STAGES_DIR = "stages"
 _PARENT_POLL_SECONDS = 0.5
-
-ESTIMATOR_OF = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
-"""The trained estimator each prior reads (the others read only the data)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,16 +233,15 @@ def _evaluate(run: BenchRun, set_name: str, entry: str, seed: int) -> None:
     )
 
 
-def _sr_inputs(seed: int, prior: str) -> tuple[str, ...]:
-    """The stages an SR entry reads: the data, and the estimator its prior uses."""
-    uses = ESTIMATOR_OF.get(prior)
-    return ("data",) + ((f"seed-{seed}.{uses}",) if uses else ())
-
-
 def _sr_sections(prior: str) -> tuple[str, ...]:
     """The config sections an SR entry depends on: the data, its prior's estimator, ``sr``."""
     uses = ESTIMATOR_OF.get(prior)
     return ("data",) + ((uses,) if uses else ()) + ("sr",)
+
+
+def _sr_inputs(seed: int, prior: str) -> tuple[str, ...]:
+    """The stages an SR entry reads: the data, and its seed's estimator of those sections."""
+    return tuple(s if s == "data" else f"seed-{seed}.{s}" for s in _sr_sections(prior)[:-1])
 
 
 def plan_stages(run: BenchRun) -> list[Stage]:

@@ -43,6 +43,7 @@ from degkit.models.adaptor import DegradationAdaptor
 from degkit.models.estimator import LEVEL_SCALES, LevelRegressor
 
 __all__ = [
+    "ESTIMATOR_OF",
     "PRIORS",
     "AdaptorPrior",
     "LevelEmbedding",
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 PRIORS = ("none", "deplsr", "regressor", "oracle-text", "oracle-params")
+
+ESTIMATOR_OF = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
+"""The trained estimator each prior reads (the others need none)."""
 
 
 class Prior(nn.Module):
@@ -235,7 +239,7 @@ def build_prior(
     """
     if name not in PRIORS:
         raise ValueError(f"unknown prior {name!r}; available: {list(PRIORS)}")
-    if name in ("deplsr", "oracle-text"):
+    if ESTIMATOR_OF.get(name) == "adaptor":
         if adaptor is None:
             raise ValueError(f"prior {name!r} needs an adaptor checkpoint (--adaptor)")
         return AdaptorPrior(adaptor) if name == "deplsr" else TextOraclePrior(adaptor)

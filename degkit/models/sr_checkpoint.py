@@ -20,12 +20,11 @@ import torch
 
 from degkit.models.backbones import available_backbones, build_backbone
 from degkit.models.fusion import FusedSR
-from degkit.models.priors import PRIORS, Prior, build_prior
+from degkit.models.priors import ESTIMATOR_OF, PRIORS, Prior, build_prior
 
 __all__ = ["EMA_PREFIX", "load_sr_checkpoint", "read_sr_checkpoint", "read_sr_meta", "section"]
 
 EMA_PREFIX = "ema."
-_NEEDS = {"deplsr": "adaptor", "oracle-text": "adaptor", "regressor": "regressor"}
 
 
 def read_sr_meta(path: str | Path) -> dict[str, Any] | None:
@@ -101,7 +100,7 @@ def _prior(
     name = config["prior"]
     if name == "bare":
         return None, {}
-    kind = _NEEDS.get(name)
+    kind = ESTIMATOR_OF.get(name)
     if kind is None:
         return build_prior(name, config["prior_dim"]).to(device), {}
     file = _frozen_file(path, meta, kind, adaptor if kind == "adaptor" else regressor)
@@ -132,7 +131,7 @@ def load_sr_checkpoint(
         if config.get(field) not in known:
             raise ValueError(f"{path}: config {field} {config.get(field)!r} is not one of {known}")
     unused = [f for f, v in (("adaptor", adaptor), ("regressor", regressor)) if v is not None]
-    unused = [f for f in unused if _NEEDS.get(config["prior"]) != f]
+    unused = [f for f in unused if ESTIMATOR_OF.get(config["prior"]) != f]
     if unused:
         raise ValueError(
             f"--{unused[0]}: the prior {config['prior']!r} of {path} reads no {unused[0]}"
