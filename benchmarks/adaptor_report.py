@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_timing import machine_load
 
 CROP = 256  # x4 -> 64 x 64 LR, the small config's image size
 
@@ -71,6 +72,7 @@ def main() -> None:
     train, test = work / "train", work / "test"
     adaptor, regressor = work / "adaptor", work / "regressor"
     log: list[dict] = []
+    load_before = machine_load()
     crop = ["--crop", str(CROP), "--quiet"]
     _run(
         [
@@ -177,8 +179,9 @@ def main() -> None:
         f"--pretrain-steps {args.pretrain_steps} --steps {args.steps} "
         f"--regressor-steps {args.regressor_steps} --batch-size {args.batch_size} "
         f"--lr {args.lr:g} --pretrain-lr {args.pretrain_lr:g} --seed {args.seed}`, "
-        f"on {machine}, shared with other jobs while it ran: wall times include waiting for "
-        "the CPU; CPU times are the command's own (user + system, all threads).",
+        f"on {machine}. Load before: `{load_before}`; after: `{machine_load()}` (wall times "
+        "include any waiting for a busy CPU; CPU times are the commands' own, user + system, "
+        "all threads).",
         "",
         "Results: [report.md](report.md) (accuracy per type beside chance, confusion "
         "matrices, PCA of the fine embeddings, provenance); raw numbers in results.json.",

@@ -8,6 +8,7 @@ that drift over all of them alike, so their ratios stay meaningful.
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -42,3 +43,11 @@ def print_milliseconds(title: str, seconds: dict[str, float]) -> None:
     width = max(map(len, seconds))
     for name, s in seconds.items():
         print(f"  {name:{width}s} {1000 * s:8.2f} ms")
+
+
+def machine_load() -> str:
+    """``uptime``'s line (load averages), to state how busy the machine was; ``n/a`` without it."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "n/a"

@@ -29,7 +29,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_timing import interleaved_seconds
+from bench_timing import interleaved_seconds, machine_load
 
 import degkit
 from degkit.data.build import BuildConfig, build_dataset
@@ -167,13 +166,6 @@ def measure(backbone: str, data: Path, scratch: Path, args: argparse.Namespace) 
     return lines + [""]
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "n/a"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["compact"])
@@ -205,7 +197,7 @@ def main() -> None:
     if len(args.steps) not in (1, len(args.backbones)):
         parser.error(f"--steps: one value or one per backbone ({len(args.backbones)})")
     args.steps_of = dict(zip(args.backbones, args.steps * len(args.backbones), strict=False))
-    load_before = _uptime()
+    load_before = machine_load()
     with tempfile.TemporaryDirectory(prefix="degkit-train-bench-") as tmp:
         data = args.data or build_data(Path(tmp) / "data", args.crop)
         sections = []
@@ -218,7 +210,7 @@ def main() -> None:
                 section = measure(backbone, data, Path(tmp), on_device)
                 print("\n".join(section), flush=True)
                 sections += section
-    report = _report(args, sections, load_before, _uptime())
+    report = _report(args, sections, load_before, machine_load())
     print(report)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import torch
 from data_corpus import photo_like
 from eval_fakes import FakePair, FakeSet, psnr_rgb, tiny_set
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from degkit.cli import main
@@ -95,7 +98,6 @@ def test_ema_weights_are_preferred(runs, tmp_path):
     source = runs["compact"].checkpoint
     tensors = load_file(str(source))
     ema = {f"ema.{k}": v + 0.01 for k, v in tensors.items() if k.startswith(("model.", "prior."))}
-    from safetensors import safe_open
 
     with safe_open(str(source), framework="pt") as f:
         metadata = f.metadata()
@@ -120,8 +122,6 @@ def test_checkpoint_errors_name_the_file_and_the_flag(runs, tmp_path):
     # the regressor the prior was trained with has gone: named, with the flag to give it
     meta_source = runs["compact"].checkpoint
     tensors = load_file(str(meta_source))
-    from safetensors import safe_open
-
     with safe_open(str(meta_source), framework="pt") as f:
         meta = json.loads(f.metadata()["degkit"])
     regressor = Path(meta["train"]["regressor"])
@@ -141,6 +141,29 @@ def test_checkpoint_errors_name_the_file_and_the_flag(runs, tmp_path):
         load_model("bicubic", 4, regressor=regressor)
     with pytest.raises(ValueError, match=r"a x4 compact_tiny model, but the test set is x2"):
         load_model(str(moved), 2, regressor=regressor)
+
+
+def test_a_copied_run_folder_finds_its_regressor_beside_it_and_checks_its_content(runs, tmp_path):
+    source = runs["compact"].checkpoint
+    with safe_open(str(source), framework="pt") as f:
+        meta = json.loads(f.metadata()["degkit"])
+    regressor = Path(meta["train"]["regressor"])
+    assert meta["train"]["regressor_relative"] == os.path.join("..", "reg", regressor.name)
+    # the copy: the run and its regressor, in the same places relative to each other
+    copied = tmp_path / "copy" / "compact" / "last.safetensors"
+    copied.parent.mkdir(parents=True)
+    (tmp_path / "copy" / "reg").mkdir()
+    shutil.copy(regressor, tmp_path / "copy" / "reg" / regressor.name)
+    meta["train"]["regressor"] = str(tmp_path / "original-gone" / regressor.name)
+    write_safetensors(load_file(str(source)), copied, {"degkit": json.dumps(meta)})
+    lr = _lr()
+    with torch.no_grad():
+        expected = super_resolve(load_model(str(source), 4), lr)
+        torch.testing.assert_close(super_resolve(load_model(str(copied), 4), lr), expected)
+    # another file in the regressor's place is refused, named
+    (tmp_path / "copy" / "reg" / regressor.name).write_bytes(b"not the trained regressor")
+    with pytest.raises(ValueError, match=r"reg/regressor\.safetensors is not the regressor"):
+        load_sr_checkpoint(copied)
 
 
 def _png(path: Path, h: int, w: int, seed: int) -> None:

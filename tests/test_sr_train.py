@@ -3,8 +3,11 @@ worker count, checkpoint and spandrel round trips, --init, DDP over gloo, the co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import spandrel
@@ -20,7 +23,7 @@ from degkit.data.build import BuildConfig, build_dataset
 from degkit.metrics import create_metric
 from degkit.models.adaptor import DegradationAdaptor, save_adaptor
 from degkit.models.backbones import available_backbones, build_backbone
-from degkit.models.sr_checkpoint import load_sr_checkpoint
+from degkit.models.sr_checkpoint import file_options_record, load_sr_checkpoint
 from degkit.train import sr as sr_train
 from degkit.train.optim import ema_updater, multistep_lr_at
 from degkit.train.sr import PRIOR_CHOICES, SRTrainConfig, train_sr
@@ -179,6 +182,52 @@ def test_init_starts_from_a_spandrel_format_state_dict(tiny_dataset, tmp_path):
     )
     for name, value in result.model.trunk.state_dict().items():
         torch.testing.assert_close(value, state[name], atol=1e-6, rtol=0)
+
+
+def test_a_run_folder_copied_midway_resumes_and_knows_its_files_by_content(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """Paths of --init / --adaptor / --regressor may change (a copied work folder); their
+    content may not."""
+    torch.manual_seed(7)
+    first = tmp_path / "first"
+    first.mkdir()
+    torch.save(build_backbone("compact_tiny", 4).state_dict(), first / "trunk.pth")
+    options = dict(prior="bare", ema=0)
+    straight = train_sr(
+        _config(tiny_dataset, tmp_path / "straight", init=first / "trunk.pth", **options)
+    ).checkpoint
+    real = interrupt_on_call(monkeypatch, sr_train, "multistep_lr_at")
+    with pytest.raises(KeyboardInterrupt):
+        train_sr(_config(tiny_dataset, first / "run", init=first / "trunk.pth", **options))
+    monkeypatch.setattr(sr_train, "multistep_lr_at", real)
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    shutil.rmtree(first)
+    trunk = copy / "trunk.pth"
+    original = trunk.read_bytes()
+    torch.save(build_backbone("compact_tiny", 4).state_dict(), trunk)  # other weights
+    with pytest.raises(ValueError, match="another train.*init_sha256"):
+        train_sr(_config(tiny_dataset, copy / "run", init=trunk, resume=True, **options))
+    trunk.write_bytes(original)
+    resumed = train_sr(_config(tiny_dataset, copy / "run", init=trunk, resume=True, **options))
+    a, b = load_file(str(straight)), load_file(str(resumed.checkpoint))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with safe_open(str(resumed.checkpoint), framework="pt") as f:
+        train = json.loads(f.metadata()["degkit"])["train"]
+    assert train["init"] == str(trunk) and train["init_relative"] == os.path.join("..", "trunk.pth")
+    assert train["init_sha256"] == hashlib.sha256(original).hexdigest()
+
+
+def test_a_checkpoint_from_before_file_hashes_resumes_when_its_paths_match():
+    saved = {"lr": 0.1, "adaptor": None, "regressor": None, "init": "/a/trunk.pth"}
+    wanted = {**saved, **file_options_record({"init": None}, Path("/a"))}
+    wanted["init"] = "/a/trunk.pth"
+    sr_train._check_resumable({"train": saved}, {"train": wanted}, Path("last.safetensors"))
+    with pytest.raises(ValueError, match="another train"):
+        sr_train._check_resumable(
+            {"train": saved}, {"train": {**wanted, "init": "/b/trunk.pth"}}, Path("x")
+        )
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, data, out) -> None:

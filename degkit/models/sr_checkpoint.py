@@ -7,24 +7,51 @@ named in the metadata) and, when the run kept one, an exponential moving
 average under ``ema.model.*`` / ``ema.prior.*``, each preferred where
 present. Its safetensors metadata holds JSON under ``"degkit"``: ``config``
 (backbone, scale, prior, prior_dim, num_types), the training options under
-``train`` (including the ``adaptor`` / ``regressor`` paths) and the ``step``.
+``train`` and the ``step``. For each file option (``adaptor``, ``regressor``,
+``init``) ``train`` holds its path, that path relative to the checkpoint's
+folder (``<name>_relative``) and its sha256 (``<name>_sha256``): a run folder
+moved or copied with its estimator beside it still finds it, and a different
+file at the recorded path is refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from degkit.evaluate.models import file_sha256
 from degkit.models.backbones import available_backbones, build_backbone
 from degkit.models.fusion import FusedSR
 from degkit.models.priors import ESTIMATOR_OF, PRIORS, Prior, build_prior
 
-__all__ = ["EMA_PREFIX", "load_sr_checkpoint", "read_sr_checkpoint", "read_sr_meta", "section"]
+__all__ = [
+    "EMA_PREFIX",
+    "FILE_OPTIONS",
+    "file_options_record",
+    "load_sr_checkpoint",
+    "read_sr_checkpoint",
+    "read_sr_meta",
+    "section",
+]
 
 EMA_PREFIX = "ema."
+
+FILE_OPTIONS = ("adaptor", "regressor", "init")
+"""Training options that name a file: recorded by path, relative path and sha256."""
+
+
+def file_options_record(files: dict[str, Path | None], out: Path) -> dict[str, str | None]:
+    """For each file option: its path, its path relative to ``out`` and its sha256."""
+    record: dict[str, str | None] = {}
+    for name, path in files.items():
+        record[name] = str(path) if path else None
+        record[f"{name}_relative"] = os.path.relpath(path, out) if path else None
+        record[f"{name}_sha256"] = file_sha256(path) if path else None
+    return record
 
 
 def read_sr_meta(path: str | Path) -> dict[str, Any] | None:
@@ -72,18 +99,37 @@ def _weights(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 
 
 def _frozen_file(path: Path, meta: dict[str, Any], kind: str, override: str | Path | None) -> Path:
-    """The adaptor / regressor file the prior needs: ``override`` or the one training used."""
-    given = override or (meta.get("train") or {}).get(kind)
+    """The adaptor / regressor file the prior needs: ``override``, or the one training used.
+
+    That one is looked for at its recorded path, then at its recorded path relative
+    to ``path``'s folder (a moved or copied run folder); when training recorded its
+    sha256, the file found must match it.
+    """
     prior = meta["config"]["prior"]
-    if not given:
+    if override:
+        if not Path(override).is_file():
+            raise FileNotFoundError(
+                f"{path}: prior {prior!r} needs --{kind}, {override}, which does not exist"
+            )
+        return Path(override)
+    train = meta.get("train") or {}
+    if not train.get(kind):
         raise ValueError(f"{path}: prior {prior!r} needs a {kind} checkpoint; pass --{kind}")
-    if not Path(given).is_file():
-        how = f"--{kind}" if override else f"the {kind} this model was trained with"
+    relative = train.get(f"{kind}_relative")
+    places = [Path(train[kind])] + ([path.parent / relative] if relative else [])
+    found = next((p for p in places if p.is_file()), None)
+    if found is None:
         raise FileNotFoundError(
-            f"{path}: prior {prior!r} needs {how}, {given}, which does not exist; "
-            f"pass --{kind} with its path"
+            f"{path}: prior {prior!r} needs the {kind} this model was trained with, "
+            f"{' or '.join(map(str, places))}, which does not exist; pass --{kind} with its path"
         )
-    return Path(given)
+    digest = train.get(f"{kind}_sha256")
+    if digest and file_sha256(found) != digest:
+        raise ValueError(
+            f"{path}: {found} is not the {kind} this model was trained with (its sha256 "
+            f"differs from the recorded {digest[:12]}); pass --{kind} to use it anyway"
+        )
+    return found
 
 
 def _prior(

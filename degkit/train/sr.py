@@ -49,8 +49,10 @@ each with its prior computed once on its whole LR; appended to ``OUT/val.jsonl``
 ``ema.prior.*``; :func:`degkit.models.sr_checkpoint.load_sr_checkpoint` reads
 it back, EMA preferred), the optimizer, the step, torch's random state and
 the full config (backbone, scale, prior, widths, training options, dataset and
-recipe hashes, world size); ``resume`` continues from it (on the CPU exactly
-as the uninterrupted run). ``OUT/trunk.safetensors`` is the trunk alone in spandrel's format.
+recipe hashes, world size; the adaptor / regressor / init files by path,
+path relative to ``OUT`` and sha256); ``resume`` continues from it (on the CPU
+exactly as the uninterrupted run), also in a copied folder, as long as those
+files have the same content. ``OUT/trunk.safetensors`` is the trunk alone in spandrel's format.
 ``OUT/train.json`` summarises the run's speed (steps/s, the share of step time
 spent waiting for data, wall time); the checkpoint's meta holds it too.
 
@@ -88,7 +90,13 @@ from degkit.models.backbones import (
 )
 from degkit.models.fusion import FusedSR
 from degkit.models.priors import PRIORS, Prior, build_prior
-from degkit.models.sr_checkpoint import EMA_PREFIX, read_sr_checkpoint, section
+from degkit.models.sr_checkpoint import (
+    EMA_PREFIX,
+    FILE_OPTIONS,
+    file_options_record,
+    read_sr_checkpoint,
+    section,
+)
 from degkit.ops.base import create_op
 from degkit.train.data import dataset_summary
 from degkit.train.distributed import (
@@ -276,11 +284,12 @@ def _provenance(
 ) -> dict[str, Any]:
     skip = ("data", "out", "resume", "progress", "device", "workers", "cache_mb", "degrade_on")
     train = {
-        k: (str(v) if isinstance(v, Path) else v)
+        k: v
         for k, v in dataclasses.asdict(cfg).items()
-        if k not in skip and not k.startswith("val_")
+        if k not in skip + FILE_OPTIONS and not k.startswith("val_")
     }
     train["milestones"] = list(cfg.milestones)
+    train.update(file_options_record({k: getattr(cfg, k) for k in FILE_OPTIONS}, cfg.out))
     return {
         "data": str(cfg.data),
         "split": cfg.split,
@@ -381,12 +390,24 @@ def _sharpen(hr: torch.Tensor) -> torch.Tensor:
     return create_op("usm").replay(hr, [REAL_ESRGAN_USM] * len(hr))
 
 
+def _resume_view(train: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """The training options a resumed run must share with ``saved``'s: files by sha256,
+    not by place (checkpoints from before sha256s were recorded: by path)."""
+    by_content = any(f"{k}_sha256" in saved for k in FILE_OPTIONS)
+    kept = tuple(f"{k}_sha256" for k in FILE_OPTIONS) if by_content else FILE_OPTIONS
+    files = {*FILE_OPTIONS, *(f"{k}_{s}" for k in FILE_OPTIONS for s in ("relative", "sha256"))}
+    return {k: v for k, v in train.items() if k not in files or k in kept}
+
+
 def _check_resumable(meta: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
     for key in ("config", "train", "world_size", "on_the_fly_recipe_hash"):
-        if meta.get(key) != expected.get(key):
+        found, wanted = meta.get(key), expected.get(key)
+        if key == "train" and found is not None:
+            found, wanted = _resume_view(found, found), _resume_view(wanted, found)
+        if found != wanted:
             raise ValueError(
                 f"--resume: {path} was written with another {key} "
-                f"({json.dumps(meta.get(key))} != {json.dumps(expected.get(key))})"
+                f"({json.dumps(found)} != {json.dumps(wanted)})"
             )
 
 
