@@ -126,7 +126,7 @@ def test_pca_keeps_distances_of_points_on_a_plane():
 
 
 def test_regressor_choices_zero_absent_types_and_snap(tmp_path):
-    model = LevelRegressor(width=4, stem=0, pool="mean", jpeg_grid=False)  # an old checkpoint
+    model = LevelRegressor(width=4, stem=0, pool="mean", jpeg_grid=False, level_bins=0)  # old
     torch.nn.init.zeros_(model.head.weight)
     presence = [-1.0, 1.0, 1.0, -1.0, 1.0]  # blur and jpeg absent
     levels = torch.tensor([2.0, 16.0, 2.6, 80.0, 0.3]) / model.scales

@@ -355,24 +355,28 @@ def test_cli_trains_the_level_regressor(tiny_dataset, tmp_path, capsys):
     assert meta["step"] == 3 and meta["types"] == list(PAPER_TYPES)
     assert (meta["width"], meta["stem"], meta["pool"]) == (8, 1, "mean_std")
     assert meta["jpeg_grid"] and model.grid is not None
+    assert meta["level_bins"] == model.level_bins == 16
+    assert model.head.out_features == len(PAPER_TYPES) * (1 + 16)
     assert len(model.stem) == 2 and model.pool == "mean_std"  # one conv + its activation
     out_levels = model(torch.rand(2, 3, 16, 16)).levels
     assert out_levels.shape == (2, len(PAPER_TYPES))
     assert cli_main(argv) == 2  # never overwrites a checkpoint
     assert "already holds regressor.safetensors" in capsys.readouterr().err
     plain = tmp_path / "plain"
-    assert cli_main([*argv[:4], str(plain), *argv[5:], "--no-jpeg-grid"]) == 0
+    assert cli_main([*argv[:4], str(plain), *argv[5:], "--no-jpeg-grid", "--level-bins", "0"]) == 0
     model, meta = load_regressor(plain / "regressor.safetensors")
     assert not meta["jpeg_grid"] and model.grid is None
+    assert meta["level_bins"] == model.level_bins == 0
+    assert model.head.out_features == 2 * len(PAPER_TYPES)
 
 
-def test_a_regressor_checkpoint_from_before_the_jpeg_grid_loads_without_it(tmp_path):
-    plain = LevelRegressor(width=8, stem=1, jpeg_grid=False)
+def test_a_regressor_checkpoint_from_before_the_jpeg_grid_and_histogram_head_loads(tmp_path):
+    plain = LevelRegressor(width=8, stem=1, jpeg_grid=False, level_bins=0)
     meta = {"types": list(PAPER_TYPES), "width": 8, "stem": 1, "pool": "mean_std"}
     path = tmp_path / "old.safetensors"
     save_file(plain.state_dict(), str(path), {"degkit": json.dumps(meta)})
     model, _ = load_regressor(path)
-    assert model.grid is None
+    assert model.grid is None and model.level_bins == 0
     image = torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(model(image).levels, plain(image).levels)
 

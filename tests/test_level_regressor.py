@@ -9,12 +9,18 @@ import pytest
 import skimage.data
 import torch
 from adaptor_helpers import scalar
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from degkit.captions import PAPER_TYPES, flat_columns
 from degkit.models.estimator import (
     LEVEL_SCALES,
+    LEVEL_SPAN,
     LevelRegressor,
+    histogram_edges,
+    histogram_median,
+    histogram_target,
     level_loss,
     levels_from_flat,
     levels_from_records,
@@ -59,31 +65,66 @@ def test_outputs_per_type_for_any_image_size():
 
 
 def test_stem_zero_and_mean_pooling_is_the_plain_four_block_network():
-    plain = LevelRegressor(width=8, stem=0, pool="mean", jpeg_grid=False)
+    plain = LevelRegressor(width=8, stem=0, pool="mean", jpeg_grid=False, level_bins=0)
     assert sorted(plain.state_dict()) == sorted(
         [f"features.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
         + ["head.weight", "head.bias"]
     )
-    assert plain.head.in_features == 4 * 8
-    full = LevelRegressor(width=8, stem=2)
+    assert (plain.head.in_features, plain.head.out_features) == (4 * 8, 2 * len(PAPER_TYPES))
+    full = LevelRegressor(width=8, stem=2, level_bins=64)
+    assert full.head.out_features == len(PAPER_TYPES) * (1 + 64)  # presence, 64 bins
     assert [m.stride for m in full.stem if isinstance(m, torch.nn.Conv2d)] == [(1, 1)] * 2
     # mean and std of the stem and last block, and the JPEG grid scores' features
     assert full.head.in_features == 2 * (8 + 4 * 8) + 64
     assert full.grid[0].in_features == len(GRID_QUALITIES)
 
 
-def test_loss_ignores_the_level_predicted_for_absent_types():
-    model = LevelRegressor()
+@pytest.mark.parametrize("bins", [0, 64], ids=["scalar", "histogram"])
+def test_loss_ignores_the_level_predicted_for_absent_types(bins):
+    model = LevelRegressor(level_bins=bins)
     out = model(torch.rand(3, 3, 16, 16))
     levels = torch.tensor([[1.0, 0, 0, 50, 0]] * 3)
     present = torch.tensor([[True, False, False, True, False]] * 3)
     scales = torch.tensor([LEVEL_SCALES[t] for t in PAPER_TYPES])
     before = level_loss(out, levels, present, scales).detach()
-    out.levels = out.levels.detach().clone()
-    out.levels[:, 1] += 100.0  # an absent type: its level is not a target
+    field = "level_logits" if bins else "levels"
+    predicted = getattr(out, field).detach().clone()
+    setattr(out, field, predicted)
+    predicted[:, 1] += torch.linspace(0, 100, predicted.shape[-1]) if bins else 100.0  # absent
     assert scalar(level_loss(out, levels, present, scales)) == pytest.approx(scalar(before))
-    out.levels[:, 0] = levels[:, 0] + 3.0  # a present one, now further off
+    if bins:  # a present one, now confidently at the top of the span
+        predicted[:, 0] = torch.linspace(-50, 50, bins)
+    else:  # a present one, now further off
+        predicted[:, 0] = levels[:, 0] + 3.0
     assert scalar(level_loss(out, levels, present, scales)) > scalar(before)
+
+
+@settings(max_examples=40, deadline=None)
+@given(share=st.floats(0, 1), bins=st.sampled_from([16, 64, 100]))
+def test_a_histogram_target_is_a_distribution_whose_median_is_its_level(share, bins):
+    width = LEVEL_SPAN / bins
+    level = 3 * width + share * (LEVEL_SPAN - 6 * width)  # 4 sd of the blur from either end
+    target = histogram_target(torch.tensor([level], dtype=torch.float64), bins)[0]
+    assert target.min() >= 0 and float(target.sum()) == pytest.approx(1.0, abs=1e-9)
+    edges = histogram_edges(bins).double()
+    peak = int(target.argmax())
+    assert edges[peak] - width <= level <= edges[peak + 1] + width
+    # a Gaussian's bins, read linearly within the median bin: the level, to a tenth of a bin
+    median = float(histogram_median(target.log()))
+    assert median == pytest.approx(level, abs=0.1 * width)
+
+
+def test_histogram_median_of_hand_made_histograms():
+    flat = torch.zeros(1, 10)
+    assert float(histogram_median(flat)) == pytest.approx(LEVEL_SPAN / 2)
+    one_bin = torch.full((1, 10), -1e9)
+    one_bin[0, 3] = 0.0  # all the mass in bin 3: the middle of that bin
+    assert float(histogram_median(one_bin)) == pytest.approx(3.5 * LEVEL_SPAN / 10)
+    two = torch.full((1, 10), -1e9)
+    two[0, [0, 9]] = 0.0  # half the mass in each end bin: the median ends bin 0
+    assert float(histogram_median(two)) == pytest.approx(LEVEL_SPAN / 10, abs=1e-6)
+    with pytest.raises(ValueError, match="level_bins must be 0"):
+        LevelRegressor(level_bins=1)
 
 
 def test_regressor_learns_noise_level_and_presence_on_a_toy_set():
@@ -109,7 +150,7 @@ def test_regressor_learns_noise_level_and_presence_on_a_toy_set():
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-    assert losses[-1] < 0.25 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]  # the histogram term cannot go below its target's entropy
     with torch.no_grad():
         out = model(images)
     noisy = present[:, 1]

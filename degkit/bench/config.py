@@ -34,7 +34,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "lr": 5e-4,
     },
-    "regressor": {"steps": 300, "batch_size": 32, "lr": 3e-3, "jpeg_grid": True},
+    "regressor": {"steps": 300, "batch_size": 32, "lr": 3e-3, "jpeg_grid": True, "level_bins": 16},
     "sr": {
         "backbones": ["compact_tiny"],
         "priors": ["none", "deplsr", "regressor", "oracle-params", "oracle-text"],

@@ -194,7 +194,13 @@ def write_bench_report(
         f"L1; only the prior differs. Adaptor: `{cfg.adaptor['model']}`, scratch CLIP "
         f"({cfg.adaptor['pretrain_steps']} + {cfg.adaptor['steps']} steps); regressor: "
         f"{cfg.regressor['steps']} steps, "
-        f"{'with' if cfg.regressor['jpeg_grid'] else 'without'} JPEG grid scores.",
+        f"{'with' if cfg.regressor['jpeg_grid'] else 'without'} JPEG grid scores, "
+        + (
+            f"levels read as the median of a {cfg.regressor['level_bins']}-bin histogram "
+            "(histogram loss)."
+            if cfg.regressor["level_bins"]
+            else "scalar levels (smooth-L1 loss)."
+        ),
         "- Scores: mean over a set's images per seed, then mean ± sample std across seeds "
         "(bicubic: one run).",
         "- Gains: prior minus `none` on the same backbone, per seed and image; 95% interval "

@@ -115,6 +115,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quantiser) from the head's features",
     )
     r.add_argument(
+        "--level-bins",
+        type=int,
+        default=16,
+        help="each level as a distribution over this many equal bins, trained by "
+        "cross-entropy towards the true level blurred by a Gaussian and read as its median "
+        "(a histogram loss; default 16); 0: each level a number, trained by a smooth-L1 loss",
+    )
+    r.add_argument(
         "--no-augment",
         dest="augment",
         action="store_false",

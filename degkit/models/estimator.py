@@ -4,9 +4,18 @@
 any size) to, per caption type, a presence logit and a level in the type's own
 unit (blur sigma in pixels, Gaussian noise sigma on 0-255, Poisson scale, JPEG
 quality, ringing: presence only). :func:`level_loss` is binary cross-entropy on
-presence plus a smooth-L1 regression (L1 beyond :data:`LEVEL_BETA`) on levels
-divided by the type's :data:`LEVEL_SCALES`, counted only where the type is
-present, so an absent type and a present one at level 0 stay distinct.
+presence plus a regression term on levels divided by the type's
+:data:`LEVEL_SCALES`, counted only where the type is present, so an absent type
+and a present one at level 0 stay distinct.
+
+The regression term is, by default (``level_bins`` > 0), a histogram loss: the
+head gives each type's level as a distribution over ``level_bins`` equal bins
+of ``[0, LEVEL_SPAN]`` (scaled units), trained by cross-entropy towards the
+true level blurred by a Gaussian of 0.75 bin widths (the "HL-Gauss" target of
+Imani and White, 2018; Farebrother et al., 2024, found it beats squared or
+absolute errors as a regression loss), and the level it outputs is that
+distribution's median. With ``level_bins=0`` the head outputs the level itself,
+trained by a smooth-L1 loss (L1 beyond :data:`LEVEL_BETA`).
 
 Targets are the per-type levels of :mod:`degkit.levels` (all ops of a type
 combined: blur as effective sigma at LR scale, noises as the std later
@@ -31,10 +40,14 @@ from degkit.ops.labels import Record
 
 __all__ = [
     "LEVEL_BETA",
+    "LEVEL_SPAN",
     "LEVEL_SCALES",
     "LevelOutput",
     "LevelRegressor",
     "POOLS",
+    "histogram_edges",
+    "histogram_median",
+    "histogram_target",
     "level_loss",
     "levels_from_batch",
     "levels_from_flat",
@@ -55,6 +68,14 @@ LEVEL_BETA = 0.05
 """Smooth-L1's switch from quadratic to linear, in scaled level units: L1 beyond
 a twentieth of the scale, so the regression pulls as hard as the presence term
 and aims at the median level (the protocol scores within a tolerance)."""
+
+
+LEVEL_SPAN = 1.5
+"""The histogram head covers scaled levels ``[0, LEVEL_SPAN]``; higher ones count in its
+last bin."""
+
+HISTOGRAM_SIGMA = 0.75
+"""Width of the Gaussian blurring a histogram target, in bins."""
 
 
 def _targets(values: Mapping[str, Any]) -> tuple[list[float], list[bool]]:
@@ -97,10 +118,42 @@ def levels_from_batch(batch: Mapping[str, Sequence[Any]]) -> tuple[torch.Tensor,
 
 @dataclasses.dataclass
 class LevelOutput:
-    """``presence_logits`` and ``levels`` (in each type's unit), both ``N x K``."""
+    """``presence_logits`` and ``levels`` (in each type's unit), both ``N x K``; with a
+    histogram head, ``level_logits`` ``N x K x bins`` too."""
 
     presence_logits: torch.Tensor
     levels: torch.Tensor
+    level_logits: torch.Tensor | None = None
+
+
+def histogram_edges(bins: int) -> torch.Tensor:
+    """The ``bins + 1`` edges of the histogram head's equal bins of ``[0, LEVEL_SPAN]``."""
+    return torch.linspace(0.0, LEVEL_SPAN, bins + 1)
+
+
+def histogram_target(scaled: torch.Tensor, bins: int) -> torch.Tensor:
+    """``... x bins``: the mass of a Gaussian at each scaled level (sd 0.75 bins) in each
+    bin, the tails beyond ``[0, LEVEL_SPAN]`` counted in the end bins (rows sum to 1)."""
+    edges = histogram_edges(bins).to(scaled)
+    sigma = HISTOGRAM_SIGMA * LEVEL_SPAN / bins
+    cdf = torch.special.ndtr((edges - scaled.unsqueeze(-1)) / sigma)
+    inner = cdf[..., 1:] - cdf[..., :-1]
+    tails = torch.zeros_like(inner)
+    tails[..., 0] = cdf[..., 0]
+    tails[..., -1] = 1 - cdf[..., -1]
+    return inner + tails
+
+
+def histogram_median(logits: torch.Tensor) -> torch.Tensor:
+    """The median scaled level of each ``... x bins`` histogram (linear within its bin)."""
+    bins = logits.shape[-1]
+    edges = histogram_edges(bins).to(logits)
+    mass = logits.softmax(dim=-1)
+    cdf = mass.cumsum(dim=-1)
+    index = (cdf < 0.5).sum(dim=-1, keepdim=True).clamp(max=bins - 1)
+    before = (cdf.gather(-1, index) - mass.gather(-1, index)).squeeze(-1)
+    inside = ((0.5 - before) / mass.gather(-1, index).squeeze(-1).clamp(min=1e-12)).clamp(0, 1)
+    return edges[index.squeeze(-1)] + inside * (LEVEL_SPAN / bins)
 
 
 _GRID_FEATURES = 64
@@ -117,8 +170,8 @@ class LevelRegressor(nn.Module):
     downsampling) keeps the pixel-scale statistics noise, JPEG blocking and
     fine blur live in; ``pool="mean_std"`` pools the mean and the standard
     deviation of the stem's and the last block's features (``"mean"``: the
-    last block's mean only). ``stem=0, pool="mean", jpeg_grid=False`` is the
-    plain four-block network.
+    last block's mean only). ``stem=0, pool="mean", jpeg_grid=False,
+    level_bins=0`` is the plain four-block network with a scalar level head.
 
     With ``jpeg_grid``, the head also reads the image's
     :func:`~degkit.models.jpeg_grid.jpeg_grid_scores` (how well its 8x8 block
@@ -131,6 +184,8 @@ class LevelRegressor(nn.Module):
         stem: number of stride-1 convs before the first stride-2 one.
         pool: one of :data:`POOLS`.
         jpeg_grid: add the JPEG grid scores to the pooled features.
+        level_bins: bins of the histogram level head (see the module doc); 0: a scalar
+            level per type.
     """
 
     def __init__(
@@ -140,6 +195,7 @@ class LevelRegressor(nn.Module):
         stem: int = 2,
         pool: str = "mean_std",
         jpeg_grid: bool = True,
+        level_bins: int = 16,
     ) -> None:
         super().__init__()
         unknown = sorted(set(types) - set(LEVEL_SCALES))
@@ -149,7 +205,9 @@ class LevelRegressor(nn.Module):
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         if stem < 0:
             raise ValueError(f"stem must be >= 0 convs, got {stem}")
-        self.types, self.pool = tuple(types), pool
+        if level_bins < 0 or level_bins == 1:
+            raise ValueError(f"level_bins must be 0 (a scalar level) or >= 2, got {level_bins}")
+        self.types, self.pool, self.level_bins = tuple(types), pool, level_bins
         stem_channels = [3] + [width] * stem
         self.stem = nn.Sequential(
             *(
@@ -170,7 +228,7 @@ class LevelRegressor(nn.Module):
             else None
         )
         pooled += _GRID_FEATURES if jpeg_grid else 0
-        self.head = nn.Linear(pooled, 2 * len(self.types))
+        self.head = nn.Linear(pooled, len(self.types) * (1 + max(1, level_bins)))
         for conv in (*self.stem, *self.features):
             if isinstance(conv, nn.Conv2d):  # He init: the weak noise signal survives the depth
                 nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
@@ -188,8 +246,14 @@ class LevelRegressor(nn.Module):
             pooled = torch.cat([_mean_std(low), _mean_std(high)], dim=1)
         if self.grid is not None:
             pooled = torch.cat([pooled, self.grid(jpeg_grid_scores(images))], dim=1)
-        presence, level = self.head(pooled).view(len(images), 2, len(self.types)).unbind(1)
-        return LevelOutput(presence_logits=presence, levels=level * self.scales)
+        out = self.head(pooled)
+        k = len(self.types)
+        presence, rest = out[:, :k], out[:, k:]
+        if not self.level_bins:
+            return LevelOutput(presence_logits=presence, levels=rest * self.scales)
+        logits = rest.reshape(len(images), k, self.level_bins)
+        levels = histogram_median(logits) * self.scales
+        return LevelOutput(presence_logits=presence, levels=levels, level_logits=logits)
 
 
 def _mean_std(features: torch.Tensor) -> torch.Tensor:
@@ -206,10 +270,15 @@ def _mean_std(features: torch.Tensor) -> torch.Tensor:
 def level_loss(
     output: LevelOutput, levels: torch.Tensor, present: torch.Tensor, scales: torch.Tensor
 ) -> torch.Tensor:
-    """BCE on presence + smooth-L1 on ``levels / scales`` where ``present`` (see the module doc)."""
+    """BCE on presence + the level term on ``levels / scales`` where ``present``: histogram
+    cross-entropy when ``output`` has ``level_logits``, else smooth-L1 (see the module doc)."""
     presence = F.binary_cross_entropy_with_logits(output.presence_logits, present.float())
-    error = F.smooth_l1_loss(
-        output.levels / scales, levels / scales, reduction="none", beta=LEVEL_BETA
-    )
+    if output.level_logits is not None:
+        target = histogram_target(levels / scales, output.level_logits.shape[-1])
+        error = -(target * output.level_logits.log_softmax(dim=-1)).sum(dim=-1)
+    else:
+        error = F.smooth_l1_loss(
+            output.levels / scales, levels / scales, reduction="none", beta=LEVEL_BETA
+        )
     mask = present.float()
     return presence + (error * mask).sum() / mask.sum().clamp(min=1)

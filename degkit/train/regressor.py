@@ -83,6 +83,7 @@ class RegressorConfig:
     stem: int = 2
     pool: str = "mean_std"
     jpeg_grid: bool = True
+    level_bins: int = 16
     augment: bool = True
     crop: int = 0
     seed: int = 0
@@ -99,6 +100,8 @@ class RegressorConfig:
             raise ValueError(f"--crop must be 0 (whole images) or a multiple of {JPEG_GRID}")
         if self.stem < 0:
             raise ValueError("--stem must be >= 0")
+        if self.level_bins < 0 or self.level_bins == 1:
+            raise ValueError(f"--level-bins must be 0 or >= 2, got {self.level_bins}")
         if self.pool not in POOLS:
             raise ValueError(f"--pool must be one of {POOLS}, got {self.pool!r}")
 
@@ -112,7 +115,11 @@ def train_regressor(cfg: RegressorConfig) -> Path:
     summary = dataset_summary(cfg.data, cfg.split)
     torch.manual_seed(cfg.seed)
     model = LevelRegressor(
-        width=cfg.width, stem=cfg.stem, pool=cfg.pool, jpeg_grid=cfg.jpeg_grid
+        width=cfg.width,
+        stem=cfg.stem,
+        pool=cfg.pool,
+        jpeg_grid=cfg.jpeg_grid,
+        level_bins=cfg.level_bins,
     ).to(device)
     optimizer = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay)
     columns = ("lr", *LEVEL_COLUMNS.values())
@@ -138,6 +145,7 @@ def train_regressor(cfg: RegressorConfig) -> Path:
         "stem": cfg.stem,
         "pool": cfg.pool,
         "jpeg_grid": cfg.jpeg_grid,
+        "level_bins": cfg.level_bins,
         "seed": cfg.seed,
         "step": cfg.steps,
         "rows": summary["rows"],
@@ -165,13 +173,15 @@ def load_regressor(path: str | Path) -> tuple[LevelRegressor, dict]:
         meta = json.loads((f.metadata() or {}).get("degkit", "{}"))
     if "types" not in meta:
         raise ValueError(f"{path}: not a degkit regressor checkpoint")
-    # checkpoints from before the stem / the JPEG grid: the plain four-block network
+    # checkpoints from before the stem / the JPEG grid / the histogram head: the plain
+    # four-block network with a scalar level head
     model = LevelRegressor(
         types=meta["types"],
         width=meta["width"],
         stem=meta.get("stem", 0),
         pool=meta.get("pool", "mean"),
         jpeg_grid=meta.get("jpeg_grid", False),
+        level_bins=meta.get("level_bins", 0),
     )
     model.load_state_dict(load_file(str(path)))
     return model, meta
