@@ -8,7 +8,7 @@ Runs, each as its own ``python -m degkit.cli`` process, timed from start to exit
 2. the same of the held-out photos (``--source embedded-heldout``, another
    seed, split ``test``);
 3. ``degkit train-adaptor --init scratch --model small`` (CLIP pre-training,
-   then the controller);
+   then the controller; with ``--evidence``, the adaptor's evidence head too);
 4. ``degkit train-regressor``;
 5. ``degkit eval-adaptor`` into ``--out``, which also gets ``README.md``: the
    commands, their wall and CPU times and the machine.
@@ -67,6 +67,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="controller peak lr")
     parser.add_argument("--pretrain-lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--evidence",
+        action="store_true",
+        help="train the adaptor with train-adaptor --evidence (JPEG grid and noise statistics)",
+    )
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
     train, test = work / "train", work / "test"
@@ -132,6 +137,7 @@ def main() -> None:
             "--seed",
             str(args.seed),
             "--quiet",
+            *(["--evidence"] if args.evidence else []),
         ],
         log,
     )
@@ -178,7 +184,8 @@ def main() -> None:
         f"--per-image {args.per_image} --test-per-image {args.test_per_image} "
         f"--pretrain-steps {args.pretrain_steps} --steps {args.steps} "
         f"--regressor-steps {args.regressor_steps} --batch-size {args.batch_size} "
-        f"--lr {args.lr:g} --pretrain-lr {args.pretrain_lr:g} --seed {args.seed}`, "
+        f"--lr {args.lr:g} --pretrain-lr {args.pretrain_lr:g} --seed {args.seed}"
+        f"{' --evidence' if args.evidence else ''}`, "
         f"on {machine}. Load before: `{load_before}`; after: `{machine_load()}` (wall times "
         "include any waiting for a busy CPU; CPU times are the commands' own, user + system, "
         "all threads).",

@@ -282,6 +282,37 @@ def test_resume_refuses_other_settings(tiny_dataset, tiny_model, tmp_path):
         train_adaptor(_config(tiny_dataset, tmp_path, steps=2, seed=6, resume=True))
 
 
+def test_cli_evidence_trains_the_evidence_head_and_resume_keeps_the_choice(
+    tiny_dataset, tiny_model, tmp_path
+):
+    out = tmp_path / "run"
+    argv = ["train-adaptor", "--data", str(tiny_dataset), "--out", str(out), "--model", "tiny"]
+    argv += ["--steps", "2", "--pretrain-steps", "1", "--batch-size", "4", "--quiet"]
+    assert cli_main([*argv, "--evidence"]) == 0
+    model, meta, _ = load_adaptor(out / "last.safetensors")
+    assert model.config.evidence and meta["train"]["evidence"] is True
+    assert any(torch.count_nonzero(p) for p in model.evidence_head.mlp[-1].parameters())
+    same_but_plain = dict(model="tiny", steps=2, pretrain_steps=1, batch_size=4, resume=True)
+    with pytest.raises(ValueError, match='another train.*"evidence": true'):
+        train_adaptor(TrainConfig(data=tiny_dataset, out=out, progress=False, **same_but_plain))
+
+
+def test_a_checkpoint_from_before_the_evidence_option_resumes(tiny_dataset, tiny_model, tmp_path):
+    train_adaptor(_config(tiny_dataset, tmp_path, steps=2))
+    path = tmp_path / "last.safetensors"
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(header["degkit"])
+    del meta["train"]["evidence"]
+    config = json.loads(header["config"])
+    del config["evidence"]
+    header.update(degkit=json.dumps(meta), config=json.dumps(config))
+    save_file(tensors, str(path), metadata=header)
+    result = train_adaptor(_config(tiny_dataset, tmp_path, steps=2, resume=True))
+    assert result.step == 2 and not result.model.config.evidence
+
+
 def test_cli_trains_and_says_the_content_term_is_dropped(
     uncaptioned_dataset, tiny_model, tmp_path, capsys
 ):

@@ -33,6 +33,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "steps": 200,
         "batch_size": 32,
         "lr": 5e-4,
+        "evidence": False,
     },
     "regressor": {"steps": 300, "batch_size": 32, "lr": 3e-3, "jpeg_grid": True, "level_bins": 16},
     "sr": {

@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="QuickGELU activations, as OpenAI's CLIP weights need (open_clip's -quickgelu "
         "models); the default GELU fits LAION / open_clip weights",
     )
+    p.add_argument(
+        "--evidence",
+        action="store_true",
+        help="per-type embeddings also read fixed image statistics (JPEG grid scores, "
+        "noise statistics) through a zero-initialised head: an extension beyond the paper's "
+        "adaptor, off by default",
+    )
     p.add_argument("--steps", type=int, default=200, help="controller steps (default 200)")
     p.add_argument(
         "--batch-size", type=int, default=32, help="per process under torchrun (default 32)"

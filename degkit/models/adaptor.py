@@ -13,7 +13,14 @@ Outputs (:class:`AdaptorOutput`, all L2-normalised):
 - ``content``: the frozen tower's pooled, projected output with control injected;
 - ``degradation``: the controller's own pooled, projected output;
 - ``per_type``: ``N x K x embed`` from ``Linear(embed, K * embed)`` of the
-  (unnormalised) degradation embedding, one vector per caption type.
+  (unnormalised) degradation embedding, one vector per caption type. With
+  ``config.evidence`` an :class:`EvidenceHead` reads fixed statistics of the
+  image as given (:func:`~degkit.models.evidence.degradation_evidence`: JPEG
+  grid scores and noise statistics, which a small ViT trained from scratch does
+  not learn to see) and adds its output to each unit per-type vector before a
+  second normalisation; its last layer starts at zero, so an untrained head
+  changes nothing. An extension: the paper's adaptor reads the image only
+  through the controller.
 
 Images are float ``N x 3 x H x W`` RGB in ``[0, 1]``. The model resizes them to
 its input size with an antialiased bicubic resize of the whole image (no crop,
@@ -36,12 +43,14 @@ from open_clip.transformer import text_global_pool
 from torch import nn
 
 from degkit.models.config import AdaptorConfig, get_config
+from degkit.models.evidence import EVIDENCE_FEATURES, degradation_evidence
 
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "AdaptorOutput",
     "DegradationAdaptor",
+    "EvidenceHead",
     "build_clip",
     "create_adaptor",
     "load_adaptor",
@@ -167,6 +176,26 @@ def _pool_project(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return pooled @ tower.proj if tower.proj is not None else pooled
 
 
+class EvidenceHead(nn.Module):
+    """Evidence ``N x F`` -> ``N x K x embed``: LayerNorm, ``Linear(F, hidden)``, GELU,
+    ``Linear(hidden, K * embed)`` (zero-initialised: the head starts at exactly 0)."""
+
+    def __init__(self, num_types: int, embed_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.num_types, self.embed_dim = num_types, embed_dim
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(EVIDENCE_FEATURES),
+            nn.Linear(EVIDENCE_FEATURES, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, num_types * embed_dim),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, evidence: torch.Tensor) -> torch.Tensor:
+        return self.mlp(evidence).view(len(evidence), self.num_types, self.embed_dim)
+
+
 class DegradationAdaptor(nn.Module):
     """Frozen CLIP + trainable controller (see the module doc).
 
@@ -194,6 +223,9 @@ class DegradationAdaptor(nn.Module):
         with torch.no_grad():  # every type starts at the degradation embedding itself
             self.type_head.weight.copy_(torch.eye(config.embed_dim).repeat(config.num_types, 1))
             self.type_head.bias.zero_()
+        self.evidence_head = (
+            EvidenceHead(config.num_types, config.embed_dim) if config.evidence else None
+        )
         self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=config.context_length)
 
     def train(self, mode: bool = True) -> DegradationAdaptor:
@@ -203,7 +235,8 @@ class DegradationAdaptor(nn.Module):
         return self
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """(name, parameter) of everything trained: controller, zero layers, type head."""
+        """(name, parameter) of everything trained: controller, zero layers, type head
+        (and evidence head)."""
         return [(n, p) for n, p in self.named_parameters() if not n.startswith("clip.")]
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -242,10 +275,14 @@ class DegradationAdaptor(nn.Module):
         per_type = self.type_head(degradation).view(
             len(images), self.config.num_types, self.config.embed_dim
         )
+        per_type = F.normalize(per_type, dim=-1)
+        if self.evidence_head is not None:
+            evidence = self.evidence_head(degradation_evidence(images))
+            per_type = F.normalize(per_type + evidence, dim=-1)
         return AdaptorOutput(
             content=F.normalize(content, dim=-1),
             degradation=F.normalize(degradation, dim=-1),
-            per_type=F.normalize(per_type, dim=-1),
+            per_type=per_type,
         )
 
 

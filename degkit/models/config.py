@@ -2,7 +2,9 @@
 
 A config names the CLIP architecture (the same fields as an open_clip model
 config JSON: ``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``) plus the
-number of per-type embeddings ``num_types``. ``quick_gelu`` selects the
+number of per-type embeddings ``num_types``, and ``evidence`` (off in the
+shipped configs): per-type embeddings that also read fixed image statistics
+(:class:`~degkit.models.adaptor.EvidenceHead`). ``quick_gelu`` selects the
 ``x * sigmoid(1.702 x)`` activation that OpenAI's CLIP weights were trained
 with (open_clip's ``-quickgelu`` models); LAION / open_clip weights use GELU
 (the default). Shipped configs:
@@ -39,14 +41,16 @@ class AdaptorConfig:
     context_length: int = 77
     num_types: int = 5
     quick_gelu: bool = False
+    evidence: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type == "int" and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"adaptor config {self.name!r}: {field.name} must be an int >= 1")
-        if not isinstance(self.quick_gelu, bool):
-            raise ValueError(f"adaptor config {self.name!r}: quick_gelu must be true or false")
+        for name in ("quick_gelu", "evidence"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"adaptor config {self.name!r}: {name} must be true or false")
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"adaptor config {self.name!r}: image_size {self.image_size} is not a multiple "

@@ -21,12 +21,17 @@ import torch
 
 from degkit.ops.jpeg_tensor import quant_tables
 
-__all__ = ["GRID_QUALITIES", "jpeg_grid_scores"]
+__all__ = ["GRID_QUALITIES", "jpeg_grid_scores", "luma"]
 
 GRID_QUALITIES: tuple[int, ...] = tuple(range(20, 101))
 """The candidate qualities :func:`jpeg_grid_scores` scores by default."""
 
-_LUMA_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """``N x 3 x H x W`` RGB -> ``N x H x W`` luma with JPEG's (JFIF) weights, same scale."""
+    return torch.einsum("nchw,c->nhw", images, images.new_tensor(_LUMA_WEIGHTS))
 
 
 def _dct_matrix(device: torch.device) -> torch.Tensor:
@@ -56,8 +61,8 @@ def jpeg_grid_scores(
     n, _, h, w = images.shape
     h, w = h // 8 * 8, w // 8 * 8
     x = images[..., :h, :w].float() * 255
-    luma = torch.einsum("nchw,c->nhw", x, _LUMA_WEIGHTS.to(x.device)) - 128
-    blocks = luma.view(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(n, -1, 8, 8)
+    centred = luma(x) - 128
+    blocks = centred.view(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(n, -1, 8, 8)
     d = _dct_matrix(x.device)
     coefs = (d @ blocks @ d.T).flatten(2)  # N x blocks x 64
     steps = quant_tables(torch.tensor(list(qualities), device=x.device))[:, 0].float()

@@ -125,6 +125,7 @@ class TrainConfig:
     model: str = "small"
     init: str = "scratch"
     quick_gelu: bool = False
+    evidence: bool = False
     steps: int = 200
     batch_size: int = 32
     lr: float = 5e-4
@@ -414,7 +415,9 @@ def _build_model(
     level_prompts: list[list[str]] | None,
 ) -> DegradationAdaptor:
     """The adaptor over a CLIP from ``cfg.init`` (pre-training it first for "scratch")."""
-    config = get_config(cfg.model, num_types=num_types, quick_gelu=cfg.quick_gelu)
+    config = get_config(
+        cfg.model, num_types=num_types, quick_gelu=cfg.quick_gelu, evidence=cfg.evidence
+    )
     torch.manual_seed(cfg.seed)
     clip = build_clip(config)
     pretrained = cfg.out / PRETRAINED
@@ -472,6 +475,8 @@ def _check_resumable(
     cfg: TrainConfig, meta: dict[str, Any], summary: dict[str, Any], world: World
 ) -> None:
     expected = _provenance(cfg, summary, world)
+    if "train" in meta:  # checkpoints from before the option trained without evidence
+        meta = {**meta, "train": {"evidence": False, **meta["train"]}}
     for key in ("init", "seed", "recipe_hashes", "world_size", "train"):
         if meta.get(key) != expected[key]:
             raise ValueError(
