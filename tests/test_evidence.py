@@ -144,3 +144,12 @@ def test_an_evidence_adaptor_survives_a_checkpoint_and_old_configs_load_without_
     assert AdaptorConfig.from_dict(old).evidence is False
     with pytest.raises(ValueError, match="evidence must be true or false"):
         dataclasses.replace(TINY, evidence=1)
+
+
+def test_the_percentiles_are_numpys_linear_percentiles():
+    images = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    red = images[0, 0].double().numpy() * 255
+    diagonal = (red[0::2, 0::2] - red[0::2, 1::2] - red[1::2, 0::2] + red[1::2, 1::2]) / 2
+    expected = np.log1p(np.percentile(np.abs(diagonal), [10, 25, 50, 75]))
+    red_diagonal = noise_statistics(images)[0, 4:8]  # diagonal filter, planes luma, R, G, B
+    np.testing.assert_allclose(red_diagonal.numpy(), expected, rtol=1e-5)
