@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument(
         "--evidence",
         action="store_true",
-        help="train the adaptor with train-adaptor --evidence (JPEG grid and noise statistics)",
+        help="train the adaptor with train-adaptor --evidence (JPEG grid, noise and sharpness "
+        "statistics)",
     )
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)

@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--evidence",
         action="store_true",
         help="per-type embeddings also read fixed image statistics (JPEG grid scores, "
-        "noise statistics) through a zero-initialised head: an extension beyond the paper's "
-        "adaptor, off by default",
+        "noise and sharpness statistics) through a zero-initialised head: an extension "
+        "beyond the paper's adaptor, off by default",
     )
     p.add_argument("--steps", type=int, default=200, help="controller steps (default 200)")
     p.add_argument(

@@ -16,8 +16,8 @@ Outputs (:class:`AdaptorOutput`, all L2-normalised):
   (unnormalised) degradation embedding, one vector per caption type. With
   ``config.evidence`` an :class:`EvidenceHead` reads fixed statistics of the
   image as given (:func:`~degkit.models.evidence.degradation_evidence`: JPEG
-  grid scores and noise statistics, which a small ViT trained from scratch does
-  not learn to see) and adds its output to each unit per-type vector before a
+  grid scores, noise and sharpness statistics, which a small ViT trained from
+  scratch does not learn to see) and adds its output to each unit per-type vector before a
   second normalisation; its last layer starts at zero, so an untrained head
   changes nothing. An extension: the paper's adaptor reads the image only
   through the controller.
@@ -176,15 +176,25 @@ def _pool_project(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return pooled @ tower.proj if tower.proj is not None else pooled
 
 
+EVIDENCE_EPS = 0.01
+"""The evidence head's batch-norm ``eps`` (variance units)."""
+
+
 class EvidenceHead(nn.Module):
-    """Evidence ``N x F`` -> ``N x K x embed``: LayerNorm, ``Linear(F, hidden)``, GELU,
-    ``Linear(hidden, K * embed)`` (zero-initialised: the head starts at exactly 0)."""
+    """Evidence ``N x F`` -> ``N x K x embed``: BatchNorm, ``Linear(F, hidden)``, GELU,
+    ``Linear(hidden, K * embed)`` (zero-initialised: the head starts at exactly 0).
+
+    The batch norm standardises each statistic over the training images (the
+    families differ in scale: a per-image norm would let the largest one set
+    every feature's scale); its ``eps`` of 0.01 keeps nearly constant statistics
+    (standard deviation under 0.1) from being blown up.
+    """
 
     def __init__(self, num_types: int, embed_dim: int, hidden: int = 256) -> None:
         super().__init__()
         self.num_types, self.embed_dim = num_types, embed_dim
         self.mlp = nn.Sequential(
-            nn.LayerNorm(EVIDENCE_FEATURES),
+            nn.BatchNorm1d(EVIDENCE_FEATURES, eps=EVIDENCE_EPS),
             nn.Linear(EVIDENCE_FEATURES, hidden),
             nn.GELU(),
             nn.Linear(hidden, num_types * embed_dim),
@@ -340,6 +350,12 @@ def load_adaptor(
     tensors = load_file(str(path), device=str(device))
     model = DegradationAdaptor(config).to(device)
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    read = state.get("evidence_head.mlp.0.weight")
+    if read is not None and len(read) != EVIDENCE_FEATURES:
+        raise ValueError(
+            f"{path}: its evidence head reads {len(read)} statistics, this degkit computes "
+            f"{EVIDENCE_FEATURES} (degkit.models.evidence); train it again with --evidence"
+        )
     model.load_state_dict(state, strict=True)
     others = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     return model, json.loads(header.get("degkit", "{}")), others
