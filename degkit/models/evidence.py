@@ -28,9 +28,10 @@ Three families, computed without gradients from ``N x 3 x H x W`` RGB in ``[0, 1
   (the corners beyond it count in the last ring), as the natural log of each
   ring's power over the first ring's: 16 values. Below 32 pixels a side some
   rings hold no frequency of the image's Fourier grid; each of them repeats
-  the nearest lower ring (the lowest non-empty one, for the first). A Gaussian blur of sigma
-  ``s`` multiplies the power at frequency ``f`` by ``exp(-4 pi^2 s^2 f^2)``,
-  so blur bends this profile down by a parabola in ``f``.
+  the nearest lower ring (the lowest non-empty one, for the first). A
+  Gaussian blur of sigma ``s`` multiplies the power at frequency ``f`` by
+  ``exp(-4 pi^2 s^2 f^2)``, so blur bends this profile down by a parabola in
+  ``f``. Images must be at least 10 x 10 (the widest blur's reflected border).
 
 :func:`degradation_evidence` concatenates the three (167 values). The statistics
 are features for a learned head, not estimates: texture, blur, noise and JPEG
