@@ -136,6 +136,13 @@ def test_a_flat_image_has_no_detail_and_small_images_fill_their_empty_rings():
     )
     assert torch.isfinite(small).all()
     assert torch.equal(small[:, RINGS][:, 0], torch.zeros(2))  # the first ring is the reference
+    f = np.fft.fftfreq(16)
+    radius = np.hypot(f[:, None], f[None])
+    ring = np.minimum((radius / 0.5 * 16).astype(int), 15)
+    empty = [r for r in range(1, 16) if not np.any((ring == r) & (radius > 0))]
+    assert empty  # at 16 px some rings hold no frequency of the Fourier grid
+    for r in empty:
+        assert torch.equal(small[:, RINGS][:, r], small[:, RINGS][:, r - 1])
 
 
 def test_degradation_evidence_is_the_grid_scores_then_the_noise_and_sharpness_statistics():
