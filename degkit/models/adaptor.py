@@ -17,9 +17,9 @@ Outputs (:class:`AdaptorOutput`, all L2-normalised):
   ``config.evidence`` an :class:`EvidenceHead` reads fixed statistics of the
   image as given (:func:`~degkit.models.evidence.degradation_evidence`: JPEG
   grid scores, noise and sharpness statistics, which a small ViT trained from
-  scratch does not learn to see) and adds its output to each unit per-type vector before a
-  second normalisation; its last layer starts at zero, so an untrained head
-  changes nothing. An extension: the paper's adaptor reads the image only
+  scratch does not learn to see) and adds its output to each unit per-type
+  vector before a second normalisation; its last layer starts at zero, so an
+  untrained head changes nothing. An extension: the paper's adaptor reads the image only
   through the controller.
 
 Images are float ``N x 3 x H x W`` RGB in ``[0, 1]``. The model resizes them to

@@ -73,6 +73,17 @@ EVIDENCE_FEATURES = len(GRID_QUALITIES) + NOISE_FEATURES + SHARPNESS_FEATURES
 """Length of :func:`degradation_evidence`' output."""
 
 
+def _check_images(images: torch.Tensor, min_size: int, family: str) -> None:
+    """Refuse anything but ``N x 3 x H x W`` with both sides at least ``min_size``."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be N x 3 x H x W, got {tuple(images.shape)}")
+    if min(images.shape[-2:]) < min_size:
+        raise ValueError(
+            f"images must be at least {min_size} x {min_size} for the {family} statistics, "
+            f"got {tuple(images.shape[-2:])}"
+        )
+
+
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
@@ -85,10 +96,7 @@ def noise_statistics(images: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: not ``N x 3 x H x W``, or smaller than 3 x 3.
     """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be N x 3 x H x W, got {tuple(images.shape)}")
-    if min(images.shape[-2:]) < 3:
-        raise ValueError(f"images must be at least 3 x 3, got {tuple(images.shape[-2:])}")
+    _check_images(images, 3, "noise")
     x = images.float() * 255
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     planes = torch.cat([luma(x)[:, None], x], dim=1)  # N x 4 (luma, R, G, B) x H x W
@@ -166,13 +174,7 @@ def sharpness_statistics(images: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: not ``N x 3 x H x W``, or smaller than 10 x 10.
     """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be N x 3 x H x W, got {tuple(images.shape)}")
-    if min(images.shape[-2:]) < MIN_SIZE:
-        raise ValueError(
-            f"images must be at least {MIN_SIZE} x {MIN_SIZE} for the sharpness statistics, "
-            f"got {tuple(images.shape[-2:])}"
-        )
+    _check_images(images, MIN_SIZE, "sharpness")
     y = luma(images.float() * 255)[:, None]
     return torch.cat([_detail_bands(y), _radial_spectrum(y)], dim=1)
 
